@@ -1,0 +1,125 @@
+//! The error a state returns, and how it is classed for retries.
+//!
+//! ```
+//! use flow_core::{Error, Result, ResultExt};
+//!
+//! fn parse(raw: &str) -> Result<u32> {
+//!     // `?` turns any error into a retryable `Error`...
+//!     let n: u32 = raw.trim().parse().permanent()?; // ...unless marked permanent.
+//!     if n == 0 {
+//!         return Err(Error::permanent("a quantity of zero can never succeed"));
+//!     }
+//!     Ok(n)
+//! }
+//! assert!(parse("x").unwrap_err().is_permanent());
+//! assert_eq!(parse("7").unwrap(), 7);
+//! ```
+
+use std::error::Error as StdError;
+use std::fmt;
+
+/// A boxed error as states produce them.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// `Result` with [`Error`] as the default error type: what every state returns.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+/// Why a state attempt failed, and whether retrying it can help.
+///
+/// `?` converts any `std::error::Error + Send + Sync` into a **retryable** `Error`, so a flaky
+/// call is retried by the state's policy without ceremony. Mark errors that no retry can fix
+/// (a declined card, invalid input) with [`Error::permanent`] or [`ResultExt::permanent`]: the
+/// runtime then stops retrying that state at once.
+///
+/// Like `anyhow::Error`, this type does not implement `std::error::Error` itself; that is what
+/// lets `?` accept every error type. The errors the runtime returns to callers, such as
+/// [`RunError`](crate::RunError), do implement it.
+pub struct Error {
+    source: BoxError,
+    permanent: bool,
+}
+
+impl Error {
+    /// A failure that a later attempt may not repeat (a timeout upstream, a 503): the default.
+    pub fn retryable(error: impl Into<BoxError>) -> Self {
+        Error {
+            source: error.into(),
+            permanent: false,
+        }
+    }
+
+    /// A failure no retry can fix: the state fails at once, whatever attempts remain.
+    pub fn permanent(error: impl Into<BoxError>) -> Self {
+        Error {
+            source: error.into(),
+            permanent: true,
+        }
+    }
+
+    /// Whether the runtime will stop retrying on this error.
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
+    }
+
+    /// The same error, marked permanent.
+    pub fn into_permanent(mut self) -> Self {
+        self.permanent = true;
+        self
+    }
+
+    /// The underlying error.
+    pub fn source(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.source
+    }
+
+    /// The error's message followed by its chain of causes, `: `-separated.
+    pub fn message(&self) -> String {
+        let mut text = self.source.to_string();
+        let mut cause = self.source.source();
+        while let Some(next) = cause {
+            text.push_str(": ");
+            text.push_str(&next.to_string());
+            cause = next.source();
+        }
+        text
+    }
+}
+
+impl<E: StdError + Send + Sync + 'static> From<E> for Error {
+    fn from(error: E) -> Self {
+        Error::retryable(error)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("source", &self.source)
+            .field("permanent", &self.permanent)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+/// Marks the error of a `Result` as permanent or retryable on the way through `?`.
+pub trait ResultExt<T> {
+    /// Converts the error into a permanent [`Error`]: no retry will be attempted.
+    fn permanent(self) -> Result<T>;
+    /// Converts the error into a retryable [`Error`] (what `?` does by default).
+    fn retryable(self) -> Result<T>;
+}
+
+impl<T, E: Into<BoxError>> ResultExt<T> for core::result::Result<T, E> {
+    fn permanent(self) -> Result<T> {
+        self.map_err(Error::permanent)
+    }
+
+    fn retryable(self) -> Result<T> {
+        self.map_err(Error::retryable)
+    }
+}

@@ -1,0 +1,132 @@
+//! Static graph metadata of a machine, and its Mermaid and DOT renderings.
+//!
+//! Every machine exposes its graph as `module::graph()` (or [`Machine::graph`](crate::Machine)):
+//!
+//! ```ignore
+//! let graph = checkout::graph();
+//! assert_eq!(graph.targets("validate").collect::<Vec<_>>(), ["charge", "reject"]);
+//! println!("{}", graph.to_mermaid());
+//! ```
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::Policy;
+
+/// The shape of a machine: its states, its edges, where it starts and where it may end.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Graph {
+    /// The machine's name.
+    pub name: &'static str,
+    /// Every state, in declaration order.
+    pub states: &'static [StateInfo],
+    /// Every declared transition, as `(from, to)` state names, in declaration order.
+    pub edges: &'static [(&'static str, &'static str)],
+    /// The index of the start state in `states`.
+    pub start: usize,
+    /// How many states one run may enter before it fails (the loop guard).
+    pub max_steps: u64,
+}
+
+/// One state of a [`Graph`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct StateInfo {
+    /// The state's name: its fn's name.
+    pub name: &'static str,
+    /// Whether runs begin here.
+    pub start: bool,
+    /// Whether this state ends a run.
+    pub end: bool,
+    /// The payload: `(argument name, type)` in order, as written in the fn signature.
+    pub payload: &'static [(&'static str, &'static str)],
+    /// For an end state, the output type as written.
+    pub output: Option<&'static str>,
+    /// Retries, timeout and visit limit.
+    pub policy: Policy,
+}
+
+impl Graph {
+    /// The start state.
+    pub fn start(&self) -> &'static StateInfo {
+        &self.states[self.start]
+    }
+
+    /// The state named `name`, if the machine has one.
+    pub fn state(&self, name: &str) -> Option<&'static StateInfo> {
+        self.states.iter().find(|state| state.name == name)
+    }
+
+    /// The end states, in declaration order.
+    pub fn ends(&self) -> impl Iterator<Item = &'static StateInfo> + 'static {
+        self.states.iter().filter(|state| state.end)
+    }
+
+    /// The states `from` may go to, in declaration order.
+    pub fn targets<'a>(&self, from: &'a str) -> impl Iterator<Item = &'static str> + 'a {
+        self.edges
+            .iter()
+            .filter(move |(f, _)| *f == from)
+            .map(|(_, to)| *to)
+    }
+
+    /// The graph as a Mermaid `stateDiagram-v2`, with each non-default policy noted on its state.
+    pub fn to_mermaid(&self) -> String {
+        let mut out = String::from("stateDiagram-v2\n");
+        for state in self.states {
+            if let Some(policy) = describe(&state.policy) {
+                let _ = writeln!(out, "    {0} : {0} ({policy})", state.name);
+            }
+        }
+        let _ = writeln!(out, "    [*] --> {}", self.start().name);
+        for (from, to) in self.edges {
+            let _ = writeln!(out, "    {from} --> {to}");
+        }
+        for end in self.ends() {
+            let _ = writeln!(out, "    {} --> [*]", end.name);
+        }
+        out
+    }
+
+    /// The graph in Graphviz DOT: start marked by a point, end states doubly outlined.
+    pub fn to_dot(&self) -> String {
+        let mut out = format!("digraph {} {{\n", self.name);
+        out.push_str("    rankdir=LR;\n    node [shape=box, style=rounded];\n");
+        out.push_str("    __start [shape=point];\n");
+        for state in self.states {
+            let mut attrs = Vec::new();
+            if let Some(policy) = describe(&state.policy) {
+                attrs.push(format!("label=\"{}\\n{policy}\"", state.name));
+            }
+            if state.end {
+                attrs.push("peripheries=2".to_owned());
+            }
+            if attrs.is_empty() {
+                let _ = writeln!(out, "    {};", state.name);
+            } else {
+                let _ = writeln!(out, "    {} [{}];", state.name, attrs.join(", "));
+            }
+        }
+        let _ = writeln!(out, "    __start -> {};", self.start().name);
+        for (from, to) in self.edges {
+            let _ = writeln!(out, "    {from} -> {to};");
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+/// A short description of a policy's non-default parts, `None` when all are default.
+fn describe(policy: &Policy) -> Option<String> {
+    let mut parts = Vec::new();
+    if policy.retry.attempts > 1 {
+        parts.push(format!("{} attempts", policy.retry.attempts));
+    }
+    if let Some(timeout) = policy.timeout {
+        parts.push(format!("timeout {timeout:?}"));
+    }
+    if let Some(max) = policy.max_visits {
+        parts.push(format!("max {max} visits"));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}

@@ -1,0 +1,90 @@
+//! What happened during a run: one [`Entry`] per state attempt.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// One state attempt: which state, which attempt of its visit, what came of it, how long it took.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entry {
+    /// The state's name.
+    pub state: &'static str,
+    /// 1 for the first attempt of a visit, 2 for its first retry, and so on.
+    pub attempt: u32,
+    /// What the attempt produced.
+    pub outcome: Outcome,
+    /// How long the attempt ran (by the tokio clock, so paused-clock tests see virtual time).
+    pub duration: Duration,
+}
+
+/// What came of one state attempt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Outcome {
+    /// The state went to `to`.
+    Transitioned {
+        /// The next state's name.
+        to: &'static str,
+    },
+    /// The end state finished the run.
+    Completed,
+    /// The attempt failed.
+    Failed {
+        /// Why.
+        failure: Failure,
+        /// The backoff before the next attempt; `None` when no attempt follows.
+        retry_in: Option<Duration>,
+    },
+}
+
+/// Why a state attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Failure {
+    /// The state returned an error.
+    Error {
+        /// The error's message and causes.
+        message: String,
+        /// Whether it was marked permanent (no retry).
+        permanent: bool,
+    },
+    /// The attempt ran longer than the state's `timeout` and was cancelled.
+    TimedOut {
+        /// The timeout it exceeded.
+        after: Duration,
+    },
+    /// The state panicked; the panic was caught and counted as a failed attempt.
+    Panicked {
+        /// The panic's message, when it was a string.
+        message: String,
+    },
+}
+
+impl Failure {
+    /// Whether this failure ends the visit whatever attempts remain.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Failure::Error {
+                permanent: true,
+                ..
+            }
+        )
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Error {
+                message,
+                permanent: true,
+            } => write!(f, "permanent error: {message}"),
+            Failure::Error {
+                message,
+                permanent: false,
+            } => write!(f, "error: {message}"),
+            Failure::TimedOut { after } => write!(f, "timed out after {after:?}"),
+            Failure::Panicked { message } => write!(f, "panicked: {message}"),
+        }
+    }
+}

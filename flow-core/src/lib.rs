@@ -1,0 +1,32 @@
+//! The runtime of [`flow`](https://docs.rs/flow): what `#[flow::machine]` generates code
+//! against, and what runs it.
+//!
+//! Users depend on the `flow` crate, which re-exports everything here together with the macros.
+//! The pieces:
+//!
+//! - [`Machine`]: the trait a generated machine implements; [`Step`] and [`Goto`] its plumbing.
+//! - [`Runner`]: runs a machine in memory, with each state's [`Policy`] (retries with
+//!   [`Backoff`], timeouts, visit limits) and the run's `max_steps` guard.
+//! - [`Error`]: what a state returns on failure, retryable or permanent.
+//! - [`Graph`]: the static shape of a machine, rendered as Mermaid or DOT.
+//! - [`history`]: what happened in a run, attempt by attempt.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod graph;
+pub mod history;
+mod machine;
+mod policy;
+mod run;
+
+pub use error::{BoxError, Error, Result, ResultExt};
+pub use graph::{Graph, StateInfo};
+pub use machine::{Goto, Machine, Step};
+pub use policy::{Backoff, Policy, RetryPolicy};
+pub use run::{Finished, RunError, Runner};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+}

@@ -1,0 +1,110 @@
+//! Per-state policy: attempts, backoff, timeout and the visit guard.
+//!
+//! The macro builds a [`Policy`] for every state from its attribute;
+//! `#[state(retry(attempts = 5, backoff = "100ms..10s"), timeout = "30s", max_visits = 3)]`
+//! becomes:
+//!
+//! ```
+//! use std::time::Duration;
+//! use flow_core::{Backoff, Policy, RetryPolicy};
+//!
+//! let policy = Policy {
+//!     retry: RetryPolicy {
+//!         attempts: 5,
+//!         backoff: Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(10) },
+//!     },
+//!     timeout: Some(Duration::from_secs(30)),
+//!     max_visits: Some(3),
+//! };
+//! // The n-th retry waits a random time in [0, min(cap, base * 2^(n-1))] ("full jitter").
+//! assert_eq!(policy.retry.backoff.ceiling(1), Duration::from_millis(100));
+//! assert_eq!(policy.retry.backoff.ceiling(4), Duration::from_millis(800));
+//! assert_eq!(policy.retry.backoff.ceiling(30), Duration::from_secs(10));
+//! ```
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// How the runtime treats one state: retries, per-attempt timeout and visit limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    /// How many attempts a visit gets and how long to wait between them.
+    pub retry: RetryPolicy,
+    /// The longest one attempt may run; a slower attempt is cancelled and counts as failed.
+    pub timeout: Option<Duration>,
+    /// How often a run may enter this state; entering it once more fails the run.
+    pub max_visits: Option<u32>,
+}
+
+impl Policy {
+    /// One attempt, no timeout, no visit limit: the policy of a state that declares none.
+    pub const DEFAULT: Policy = Policy {
+        retry: RetryPolicy::NONE,
+        timeout: None,
+        max_visits: None,
+    };
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::DEFAULT
+    }
+}
+
+/// How many attempts a state visit gets, and the backoff between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; at least 1.
+    pub attempts: u32,
+    /// The wait before each retry.
+    pub backoff: Backoff,
+}
+
+impl RetryPolicy {
+    /// A single attempt: a failure fails the state.
+    pub const NONE: RetryPolicy = RetryPolicy {
+        attempts: 1,
+        backoff: Backoff::DEFAULT,
+    };
+}
+
+/// Exponential backoff with a cap and full jitter.
+///
+/// Before retry `n` (1 for the first retry) the runtime waits a uniformly random duration in
+/// `[0, min(cap, base * 2^(n-1))]`. Full jitter spreads retries of many runs hitting the same
+/// failing service, instead of having them come back in lockstep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Backoff {
+    /// The ceiling of the first retry's wait.
+    pub base: Duration,
+    /// The largest ceiling any retry's wait can have.
+    pub cap: Duration,
+}
+
+impl Backoff {
+    /// `100ms..10s`: the backoff of a `retry(...)` that does not name one.
+    pub const DEFAULT: Backoff = Backoff {
+        base: Duration::from_millis(100),
+        cap: Duration::from_secs(10),
+    };
+
+    /// The longest wait before retry `retry` (1-based): `min(cap, base * 2^(retry-1))`.
+    pub fn ceiling(&self, retry: u32) -> Duration {
+        let doublings = retry.saturating_sub(1).min(63);
+        let factor = 1u128 << doublings;
+        let nanos = self
+            .base
+            .as_nanos()
+            .saturating_mul(factor)
+            .min(self.cap.as_nanos());
+        // `nanos <= cap`, which came from a `Duration`, so it fits back into one.
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// The wait before retry `retry`, drawn uniformly from `[0, ceiling(retry)]`.
+    pub(crate) fn delay(&self, retry: u32, rng: &mut fastrand::Rng) -> Duration {
+        let ceiling = u64::try_from(self.ceiling(retry).as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(rng.u64(0..=ceiling))
+    }
+}
