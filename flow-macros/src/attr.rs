@@ -1,0 +1,381 @@
+//! The attribute grammar: `#[state(...)]` and `#[flow::machine(...)]`.
+//!
+//! ```text
+//! #[flow::machine(max_steps = 1000, name = "checkout")]
+//! #[state(start, end, to(a, b), retry(attempts = 5, backoff = "100ms..10s"),
+//!         timeout = "30s", max_visits = 3)]
+//! ```
+//!
+//! Every problem is pushed to [`Errors`] and parsing goes on, so one compile shows them all.
+
+use std::time::Duration;
+
+use proc_macro2::{Span, TokenStream};
+use syn::meta::ParseNestedMeta;
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+use syn::{Attribute, Expr, ExprLit, Ident, Lit, LitStr, Token};
+
+use crate::suggest;
+
+const STATE_KEYS: [&str; 6] = ["start", "end", "to", "retry", "timeout", "max_visits"];
+const RETRY_KEYS: [&str; 2] = ["attempts", "backoff"];
+const MACHINE_KEYS: [&str; 2] = ["max_steps", "name"];
+const DURATION_HELP: &str =
+    "= help: write a number and a unit, such as \"250ms\", \"30s\", \"5m\", \"1h30m\" or \"2d\"";
+
+/// Errors collected across phases, reported together.
+#[derive(Default)]
+pub struct Errors(Option<syn::Error>);
+
+impl Errors {
+    /// Records `message` at `span`.
+    pub fn push(&mut self, span: Span, message: impl std::fmt::Display) {
+        self.add(syn::Error::new(span, message));
+    }
+
+    /// Records `message` spanning all of `tokens`.
+    pub fn push_spanned(&mut self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
+        self.add(syn::Error::new_spanned(tokens, message));
+    }
+
+    /// Records an error as it is.
+    pub fn add(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    /// `Err` with every recorded error, or `Ok(())` if there were none.
+    pub fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+/// What one `#[state(...)]` says.
+pub struct StateAttr {
+    /// `start`, where present.
+    pub start: Option<Span>,
+    /// `end`, where present.
+    pub end: Option<Span>,
+    /// `to(...)`: its keyword's span and the target names.
+    pub to: Option<(Span, Vec<Ident>)>,
+    /// Retries, timeout and visit limit.
+    pub policy: PolicyAttr,
+}
+
+/// The policy keys of a `#[state(...)]`; `None` where not given.
+#[derive(Default)]
+pub struct PolicyAttr {
+    pub attempts: Option<u32>,
+    pub backoff: Option<(Duration, Duration)>,
+    pub timeout: Option<Duration>,
+    pub max_visits: Option<u32>,
+}
+
+/// What `#[flow::machine(...)]` says.
+#[derive(Default)]
+pub struct MachineAttr {
+    pub name: Option<String>,
+    pub max_steps: Option<u64>,
+}
+
+/// Reads a `#[state]` or `#[state(...)]` attribute.
+pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
+    let mut out = StateAttr {
+        start: None,
+        end: None,
+        to: None,
+        policy: PolicyAttr::default(),
+    };
+    if matches!(attr.meta, syn::Meta::Path(_)) {
+        return out;
+    }
+    let result = attr.parse_nested_meta(|meta| {
+        let Some(key) = meta.path.get_ident().map(Ident::to_string) else {
+            errors.push_spanned(&meta.path, "expected a key of #[state(...)]");
+            return skip_value(&meta);
+        };
+        let span = meta.path.span();
+        let repeated = match key.as_str() {
+            "start" => out.start.replace(span).is_some(),
+            "end" => out.end.replace(span).is_some(),
+            "to" => {
+                let mut targets = Vec::new();
+                meta.parse_nested_meta(|target| {
+                    match target.path.get_ident() {
+                        Some(name) => targets.push(name.clone()),
+                        None => errors.push_spanned(
+                            &target.path,
+                            "expected a state name\n= help: name the target states: to(charge, reject)",
+                        ),
+                    }
+                    Ok(())
+                })?;
+                out.to.replace((span, targets)).is_some()
+            }
+            "retry" => {
+                let repeated = out.policy.attempts.is_some() || out.policy.backoff.is_some();
+                meta.parse_nested_meta(|option| retry_option(&option, &mut out.policy, errors))?;
+                repeated
+            }
+            "timeout" => {
+                let value = meta.value()?.parse::<Expr>()?;
+                let timeout = duration_value(&value, "timeout", errors);
+                if timeout == Some(Duration::ZERO) {
+                    errors.push_spanned(&value, "a timeout of zero would fail every attempt\n= help: give the longest time one attempt may take, such as \"30s\"");
+                }
+                out.policy.timeout.replace(timeout.unwrap_or_default()).is_some()
+            }
+            "max_visits" => {
+                let value = meta.value()?.parse::<Expr>()?;
+                let visits = int_value::<u32>(&value, "max_visits", errors);
+                if visits == Some(0) {
+                    errors.push_spanned(&value, "max_visits = 0 would refuse the first visit\n= help: max_visits counts how often a run may enter this state; use 1 or more");
+                }
+                out.policy.max_visits.replace(visits.unwrap_or(1)).is_some()
+            }
+            other => {
+                let hint = suggest::hint(other, "keys of #[state(...)]", STATE_KEYS);
+                errors.push(span, format!("unknown key `{other}` in #[state(...)]\n{hint}"));
+                return skip_value(&meta);
+            }
+        };
+        if repeated {
+            errors.push(span, format!("`{key}` is given twice in this #[state(...)]"));
+        }
+        Ok(())
+    });
+    if let Err(error) = result {
+        errors.add(error);
+    }
+    out
+}
+
+fn retry_option(
+    meta: &ParseNestedMeta,
+    policy: &mut PolicyAttr,
+    errors: &mut Errors,
+) -> syn::Result<()> {
+    let key = meta
+        .path
+        .get_ident()
+        .map(Ident::to_string)
+        .unwrap_or_default();
+    match key.as_str() {
+        "attempts" => {
+            let value = meta.value()?.parse::<Expr>()?;
+            match int_value::<u32>(&value, "attempts", errors) {
+                Some(0) => errors.push_spanned(
+                    &value,
+                    "retry attempts must be at least 1\n= help: `attempts` counts every try, the first included: attempts = 1 means no retry, attempts = 3 means up to two retries",
+                ),
+                Some(n) => policy.attempts = Some(n),
+                None => {}
+            }
+        }
+        "backoff" => {
+            let value = meta.value()?.parse::<Expr>()?;
+            policy.backoff = backoff_value(&value, errors);
+        }
+        other => {
+            let hint = suggest::hint(other, "keys of retry(...)", RETRY_KEYS);
+            errors.push_spanned(
+                &meta.path,
+                format!("unknown key `{other}` in retry(...)\n{hint}"),
+            );
+            return skip_value(meta);
+        }
+    }
+    Ok(())
+}
+
+/// Reads the arguments of `#[flow::machine(...)]`.
+pub fn machine(args: TokenStream, errors: &mut Errors) -> MachineAttr {
+    let mut out = MachineAttr::default();
+    let parser = syn::meta::parser(|meta| {
+        let key = meta
+            .path
+            .get_ident()
+            .map(Ident::to_string)
+            .unwrap_or_default();
+        match key.as_str() {
+            "max_steps" => {
+                let value = meta.value()?.parse::<Expr>()?;
+                match int_value::<u64>(&value, "max_steps", errors) {
+                    Some(0) => errors.push_spanned(&value, "max_steps = 0 would refuse every run\n= help: max_steps bounds how many states one run may enter; use 1 or more"),
+                    steps => out.max_steps = steps,
+                }
+            }
+            "name" => {
+                let name = meta.value()?.parse::<LitStr>()?;
+                if name.value().trim().is_empty() {
+                    errors.push_spanned(&name, "a machine's name cannot be empty");
+                }
+                out.name = Some(name.value());
+            }
+            other => {
+                let hint = suggest::hint(other, "keys of #[flow::machine(...)]", MACHINE_KEYS);
+                errors.push_spanned(
+                    &meta.path,
+                    format!("unknown key `{other}` in #[flow::machine(...)]\n{hint}"),
+                );
+                return skip_value(&meta);
+            }
+        }
+        Ok(())
+    });
+    if let Err(error) = parser.parse2(args) {
+        errors.add(error);
+    }
+    out
+}
+
+/// Consumes `= value` or `(...)` after a key that was already reported.
+fn skip_value(meta: &ParseNestedMeta) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        meta.value()?.parse::<Expr>()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let content;
+        syn::parenthesized!(content in meta.input);
+        content.parse::<TokenStream>()?;
+    }
+    Ok(())
+}
+
+fn int_value<N>(value: &Expr, key: &str, errors: &mut Errors) -> Option<N>
+where
+    N: std::str::FromStr,
+    N::Err: std::fmt::Display,
+{
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => match int.base10_parse::<N>() {
+            Ok(n) => Some(n),
+            Err(error) => {
+                errors.push_spanned(int, format!("`{key}` {error}"));
+                None
+            }
+        },
+        _ => {
+            errors.push_spanned(
+                value,
+                format!("`{key}` takes a whole number, such as `{key} = 3`"),
+            );
+            None
+        }
+    }
+}
+
+fn string_value<'a>(
+    value: &'a Expr,
+    key: &str,
+    example: &str,
+    errors: &mut Errors,
+) -> Option<&'a LitStr> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(text),
+            ..
+        }) => Some(text),
+        _ => {
+            errors.push_spanned(
+                value,
+                format!("`{key}` takes a string, such as `{key} = \"{example}\"`"),
+            );
+            None
+        }
+    }
+}
+
+fn duration_value(value: &Expr, key: &str, errors: &mut Errors) -> Option<Duration> {
+    let text = string_value(value, key, "30s", errors)?;
+    match parse_duration(&text.value()) {
+        Ok(duration) => Some(duration),
+        Err(problem) => {
+            errors.push_spanned(
+                text,
+                format!(
+                    "bad duration {:?} for `{key}`: {problem}\n{DURATION_HELP}",
+                    text.value()
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `"BASE..CAP"` (exponential from BASE, capped at CAP) or `"BASE"` (every wait up to BASE).
+fn backoff_value(value: &Expr, errors: &mut Errors) -> Option<(Duration, Duration)> {
+    let text = string_value(value, "backoff", "100ms..10s", errors)?;
+    let raw = text.value();
+    let (base, cap) = raw.split_once("..").unwrap_or((&raw, &raw));
+    let parsed = parse_duration(base).and_then(|base| Ok((base, parse_duration(cap)?)));
+    match parsed {
+        Ok((base, cap)) if base > cap => {
+            errors.push_spanned(text, format!("backoff {raw:?} starts above its cap\n= help: write \"BASE..CAP\" with BASE <= CAP, such as \"100ms..10s\""));
+            None
+        }
+        Ok(bounds) => Some(bounds),
+        Err(problem) => {
+            errors.push_spanned(text, format!("bad backoff {raw:?}: {problem}\n= help: write \"BASE..CAP\", such as \"100ms..10s\": retry n waits up to min(CAP, BASE * 2^(n-1))"));
+            None
+        }
+    }
+}
+
+/// Parses `"250ms"`, `"1.5s"`, `"1h30m"`: numbers each followed by a unit.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("it is empty".into());
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(number_len);
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("`{number}` is not a number"))?;
+        let scale = match unit.trim() {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            "" => return Err(format!("`{number}` has no unit")),
+            other => return Err(format!("`{other}` is not a unit (ns, us, ms, s, m, h, d)")),
+        };
+        total += value * scale;
+        rest = after;
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| "it is too long".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert!(parse_duration("30").unwrap_err().contains("no unit"));
+        assert!(parse_duration("3 sec").unwrap_err().contains("not a unit"));
+        assert!(parse_duration("").is_err());
+    }
+}

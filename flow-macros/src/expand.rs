@@ -1,0 +1,410 @@
+//! Code generation for a validated machine. Nothing here checks user input: [`valid`] did.
+//!
+//! Inside the user's module this adds:
+//! - `State`, the state enum (serde, `Debug`, `Clone`), one variant per state;
+//! - one next type per non-end state (`Validate` for `validate`), with a variant per target;
+//! - `Goto` impls for exactly the declared edges, and the target constructors `goto!` uses;
+//! - `Machine`, implementing `flow::Machine`; the static graph; `run` and `graph`.
+//!
+//! [`valid`]: crate::valid
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::Type;
+
+use crate::ast::{Machine, State, context_type, type_text};
+
+/// Runs that enter this many states without ending fail, unless `max_steps` says otherwise.
+const DEFAULT_MAX_STEPS: u64 = 10_000;
+
+pub fn machine(machine: &Machine) -> TokenStream {
+    let attrs = &machine.attrs;
+    let vis = &machine.vis;
+    let ident = &machine.ident;
+    let items = &machine.items;
+    let fns = machine.states.iter().map(|state| &state.func);
+    let state_enum = state_enum(machine);
+    let next_types = machine
+        .states
+        .iter()
+        .filter(|s| !s.is_end())
+        .map(|s| next_type(machine, s));
+    let targets = targets(machine);
+    let machine_impl = machine_impl(machine);
+    let graph = graph(machine);
+    quote! {
+        #(#attrs)*
+        #vis mod #ident {
+            #(#items)*
+            #(#fns)*
+            #state_enum
+            #(#next_types)*
+            #targets
+            #machine_impl
+            #graph
+        }
+    }
+}
+
+/// The context type, from the start state's `&mut` first parameter (validation ensured it).
+fn context(machine: &Machine) -> Type {
+    let start = machine.start().unwrap_or(&machine.states[0]);
+    match &start.context {
+        Some(param) => context_type(&param.ty).unwrap_or(&param.ty).clone(),
+        None => syn::parse_quote!(()),
+    }
+}
+
+fn output(machine: &Machine) -> Type {
+    machine
+        .states
+        .iter()
+        .find(|state| state.is_end())
+        .and_then(|state| state.returns.clone())
+        .unwrap_or_else(|| syn::parse_quote!(()))
+}
+
+/// The fields of a variant carrying `state`'s payload, each documented.
+fn payload_fields(state: &State) -> TokenStream {
+    if state.payload.is_empty() {
+        return TokenStream::new();
+    }
+    let fields = state.payload.iter().filter_map(|param| {
+        let ident = param.ident.as_ref()?;
+        let ty = &param.ty;
+        let doc = format!("`{ident}`, of the payload of state `{}`.", state.ident);
+        Some(quote! { #[doc = #doc] #ident: #ty })
+    });
+    quote! { { #(#fields),* } }
+}
+
+/// `Variant { a, b }` or `Variant`, as a pattern or an expression with fields in scope.
+fn variant_with_fields(owner: &TokenStream, state: &State) -> TokenStream {
+    let variant = state.variant();
+    let fields = state.fields();
+    if fields.is_empty() {
+        quote! { #owner::#variant }
+    } else {
+        quote! { #owner::#variant { #(#fields),* } }
+    }
+}
+
+fn state_enum(machine: &Machine) -> TokenStream {
+    let doc = format!(
+        "Where a run of the `{}` machine is: one variant per state, carrying that state's payload.",
+        machine.ident
+    );
+    let variants = machine.states.iter().map(|state| {
+        let variant = state.variant();
+        let fields = payload_fields(state);
+        let doc = format!("In state `{}`.", state.ident);
+        quote! { #[doc = #doc] #variant #fields }
+    });
+    quote! {
+        #[doc = #doc]
+        #[derive(
+            ::core::fmt::Debug,
+            ::core::clone::Clone,
+            ::flow::__private::serde::Serialize,
+            ::flow::__private::serde::Deserialize,
+        )]
+        #[serde(crate = "::flow::__private::serde")]
+        #[allow(dead_code)]
+        pub enum State { #(#variants),* }
+    }
+}
+
+fn next_type(machine: &Machine, state: &State) -> TokenStream {
+    let name = state.variant();
+    let targets: Vec<&State> = state
+        .targets()
+        .iter()
+        .filter_map(|t| machine.index_of(t))
+        .map(|i| &machine.states[i])
+        .collect();
+    let doc = format!(
+        "Where state `{}` may go: {}. Its body returns this, built with `goto!`.",
+        state.ident,
+        targets
+            .iter()
+            .map(|t| format!("`{}`", t.ident))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let variants = targets.iter().map(|target| {
+        let variant = target.variant();
+        let fields = payload_fields(target);
+        let doc = format!("Go to `{}`.", target.ident);
+        quote! { #[doc = #doc] #variant #fields }
+    });
+    let own = quote!(#name);
+    let into_state = targets.iter().map(|target| {
+        let from = variant_with_fields(&own, target);
+        let to = variant_with_fields(&quote!(State), target);
+        quote! { #from => #to }
+    });
+    // Spanned on the user's `to(...)` entry, so "`Validate` implements `Goto<charge>`" points there.
+    let gotos = state
+        .targets()
+        .iter()
+        .zip(&targets)
+        .map(|(declared, target)| {
+            let marker = &target.ident;
+            let fields = target.fields();
+            let to = variant_with_fields(&own, target);
+            quote_spanned! {declared.span()=>
+                impl ::flow::Goto<__flow_to::#marker> for #name {
+                    fn goto(target: __flow_to::#marker) -> Self {
+                        let __flow_to::#marker(#(#fields),*) = target;
+                        #to
+                    }
+                }
+            }
+        });
+    quote! {
+        #[doc = #doc]
+        #[derive(::core::fmt::Debug)]
+        #[allow(dead_code)]
+        pub enum #name { #(#variants),* }
+
+        impl ::core::convert::From<#name> for State {
+            fn from(next: #name) -> State {
+                match next { #(#into_state),* }
+            }
+        }
+
+        #(#gotos)*
+    }
+}
+
+/// The constructors `goto!(target(...))` builds: one tuple struct per state, its payload's types
+/// reached through aliases declared in the user's module so paths resolve as the user wrote them.
+fn targets(machine: &Machine) -> TokenStream {
+    let mut aliases = Vec::new();
+    let mut markers = Vec::new();
+    for state in &machine.states {
+        let marker = &state.ident;
+        let fields: Vec<TokenStream> = state
+            .payload
+            .iter()
+            .enumerate()
+            .map(|(i, param)| {
+                let alias = format_ident!("__flow_{}_{}", state.ident, i);
+                let ty = &param.ty;
+                aliases.push(quote! {
+                    #[allow(non_camel_case_types)]
+                    type #alias = #ty;
+                });
+                quote!(pub super::#alias)
+            })
+            .collect();
+        let doc = format!("Enters `{}`: `goto!({}(...))`.", state.ident, state.ident);
+        markers.push(quote! {
+            #[doc = #doc]
+            pub struct #marker(#(#fields),*);
+        });
+    }
+    quote! {
+        #(#aliases)*
+
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, dead_code)]
+        pub mod __flow_to {
+            #(#markers)*
+        }
+    }
+}
+
+fn machine_impl(machine: &Machine) -> TokenStream {
+    let name = machine.name();
+    let context = context(machine);
+    let output = output(machine);
+    let start = machine.start().unwrap_or(&machine.states[0]);
+    let input_types = start.types();
+    let input_fields = start.fields();
+    let input = match input_types.as_slice() {
+        [single] => quote!(#single),
+        many => quote!((#(#many),*)),
+    };
+    let start_state = variant_with_fields(&quote!(State), start);
+    let bind_input = match input_fields.as_slice() {
+        [single] => quote!(let #single = input;),
+        many => quote!(let (#(#many),*) = input;),
+    };
+    let indexes = machine.states.iter().enumerate().map(|(i, state)| {
+        let variant = state.variant();
+        quote! { State::#variant { .. } => #i }
+    });
+    let arms = machine.states.iter().map(|state| {
+        let pattern = variant_with_fields(&quote!(State), state);
+        let func = &state.ident;
+        let fields = state.fields();
+        let span = state.ident.span();
+        let call = quote_spanned!(span=> #func(__flow_cx, #(#fields),*).await);
+        let done = if state.is_end() {
+            quote!(::flow::Step::Done(output))
+        } else {
+            quote!(::flow::Step::Next(::core::convert::From::from(output)))
+        };
+        quote! {
+            #pattern => match #call {
+                ::core::result::Result::Ok(output) => ::core::result::Result::Ok(#done),
+                ::core::result::Result::Err(error) => {
+                    ::core::result::Result::Err(::core::convert::Into::<::flow::Error>::into(error))
+                }
+            }
+        }
+    });
+    let machine_doc = format!(
+        "The `{}` machine, as the runtime sees it: `flow::Runner::new().run::<{}::Machine>(input, &mut cx)`.",
+        machine.ident, machine.ident
+    );
+    let run_doc = format!(
+        "Runs the `{}` machine in memory from `input` to its output, with each state's retries, \
+         timeouts and visit limits. For a fixed jitter seed or other limits, use `flow::Runner`.",
+        machine.ident
+    );
+    let graph_doc = format!(
+        "The shape of the `{}` machine: states, edges and policies; `.to_mermaid()`, `.to_dot()`.",
+        machine.ident
+    );
+    quote! {
+        #[doc = #machine_doc]
+        #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::marker::Copy, ::core::default::Default)]
+        #[allow(dead_code)]
+        pub struct Machine;
+
+        impl ::flow::Machine for Machine {
+            const NAME: &'static str = #name;
+            type Context = #context;
+            type Input = #input;
+            type Output = #output;
+            type State = State;
+
+            fn graph() -> &'static ::flow::Graph {
+                &__FLOW_GRAPH
+            }
+
+            fn start(input: #input) -> State {
+                #bind_input
+                #start_state
+            }
+
+            fn index(state: &State) -> usize {
+                match state { #(#indexes),* }
+            }
+
+            fn step(
+                __flow_state: State,
+                __flow_cx: &mut #context,
+            ) -> impl ::core::future::Future<
+                Output = ::flow::Result<::flow::Step<State, #output>>,
+            > + ::core::marker::Send + '_ {
+                async move {
+                    match __flow_state { #(#arms),* }
+                }
+            }
+        }
+
+        #[doc = #run_doc]
+        #[allow(dead_code)]
+        pub async fn run(
+            input: #input,
+            cx: &mut #context,
+        ) -> ::core::result::Result<::flow::Finished<#output>, ::flow::RunError> {
+            ::flow::Runner::new().run::<Machine>(input, cx).await
+        }
+
+        #[doc = #graph_doc]
+        #[allow(dead_code)]
+        pub fn graph() -> &'static ::flow::Graph {
+            &__FLOW_GRAPH
+        }
+    }
+}
+
+fn graph(machine: &Machine) -> TokenStream {
+    let name = machine.name();
+    let count = machine.states.len();
+    let start = machine
+        .start()
+        .and_then(|s| machine.index_of(&s.ident))
+        .unwrap_or(0);
+    let max_steps = machine.config.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
+    let states = machine.states.iter().map(|state| {
+        let name = state.ident.to_string();
+        let is_start = state.attr.start.is_some();
+        let is_end = state.is_end();
+        let payload = state.payload.iter().filter_map(|param| {
+            let field = param.ident.as_ref()?.to_string();
+            let ty = type_text(&param.ty);
+            Some(quote!((#field, #ty)))
+        });
+        let output = match (is_end, &state.returns) {
+            (true, Some(ty)) => {
+                let text = type_text(ty);
+                quote!(::core::option::Option::Some(#text))
+            }
+            _ => quote!(::core::option::Option::None),
+        };
+        let policy = &state.attr.policy;
+        let attempts = policy.attempts.unwrap_or(1);
+        let (base, cap) = match policy.backoff {
+            Some((base, cap)) => (duration(base), duration(cap)),
+            None => (
+                quote!(::flow::Backoff::DEFAULT.base),
+                quote!(::flow::Backoff::DEFAULT.cap),
+            ),
+        };
+        let timeout = option(policy.timeout.map(duration));
+        let max_visits = option(policy.max_visits.map(|n| quote!(#n)));
+        quote! {
+            ::flow::StateInfo {
+                name: #name,
+                start: #is_start,
+                end: #is_end,
+                payload: &[#(#payload),*],
+                output: #output,
+                policy: ::flow::Policy {
+                    retry: ::flow::RetryPolicy {
+                        attempts: #attempts,
+                        backoff: ::flow::Backoff { base: #base, cap: #cap },
+                    },
+                    timeout: #timeout,
+                    max_visits: #max_visits,
+                },
+            }
+        }
+    });
+    let edges = machine.states.iter().flat_map(|state| {
+        let from = state.ident.to_string();
+        state.targets().iter().map(move |to| {
+            let to = to.to_string();
+            quote!((#from, #to))
+        })
+    });
+    quote! {
+        static __FLOW_STATES: [::flow::StateInfo; #count] = [#(#states),*];
+
+        static __FLOW_GRAPH: ::flow::Graph = ::flow::Graph {
+            name: #name,
+            states: &__FLOW_STATES,
+            edges: &[#(#edges),*],
+            start: #start,
+            max_steps: #max_steps,
+        };
+    }
+}
+
+fn duration(duration: std::time::Duration) -> TokenStream {
+    let secs = duration.as_secs();
+    let nanos = duration.subsec_nanos();
+    quote!(::core::time::Duration::new(#secs, #nanos))
+}
+
+fn option(value: Option<TokenStream>) -> TokenStream {
+    match value {
+        Some(value) => quote!(::core::option::Option::Some(#value)),
+        None => quote!(::core::option::Option::None),
+    }
+}

@@ -1,0 +1,481 @@
+//! Every check on a parsed machine: signatures, the graph, names, and `goto!` targets.
+//!
+//! All problems are collected and reported at once, each on the user's offending token with a
+//! hint. Nothing here generates code.
+
+use std::collections::{BTreeSet, HashMap};
+
+use syn::visit::Visit;
+use syn::{Ident, Item, Macro, Type};
+
+use crate::ast::{Machine, State, context_type, type_text};
+use crate::attr::Errors;
+use crate::suggest;
+
+/// Names `#[flow::machine]` generates in the module besides each state's next type.
+const GENERATED: [&str; 4] = ["State", "Machine", "run", "graph"];
+
+pub fn check(machine: &Machine) -> syn::Result<()> {
+    let mut errors = Errors::default();
+    if machine.states.is_empty() {
+        errors.push(
+            machine.ident.span(),
+            format!(
+                "machine `{}` has no states\n= help: mark its async fns with #[state(...)], one of them #[state(start, to(...))]",
+                machine.ident
+            ),
+        );
+        return errors.finish();
+    }
+    let names = state_names(machine, &mut errors);
+    signatures(machine, &mut errors);
+    let graph_ok = declarations(machine, &names, &mut errors);
+    if graph_ok {
+        reachability(machine, &mut errors);
+    }
+    outputs(machine, &mut errors);
+    collisions(machine, &mut errors);
+    for state in &machine.states {
+        GotoTargets {
+            machine,
+            state,
+            names: &names,
+            errors: &mut errors,
+        }
+        .visit_block(&state.func.block);
+    }
+    errors.finish()
+}
+
+fn state_names(machine: &Machine, errors: &mut Errors) -> Vec<String> {
+    let mut seen = HashMap::new();
+    for state in &machine.states {
+        let name = state.ident.to_string();
+        if seen.insert(name.clone(), ()).is_some() {
+            errors.push(
+                state.ident.span(),
+                format!("a state named `{name}` is already declared in this machine\n= help: give each state its own name"),
+            );
+        }
+    }
+    machine
+        .states
+        .iter()
+        .map(|state| state.ident.to_string())
+        .collect()
+}
+
+/// `async`, no generics, a `&mut` context shared by all states, and a `Result<...>` return.
+fn signatures(machine: &Machine, errors: &mut Errors) {
+    let start = machine.start().unwrap_or(&machine.states[0]);
+    let expected = start
+        .context
+        .as_ref()
+        .and_then(|param| context_type(&param.ty));
+    for state in &machine.states {
+        let sig = &state.func.sig;
+        let name = &state.ident;
+        if sig.asyncness.is_none() {
+            errors.push(
+                sig.fn_token.span,
+                format!("state `{name}` is not async\n= help: write `async fn {name}(...)`: states are async fns"),
+            );
+        }
+        if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+            errors.push_spanned(
+                &sig.generics,
+                format!("state `{name}` cannot be generic\n= help: a state's payload is stored and resumed, so its types must be concrete"),
+            );
+        }
+        match &state.context {
+            None => errors.push(
+                sig.paren_token.span.join(),
+                format!(
+                    "state `{name}` has no context parameter\n= help: the first parameter of every state is the machine's context, taken by `&mut`: `async fn {name}(cx: &mut {}, ...)`",
+                    expected.map_or("YourContext".to_owned(), type_text)
+                ),
+            ),
+            Some(param) => match (context_type(&param.ty), expected) {
+                (None, _) => errors.push_spanned(
+                    &param.ty,
+                    format!(
+                        "the first parameter of state `{name}` must be the context, taken by `&mut`, not `{}`\n= help: write `cx: &mut {}`; the payload parameters follow it",
+                        type_text(&param.ty),
+                        expected.map_or_else(|| type_text(&param.ty), type_text)
+                    ),
+                ),
+                (Some(found), Some(expected)) if type_text(found) != type_text(expected) => {
+                    errors.push_spanned(
+                        found,
+                        format!(
+                            "state `{name}` takes context `{}`, but the start state `{}` takes `{}`\n= help: every state of a machine shares one context type",
+                            type_text(found),
+                            start.ident,
+                            type_text(expected)
+                        ),
+                    )
+                }
+                _ => {}
+            },
+        }
+        let wanted = if state.is_end() {
+            "Result<Output>".to_owned()
+        } else {
+            format!("Result<{}>", state.variant())
+        };
+        match (&state.returns, state.is_end()) {
+            (None, _) => errors.push(
+                returns_span(state),
+                format!(
+                    "state `{name}` must return `{wanted}`\n= help: {}",
+                    if state.is_end() {
+                        "an end state returns the run's output: `-> Result<Receipt>`".to_owned()
+                    } else {
+                        format!("`{}` is the state's next type, generated from its to(...); a body returns it with goto!(target(...))", state.variant())
+                    }
+                ),
+            ),
+            (Some(returns), false) if !is_named(returns, &state.variant()) => errors.push_spanned(
+                returns,
+                format!(
+                    "state `{name}` must return `Result<{0}>`, not `Result<{1}>`\n= help: `{0}` is the state's next type, generated from its to(...); return it with goto!(target(...))",
+                    state.variant(),
+                    type_text(returns)
+                ),
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// `start`, `end` and `to(...)` are consistent; returns whether edges are sound enough to walk.
+fn declarations(machine: &Machine, names: &[String], errors: &mut Errors) -> bool {
+    let mut sound = true;
+    let starts: Vec<&State> = machine
+        .states
+        .iter()
+        .filter(|s| s.attr.start.is_some())
+        .collect();
+    match starts.as_slice() {
+        [] => {
+            sound = false;
+            errors.push(
+                machine.ident.span(),
+                format!(
+                    "machine `{}` has no start state\n= help: mark the state where runs begin: #[state(start, to(...))] on `{}`?",
+                    machine.ident, machine.states[0].ident
+                ),
+            );
+        }
+        [_] => {}
+        [first, rest @ ..] => {
+            for extra in rest {
+                errors.push(
+                    extra.attr.start.unwrap_or(extra.ident.span()),
+                    format!(
+                        "a machine has one start state, but `{}` is marked start too\n= help: `{}` is already the start state; remove `start` from one of them",
+                        extra.ident, first.ident
+                    ),
+                );
+            }
+        }
+    }
+    if !machine.states.iter().any(State::is_end) {
+        sound = false;
+        errors.push(
+            machine.ident.span(),
+            format!(
+                "machine `{}` has no end state\n= help: mark the state that returns the run's output with #[state(end)]",
+                machine.ident
+            ),
+        );
+    }
+    for state in &machine.states {
+        let name = &state.ident;
+        match (&state.attr.to, state.attr.end) {
+            (Some((to, _)), Some(_)) => errors.push(
+                *to,
+                format!("end state `{name}` cannot have targets\n= help: an end state finishes the run with its output; remove `end` or the to(...)"),
+            ),
+            (None, None) => {
+                sound = false;
+                errors.push(
+                    name.span(),
+                    format!("state `{name}` has no targets and is not an end state\n= help: declare where it may go, #[state(to(next_state))], or mark it #[state(end)]"),
+                );
+            }
+            _ => {}
+        }
+        let mut seen = BTreeSet::new();
+        for target in state.targets() {
+            if !names.iter().any(|n| target == n) {
+                sound = false;
+                let hint = suggest::hint(
+                    &target.to_string(),
+                    "states",
+                    names.iter().map(String::as_str),
+                );
+                errors.push(
+                    target.span(),
+                    format!(
+                        "no state named `{target}` in machine `{}`\n{hint}",
+                        machine.ident
+                    ),
+                );
+            } else if !seen.insert(target.to_string()) {
+                errors.push(
+                    target.span(),
+                    format!("`{target}` is listed twice in this to(...)"),
+                );
+            }
+        }
+    }
+    sound
+}
+
+/// Every state is reachable from the start, and an end is reachable from every state.
+fn reachability(machine: &Machine, errors: &mut Errors) {
+    let Some(start) = machine.start().and_then(|s| machine.index_of(&s.ident)) else {
+        return;
+    };
+    let edges: Vec<Vec<usize>> = machine
+        .states
+        .iter()
+        .map(|state| {
+            state
+                .targets()
+                .iter()
+                .filter_map(|t| machine.index_of(t))
+                .collect()
+        })
+        .collect();
+    let count = machine.states.len();
+    let forward = closure(count, &[start], |i| edges[i].clone());
+    let ends: Vec<usize> = (0..count).filter(|&i| machine.states[i].is_end()).collect();
+    let reaches_end = closure(count, &ends, |i| {
+        (0..edges.len())
+            .filter(|&from| edges[from].contains(&i))
+            .collect()
+    });
+    let start_name = &machine.states[start].ident;
+    for (i, state) in machine.states.iter().enumerate() {
+        let name = &state.ident;
+        if !forward[i] {
+            errors.push(
+                name.span(),
+                format!("state `{name}` is unreachable: no path from the start state `{start_name}` leads to it\n= help: add `{name}` to the to(...) of a state that should lead to it, or remove it"),
+            );
+        } else if !reaches_end[i] {
+            errors.push(
+                name.span(),
+                format!("no end state can be reached from state `{name}`: a run that enters it can never finish\n= help: give it (or a state it leads to) a target that leads to an end state"),
+            );
+        }
+    }
+}
+
+/// Which of `len` nodes are reachable from `roots` by `next`.
+fn closure(len: usize, roots: &[usize], next: impl Fn(usize) -> Vec<usize>) -> Vec<bool> {
+    let mut seen = vec![false; len];
+    let mut stack = roots.to_vec();
+    while let Some(node) = stack.pop() {
+        if !std::mem::replace(&mut seen[node], true) {
+            stack.extend(next(node));
+        }
+    }
+    seen
+}
+
+/// All end states return the same output type.
+fn outputs(machine: &Machine, errors: &mut Errors) {
+    let mut ends = machine
+        .states
+        .iter()
+        .filter(|s| s.is_end())
+        .filter_map(|s| Some((s, s.returns.as_ref()?)));
+    let Some((first, expected)) = ends.next() else {
+        return;
+    };
+    for (state, found) in ends {
+        if type_text(found) != type_text(expected) {
+            errors.push_spanned(
+                found,
+                format!(
+                    "end state `{}` returns `{}`, but end state `{}` returns `{}`\n= help: a run has one output type: make every end state return the same type (an enum, if the outcomes differ)",
+                    state.ident,
+                    type_text(found),
+                    first.ident,
+                    type_text(expected)
+                ),
+            );
+        }
+    }
+}
+
+/// The names the macro generates must not clash with the user's.
+fn collisions(machine: &Machine, errors: &mut Errors) {
+    let mut generated: Vec<(String, String)> = GENERATED
+        .iter()
+        .map(|name| {
+            (
+                name.to_string(),
+                format!("the generated `{}::{name}`", machine.ident),
+            )
+        })
+        .collect();
+    for state in &machine.states {
+        let variant = state.variant().to_string();
+        if GENERATED.contains(&variant.as_str())
+            || GENERATED.contains(&state.ident.to_string().as_str())
+        {
+            errors.push(
+                state.ident.span(),
+                format!("a state cannot be named `{}`: #[flow::machine] generates `{}::{}` itself\n= help: rename the state", state.ident, machine.ident, if GENERATED.contains(&variant.as_str()) { variant.clone() } else { state.ident.to_string() }),
+            );
+        }
+        generated.push((variant, format!("the next type of state `{}`", state.ident)));
+    }
+    for item in &machine.items {
+        let Some(ident) = item_ident(item) else {
+            continue;
+        };
+        if let Some((_, what)) = generated.iter().find(|(name, _)| ident == name) {
+            errors.push(
+                ident.span(),
+                format!("`{ident}` is taken by {what}, which #[flow::machine] generates in this module\n= help: rename this item, or define it outside the module and refer to it by path"),
+            );
+        }
+    }
+    for state in &machine.states {
+        for param in state.payload.iter().chain(&state.context) {
+            let mut paths = TypeNames(Vec::new());
+            paths.visit_type(&param.ty);
+            for ident in paths.0 {
+                if let Some((_, what)) = generated.iter().find(|(name, _)| ident == name) {
+                    errors.push(
+                        ident.span(),
+                        format!("`{ident}` here would name {what}, not your type\n= help: rename the state, or write this type's full path (`crate::...::{ident}`)"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Single-segment type names used inside a type.
+struct TypeNames(Vec<Ident>);
+
+impl<'ast> Visit<'ast> for TypeNames {
+    fn visit_type_path(&mut self, path: &'ast syn::TypePath) {
+        if path.qself.is_none()
+            && path.path.segments.len() == 1
+            && path.path.leading_colon.is_none()
+        {
+            self.0.push(path.path.segments[0].ident.clone());
+        }
+        syn::visit::visit_type_path(self, path);
+    }
+}
+
+/// `goto!(target(...))` in a state's body names one of that state's declared targets.
+struct GotoTargets<'a> {
+    machine: &'a Machine,
+    state: &'a State,
+    names: &'a [String],
+    errors: &'a mut Errors,
+}
+
+impl<'ast> Visit<'ast> for GotoTargets<'_> {
+    fn visit_macro(&mut self, mac: &'ast Macro) {
+        if mac
+            .path
+            .segments
+            .last()
+            .is_none_or(|segment| segment.ident != "goto")
+        {
+            return;
+        }
+        let Some(target) = mac
+            .tokens
+            .clone()
+            .into_iter()
+            .next()
+            .and_then(|token| match token {
+                proc_macro2::TokenTree::Ident(ident) => Some(ident),
+                _ => None,
+            })
+        else {
+            return;
+        };
+        let from = &self.state.ident;
+        let allowed = suggest::list(
+            self.state
+                .targets()
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str),
+        );
+        if !self.names.iter().any(|name| target == name) {
+            let hint = suggest::hint(
+                &target.to_string(),
+                "states",
+                self.names.iter().map(String::as_str),
+            );
+            self.errors.push(
+                target.span(),
+                format!(
+                    "no state named `{target}` in machine `{}`\n{hint}",
+                    self.machine.ident
+                ),
+            );
+        } else if self.state.is_end() {
+            self.errors.push_spanned(
+                &mac.tokens,
+                format!("end state `{from}` cannot go to another state\n= help: an end state returns the run's output: `Ok(output)`"),
+            );
+        } else if !self.state.targets().contains(&target) {
+            let mut declared: Vec<String> = self
+                .state
+                .targets()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            declared.push(target.to_string());
+            self.errors.push_spanned(
+                &mac.tokens,
+                format!(
+                    "state `{from}` does not declare a transition to `{target}`\n= note: declare it in the state's attribute: #[state(to({}))]\n= help: `{from}` can go to: {allowed}",
+                    declared.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+fn is_named(ty: &Type, name: &Ident) -> bool {
+    matches!(ty, Type::Path(path) if path.qself.is_none() && path.path.is_ident(name))
+}
+
+fn returns_span(state: &State) -> proc_macro2::Span {
+    match &state.func.sig.output {
+        syn::ReturnType::Type(_, ty) => syn::spanned::Spanned::span(&**ty),
+        syn::ReturnType::Default => state.func.sig.paren_token.span.close(),
+    }
+}
+
+fn item_ident(item: &Item) -> Option<&Ident> {
+    match item {
+        Item::Const(i) => Some(&i.ident),
+        Item::Enum(i) => Some(&i.ident),
+        Item::Fn(i) => Some(&i.sig.ident),
+        Item::Mod(i) => Some(&i.ident),
+        Item::Static(i) => Some(&i.ident),
+        Item::Struct(i) => Some(&i.ident),
+        Item::Trait(i) => Some(&i.ident),
+        Item::Type(i) => Some(&i.ident),
+        Item::Union(i) => Some(&i.ident),
+        _ => None,
+    }
+}

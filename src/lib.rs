@@ -1,0 +1,86 @@
+//! Typed, durable state machines from annotated `async fn`s.
+//!
+//! A workflow is a module marked `#[flow::machine]`, its states `async fn`s marked `#[state]`.
+//! The macro generates a state enum and checks the wiring at compile time: a state can only go
+//! where its attribute says, with exactly the payload the target takes, every state is reachable
+//! and every run can end. The runtime runs it with each state's retries, backoff, timeout and
+//! loop guards.
+//!
+//! ```
+//! use flow::prelude::*;
+//!
+//! #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+//! pub struct Order { pub id: u32, pub lines: Vec<String> }
+//!
+//! #[derive(Default)]
+//! pub struct Shop { pub charged: u32 }
+//!
+//! #[flow::machine]
+//! pub mod checkout {
+//!     use super::*;
+//!
+//!     #[state(start, to(charge, reject))]
+//!     async fn validate(cx: &mut Shop, order: Order) -> Result<Validate> {
+//!         if order.lines.is_empty() {
+//!             return goto!(reject(format!("order {} is empty", order.id)));
+//!         }
+//!         goto!(charge(order))
+//!     }
+//!
+//!     #[state(to(ship), retry(attempts = 5, backoff = "100ms..10s"), timeout = "30s")]
+//!     async fn charge(cx: &mut Shop, order: Order) -> Result<Charge> {
+//!         cx.charged += 1;
+//!         goto!(ship(order))
+//!     }
+//!
+//!     #[state(end)]
+//!     async fn ship(cx: &mut Shop, order: Order) -> Result<String> {
+//!         Ok(format!("shipped order {}", order.id))
+//!     }
+//!
+//!     #[state(end)]
+//!     async fn reject(cx: &mut Shop, reason: String) -> Result<String> {
+//!         Ok(format!("rejected: {reason}"))
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let mut shop = Shop::default();
+//! let order = Order { id: 7, lines: vec!["tea".into()] };
+//! let done = checkout::run(order, &mut shop).await.unwrap();
+//! assert_eq!(done.output, "shipped order 7");
+//! assert_eq!(done.history.len(), 3);
+//! assert_eq!(checkout::graph().targets("validate").collect::<Vec<_>>(), ["charge", "reject"]);
+//! # }
+//! ```
+//!
+//! What the macro generates in the module: `State` (the state enum, serde-serializable), one
+//! next type per state that has targets (`Validate` for `validate`), `Machine` (implementing
+//! [`Machine`]), `run(input, &mut cx)` and `graph()` (a [`Graph`], with
+//! [`to_mermaid`](Graph::to_mermaid) and [`to_dot`](Graph::to_dot)).
+//!
+//! # The `#[state(...)]` keys
+//!
+//! | key | meaning |
+//! | --- | --- |
+//! | `start` | runs begin here; exactly one state has it |
+//! | `end` | the state returns the run's output; every end state returns the same type |
+//! | `to(a, b)` | the states this one may go to, with `goto!(a(...))` |
+//! | `retry(attempts = 5, backoff = "100ms..10s")` | attempts in all, and the jittered exponential backoff between them (`"1s"` alone: every wait up to 1s) |
+//! | `timeout = "30s"` | the longest one attempt may run |
+//! | `max_visits = 3` | how often a run may enter this state |
+//!
+//! `#[flow::machine(max_steps = 1000, name = "checkout")]` bounds the states one run may
+//! enter (10,000 unless set) and renames the machine.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub use flow_core::*;
+pub use flow_macros::{machine, state};
+
+/// What a module of states needs: `use flow::prelude::*;`.
+pub mod prelude {
+    pub use flow_core::{Error, Result, ResultExt, goto};
+    pub use flow_macros::state;
+}
