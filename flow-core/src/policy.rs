@@ -72,7 +72,7 @@ impl RetryPolicy {
 /// Exponential backoff with a cap and full jitter.
 ///
 /// Before retry `n` (1 for the first retry) the runtime waits a uniformly random duration in
-/// `[0, min(cap, base * 2^(n-1))]`. Full jitter spreads retries of many runs hitting the same
+/// `[0, min(cap, base * 2^(n-1))]` (in whole milliseconds). Full jitter spreads retries of many runs hitting the same
 /// failing service, instead of having them come back in lockstep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Backoff {
@@ -103,8 +103,14 @@ impl Backoff {
     }
 
     /// The wait before retry `retry`, drawn uniformly from `[0, ceiling(retry)]`.
+    ///
+    /// Drawn in whole milliseconds, the resolution of tokio's timers, so the recorded delay is
+    /// the one the run really waits; a ceiling under a millisecond is drawn in nanoseconds.
     pub(crate) fn delay(&self, retry: u32, rng: &mut fastrand::Rng) -> Duration {
-        let ceiling = u64::try_from(self.ceiling(retry).as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(rng.u64(0..=ceiling))
+        let ceiling = self.ceiling(retry);
+        match u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX) {
+            0 => Duration::from_nanos(rng.u64(0..=ceiling.subsec_nanos().into())),
+            millis => Duration::from_millis(rng.u64(0..=millis)),
+        }
     }
 }

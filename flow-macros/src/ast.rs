@@ -50,15 +50,19 @@ pub struct Param {
 
 impl Machine {
     /// Parses the macro's arguments and the module it is placed on.
-    pub fn parse(args: TokenStream, input: TokenStream) -> syn::Result<Machine> {
+    /// Problems that still leave a machine to validate go to `errors`; `Err` means there is none.
+    pub fn parse(
+        args: TokenStream,
+        input: TokenStream,
+        errors: &mut Errors,
+    ) -> syn::Result<Machine> {
         let module: ItemMod = syn::parse2(input).map_err(|error| {
             syn::Error::new(
                 error.span(),
                 "#[flow::machine] goes on a module: `pub mod checkout { ... }`",
             )
         })?;
-        let mut errors = Errors::default();
-        let config = attr::machine(args, &mut errors);
+        let config = attr::machine(args, errors);
         let Some((_, content)) = module.content else {
             return Err(syn::Error::new_spanned(
                 &module,
@@ -71,8 +75,8 @@ impl Machine {
             match item {
                 Item::Fn(mut func) => match take_state_attr(&mut func.attrs) {
                     Some(found) => {
-                        let attr = attr::state(&found, &mut errors);
-                        states.push(State::new(func, attr, &mut errors));
+                        let attr = attr::state(&found, errors);
+                        states.push(State::new(func, attr, errors));
                     }
                     None => items.push(Item::Fn(func)),
                 },
@@ -87,7 +91,6 @@ impl Machine {
                 }
             }
         }
-        errors.finish()?;
         Ok(Machine {
             attrs: module.attrs,
             vis: module.vis,
@@ -106,7 +109,7 @@ impl Machine {
             .unwrap_or_else(|| self.ident.to_string())
     }
 
-    /// The start state, when exactly one state is marked `start`... or the first marked one.
+    /// The start state: the first state marked `start`.
     pub fn start(&self) -> Option<&State> {
         self.states.iter().find(|state| state.attr.start.is_some())
     }

@@ -343,6 +343,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(after.len());
         let (unit, after) = after.split_at(unit_len);
+        if number.is_empty() {
+            return Err(format!("`{}` does not start with a number", rest.trim()));
+        }
         let value: f64 = number
             .parse()
             .map_err(|_| format!("`{number}` is not a number"))?;

@@ -18,8 +18,13 @@ use proc_macro::TokenStream;
 /// See the `flow` crate's documentation for the DSL.
 #[proc_macro_attribute]
 pub fn machine(args: TokenStream, input: TokenStream) -> TokenStream {
-    ast::Machine::parse(args.into(), input.into())
-        .and_then(|machine| valid::check(&machine).map(|()| expand::machine(&machine)))
+    let mut errors = attr::Errors::default();
+    let expanded =
+        ast::Machine::parse(args.into(), input.into(), &mut errors).and_then(|machine| {
+            valid::check(&machine, &mut errors);
+            errors.finish().map(|()| expand::machine(&machine))
+        });
+    expanded
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

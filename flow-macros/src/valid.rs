@@ -15,8 +15,8 @@ use crate::suggest;
 /// Names `#[flow::machine]` generates in the module besides each state's next type.
 const GENERATED: [&str; 4] = ["State", "Machine", "run", "graph"];
 
-pub fn check(machine: &Machine) -> syn::Result<()> {
-    let mut errors = Errors::default();
+/// Records every problem of `machine` in `errors`.
+pub fn check(machine: &Machine, errors: &mut Errors) {
     if machine.states.is_empty() {
         errors.push(
             machine.ident.span(),
@@ -25,53 +25,68 @@ pub fn check(machine: &Machine) -> syn::Result<()> {
                 machine.ident
             ),
         );
-        return errors.finish();
+        return;
     }
-    let names = state_names(machine, &mut errors);
-    signatures(machine, &mut errors);
-    let graph_ok = declarations(machine, &names, &mut errors);
-    if graph_ok {
-        reachability(machine, &mut errors);
+    let (names, unique) = state_names(machine, errors);
+    signatures(machine, errors);
+    // Walking a graph with unknown or ambiguous names would only restate those errors.
+    if declarations(machine, &names, errors) && unique {
+        reachability(machine, errors);
     }
-    outputs(machine, &mut errors);
-    collisions(machine, &mut errors);
+    outputs(machine, errors);
+    collisions(machine, errors);
     for state in &machine.states {
-        GotoTargets {
-            machine,
-            state,
-            names: &names,
-            errors: &mut errors,
+        let declared_ok = state.targets().iter().all(|t| names.iter().any(|n| t == n));
+        if declared_ok {
+            GotoTargets {
+                machine,
+                state,
+                names: &names,
+                errors,
+            }
+            .visit_block(&state.func.block);
         }
-        .visit_block(&state.func.block);
     }
-    errors.finish()
 }
 
-fn state_names(machine: &Machine, errors: &mut Errors) -> Vec<String> {
+/// The state names, and whether they are all distinct.
+fn state_names(machine: &Machine, errors: &mut Errors) -> (Vec<String>, bool) {
+    let mut unique = true;
     let mut seen = HashMap::new();
     for state in &machine.states {
         let name = state.ident.to_string();
         if seen.insert(name.clone(), ()).is_some() {
+            unique = false;
             errors.push(
                 state.ident.span(),
                 format!("a state named `{name}` is already declared in this machine\n= help: give each state its own name"),
             );
         }
     }
-    machine
+    let names = machine
         .states
         .iter()
         .map(|state| state.ident.to_string())
-        .collect()
+        .collect();
+    (names, unique)
 }
 
 /// `async`, no generics, a `&mut` context shared by all states, and a `Result<...>` return.
 fn signatures(machine: &Machine, errors: &mut Errors) {
+    // The machine's context: the start state's if it takes one by `&mut`, else any state's.
     let start = machine.start().unwrap_or(&machine.states[0]);
-    let expected = start
-        .context
-        .as_ref()
-        .and_then(|param| context_type(&param.ty));
+    let with_context = |state: &&State| {
+        state
+            .context
+            .as_ref()
+            .and_then(|p| context_type(&p.ty))
+            .is_some()
+    };
+    let owner = Some(start)
+        .filter(with_context)
+        .or_else(|| machine.states.iter().find(with_context));
+    let expected = owner.and_then(|state| context_type(&state.context.as_ref()?.ty));
+    let suggested = expected.map_or("YourContext".to_owned(), type_text);
     for state in &machine.states {
         let sig = &state.func.sig;
         let name = &state.ident;
@@ -87,34 +102,29 @@ fn signatures(machine: &Machine, errors: &mut Errors) {
                 format!("state `{name}` cannot be generic\n= help: a state's payload is stored and resumed, so its types must be concrete"),
             );
         }
+        let missing = format!(
+            "state `{name}` has no context parameter\n= help: the first parameter of every state is the machine's context, taken by `&mut`: `async fn {name}(cx: &mut {suggested}, ...)`"
+        );
         match &state.context {
-            None => errors.push(
-                sig.paren_token.span.join(),
-                format!(
-                    "state `{name}` has no context parameter\n= help: the first parameter of every state is the machine's context, taken by `&mut`: `async fn {name}(cx: &mut {}, ...)`",
-                    expected.map_or("YourContext".to_owned(), type_text)
-                ),
-            ),
-            Some(param) => match (context_type(&param.ty), expected) {
-                (None, _) => errors.push_spanned(
-                    &param.ty,
+            None => errors.push(sig.paren_token.span.join(), missing),
+            Some(param) => match (&param.ty, context_type(&param.ty), expected) {
+                (syn::Type::Reference(shared), None, _) => errors.push_spanned(
+                    shared,
                     format!(
-                        "the first parameter of state `{name}` must be the context, taken by `&mut`, not `{}`\n= help: write `cx: &mut {}`; the payload parameters follow it",
-                        type_text(&param.ty),
-                        expected.map_or_else(|| type_text(&param.ty), type_text)
+                        "state `{name}` takes its context by `&`, but a state may change it: take it by `&mut`\n= help: write `&mut {}`",
+                        type_text(&shared.elem)
                     ),
                 ),
-                (Some(found), Some(expected)) if type_text(found) != type_text(expected) => {
-                    errors.push_spanned(
-                        found,
-                        format!(
-                            "state `{name}` takes context `{}`, but the start state `{}` takes `{}`\n= help: every state of a machine shares one context type",
-                            type_text(found),
-                            start.ident,
-                            type_text(expected)
-                        ),
-                    )
-                }
+                (_, None, _) => errors.push(param.span, missing),
+                (_, Some(found), Some(expected)) if type_text(found) != type_text(expected) => errors.push_spanned(
+                    found,
+                    format!(
+                        "state `{name}` takes context `{}`, but state `{}` takes `{}`\n= help: every state of a machine shares one context type",
+                        type_text(found),
+                        owner.map_or(start, |o| o).ident,
+                        type_text(expected)
+                    ),
+                ),
                 _ => {}
             },
         }
@@ -123,7 +133,9 @@ fn signatures(machine: &Machine, errors: &mut Errors) {
         } else {
             format!("Result<{}>", state.variant())
         };
+        let declares_nothing = state.attr.to.is_none() && !state.is_end();
         match (&state.returns, state.is_end()) {
+            _ if declares_nothing => {} // reported by `declarations`
             (None, _) => errors.push(
                 returns_span(state),
                 format!(

@@ -1,0 +1,31 @@
+use flow::prelude::*;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Order {
+    pub id: u32,
+}
+
+pub struct Shop;
+
+#[derive(Debug, Clone)]
+pub struct Card {
+    pub number: String,
+}
+
+#[flow::machine]
+pub mod checkout {
+    use super::*;
+
+    #[state(start, to(ship))]
+    async fn validate(_cx: &mut Shop, order: Order, card: Card) -> Result<Validate> {
+        let _ = card;
+        goto!(ship(order))
+    }
+
+    #[state(end)]
+    async fn ship(_cx: &mut Shop, order: Order) -> Result<u32> {
+        Ok(order.id)
+    }
+}
+
+fn main() {}

@@ -1,0 +1,15 @@
+use flow::prelude::*;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Order {
+    pub id: u32,
+}
+
+pub struct Shop;
+
+#[state(start, to(ship))]
+async fn validate(_cx: &mut Shop, order: Order) -> Result<u32> {
+    Ok(order.id)
+}
+
+fn main() {}
