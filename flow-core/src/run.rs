@@ -127,11 +127,15 @@ impl Runner {
     ) -> Result<Finished<M::Output>, RunError> {
         let graph = M::graph();
         let max_steps = self.max_steps.unwrap_or(graph.max_steps);
-        let mut rng = self
-            .seed
-            .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
+        // Seeded on the first retry: runs that never retry never pay for it.
+        let mut jitter = Jitter {
+            seed: self.seed,
+            rng: None,
+        };
         let mut visits = vec![0u32; graph.states.len()];
-        let mut history = Vec::new();
+        let mut history = Vec::with_capacity(graph.states.len());
+        // Each attempt ends when it is measured; the next starts then, unless a backoff intervened.
+        let mut clock = Instant::now();
         let mut steps = 0u64;
         loop {
             let index = M::index(&state);
@@ -154,7 +158,7 @@ impl Runner {
                     history,
                 });
             }
-            match visit::<M>(info, state, cx, &mut rng, &mut history).await {
+            match visit::<M>(info, state, cx, &mut jitter, &mut clock, &mut history).await {
                 Visit::Next(next) => state = next,
                 Visit::Done(output) => return Ok(Finished { output, history }),
                 Visit::Failed(attempts) => {
@@ -166,6 +170,20 @@ impl Runner {
                 }
             }
         }
+    }
+}
+
+/// The backoff jitter's random source, created on first use.
+struct Jitter {
+    seed: Option<u64>,
+    rng: Option<fastrand::Rng>,
+}
+
+impl Jitter {
+    fn rng(&mut self) -> &mut fastrand::Rng {
+        let seed = self.seed;
+        self.rng
+            .get_or_insert_with(|| seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed))
     }
 }
 
@@ -181,7 +199,8 @@ async fn visit<M: Machine>(
     info: &'static StateInfo,
     mut state: M::State,
     cx: &mut M::Context,
-    rng: &mut fastrand::Rng,
+    jitter: &mut Jitter,
+    clock: &mut Instant,
     history: &mut Vec<Entry>,
 ) -> Visit<M> {
     let retry = &info.policy.retry;
@@ -195,9 +214,10 @@ async fn visit<M: Machine>(
         } else {
             (state, None)
         };
-        let started = Instant::now();
+        let started = *clock;
         let result = attempt_once::<M>(this_try, cx, info.policy.timeout).await;
-        let duration = started.elapsed();
+        *clock = Instant::now();
+        let duration = *clock - started;
         let failure = match result {
             Ok(Step::Next(next)) => {
                 let to = M::graph().states[M::index(&next)].name;
@@ -223,7 +243,7 @@ async fn visit<M: Machine>(
             Err(failure) => failure,
         };
         let retry_in = match spare {
-            Some(_) if !failure.is_permanent() => Some(retry.backoff.delay(attempt, rng)),
+            Some(_) if !failure.is_permanent() => Some(retry.backoff.delay(attempt, jitter.rng())),
             _ => None,
         };
         let outcome = Outcome::Failed {
@@ -240,6 +260,7 @@ async fn visit<M: Machine>(
         match (retry_in, spare) {
             (Some(delay), Some(spare)) => {
                 tokio::time::sleep(delay).await;
+                *clock = Instant::now();
                 state = spare;
                 attempt += 1;
             }
