@@ -62,29 +62,38 @@ pub enum Failure {
 impl Failure {
     /// Whether this failure ends the visit whatever attempts remain.
     pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            Failure::Error {
-                permanent: true,
-                ..
-            }
-        )
+        matches!(self, Failure::Error { permanent: true, .. })
     }
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Error {
-                message,
-                permanent: true,
-            } => write!(f, "permanent error: {message}"),
-            Failure::Error {
-                message,
-                permanent: false,
-            } => write!(f, "error: {message}"),
+            Failure::Error { message, permanent: true } => write!(f, "permanent error: {message}"),
+            Failure::Error { message, permanent: false } => write!(f, "error: {message}"),
             Failure::TimedOut { after } => write!(f, "timed out after {after:?}"),
             Failure::Panicked { message } => write!(f, "panicked: {message}"),
         }
+    }
+}
+
+/// `→ charge`, `completed`, or `error: …; retry in 16ms`.
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Transitioned { to } => write!(f, "→ {to}"),
+            Outcome::Completed => f.write_str("completed"),
+            Outcome::Failed { failure, retry_in: Some(delay) } => {
+                write!(f, "{failure}; retry in {delay:?}")
+            }
+            Outcome::Failed { failure, retry_in: None } => write!(f, "{failure}; no retry"),
+        }
+    }
+}
+
+/// `charge #2 (6.4ms): → ship`.
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} #{} ({:.1?}): {}", self.state, self.attempt, self.duration, self.outcome)
     }
 }
