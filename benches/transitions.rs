@@ -122,10 +122,7 @@ where
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     rt.block_on(async {
         println!("10-state chain through flow::Runner (defaults: history with a duration per attempt)");
         println!("beside a hand-written loop {{ match }} over the same async fns; best of {ROUNDS} rounds, one thread");

@@ -66,42 +66,22 @@ pub mod single {
 #[tokio::test]
 async fn several_payload_arguments_and_a_self_loop() {
     let mut tally = Tally::default();
-    let finished = forms::run(("a".into(), 3, false), &mut tally)
-        .await
-        .unwrap();
+    let finished = forms::run(("a".into(), 3, false), &mut tally).await.unwrap();
     assert_eq!(
         tally.log,
-        [
-            "begin a 3 false",
-            "count 3",
-            "count 2",
-            "count 1",
-            "count 0",
-            "review 6",
-            "finish"
-        ]
+        ["begin a 3 false", "count 3", "count 2", "count 1", "count 0", "review 6", "finish"]
     );
     assert_eq!(finished.output, 7);
     let path: Vec<_> = finished.history.iter().map(|e| e.state).collect();
-    assert_eq!(
-        path,
-        [
-            "begin", "count", "count", "count", "count", "review", "finish"
-        ]
-    );
-    assert_eq!(
-        finished.history[0].outcome,
-        Outcome::Transitioned { to: "count" }
-    );
+    assert_eq!(path, ["begin", "count", "count", "count", "count", "review", "finish"]);
+    assert_eq!(finished.history[0].outcome, Outcome::Transitioned { to: "count" });
     assert_eq!(finished.history.last().unwrap().outcome, Outcome::Completed);
 }
 
 #[tokio::test]
 async fn zero_payload_target_and_branching() {
     let mut tally = Tally::default();
-    let finished = forms::run(("z".into(), 0, false), &mut tally)
-        .await
-        .unwrap();
+    let finished = forms::run(("z".into(), 0, false), &mut tally).await.unwrap();
     assert_eq!(tally.log, ["begin z 0 false", "finish"]);
     assert_eq!(finished.output, 2);
 }
@@ -110,24 +90,14 @@ async fn zero_payload_target_and_branching() {
 async fn back_edge_until_max_visits_names_the_state() {
     // review(500) -> count(5, ..) -> ... -> review(515) -> count(5, ..) -> ...: never below 100.
     let mut tally = Tally::default();
-    let error = forms::run(("loop".into(), 500, true), &mut tally)
-        .await
-        .unwrap_err();
-    let RunError::MaxVisits {
-        state,
-        limit,
-        ref history,
-    } = error
-    else {
+    let error = forms::run(("loop".into(), 500, true), &mut tally).await.unwrap_err();
+    let RunError::MaxVisits { state, limit, ref history } = error else {
         panic!("expected MaxVisits, got: {error}");
     };
     assert_eq!((state, limit), ("review", 3));
     assert_eq!(history.iter().filter(|e| e.state == "review").count(), 3);
     let message = error.to_string();
-    assert!(
-        message.contains("state `review` was entered more than 3 times"),
-        "{message}"
-    );
+    assert!(message.contains("state `review` was entered more than 3 times"), "{message}");
     assert!(message.contains("max_visits"), "{message}");
 }
 
@@ -135,51 +105,22 @@ async fn back_edge_until_max_visits_names_the_state() {
 async fn max_steps_bounds_a_run() {
     let mut tally = Tally::default();
     // count(60) alone takes over 60 steps; the machine allows 50.
-    let error = forms::run(("long".into(), 60, false), &mut tally)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, RunError::MaxSteps { limit: 50, .. }),
-        "{error}"
-    );
+    let error = forms::run(("long".into(), 60, false), &mut tally).await.unwrap_err();
+    assert!(matches!(error, RunError::MaxSteps { limit: 50, .. }), "{error}");
     assert_eq!(error.history().len(), 50);
     assert!(error.to_string().contains("max_steps"));
     // A runner overrides the machine's limit, down...
     let mut tally = Tally::default();
     let runner = Runner::new().max_steps(3);
-    let error = runner
-        .run::<forms::Machine>(("a".into(), 3, false), &mut tally)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            RunError::MaxSteps {
-                limit: 3,
-                state: "count",
-                ..
-            }
-        ),
-        "{error}"
-    );
+    let error = runner.run::<forms::Machine>(("a".into(), 3, false), &mut tally).await.unwrap_err();
+    assert!(matches!(error, RunError::MaxSteps { limit: 3, state: "count", .. }), "{error}");
     assert_eq!(error.history().len(), 3);
     // ...and up: the same long run now gets past 50 steps (to review's own guard).
     let mut tally = Tally::default();
     let runner = Runner::new().max_steps(1_000);
-    let error = runner
-        .run::<forms::Machine>(("long".into(), 60, false), &mut tally)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            RunError::MaxVisits {
-                state: "review",
-                ..
-            }
-        ),
-        "{error}"
-    );
+    let error =
+        runner.run::<forms::Machine>(("long".into(), 60, false), &mut tally).await.unwrap_err();
+    assert!(matches!(error, RunError::MaxVisits { state: "review", .. }), "{error}");
     assert!(error.history().len() > 50);
 }
 

@@ -25,12 +25,7 @@ pub struct Script {
 pub mod flaky {
     use super::*;
 
-    #[state(
-        start,
-        to(done),
-        retry(attempts = 4, backoff = "1s..3s"),
-        timeout = "10s"
-    )]
+    #[state(start, to(done), retry(attempts = 4, backoff = "1s..3s"), timeout = "10s")]
     async fn call(cx: &mut Script, value: u32) -> Result<Call> {
         let act = cx.acts.get(cx.calls as usize).copied();
         cx.calls += 1;
@@ -63,15 +58,9 @@ impl MsgForTest for Error {
 }
 
 async fn run(acts: &[Act]) -> (Result<flow::Finished<u32>, RunError>, Script, Duration) {
-    let mut script = Script {
-        acts: acts.to_vec(),
-        calls: 0,
-    };
+    let mut script = Script { acts: acts.to_vec(), calls: 0 };
     let started = tokio::time::Instant::now();
-    let result = Runner::new()
-        .seed(42)
-        .run::<flaky::Machine>(21, &mut script)
-        .await;
+    let result = Runner::new().seed(42).run::<flaky::Machine>(21, &mut script).await;
     (result, script, started.elapsed())
 }
 
@@ -91,15 +80,8 @@ async fn retry_then_success() {
     let finished = result.expect("the third attempt succeeds");
     assert_eq!(finished.output, 42);
     assert_eq!(script.calls, 3);
-    let call: Vec<_> = finished
-        .history
-        .iter()
-        .filter(|e| e.state == "call")
-        .collect();
-    assert_eq!(
-        call.iter().map(|e| e.attempt).collect::<Vec<_>>(),
-        [1, 2, 3]
-    );
+    let call: Vec<_> = finished.history.iter().filter(|e| e.state == "call").collect();
+    assert_eq!(call.iter().map(|e| e.attempt).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(
         matches!(&call[0].outcome, Outcome::Failed { failure: Failure::Error { message, permanent: false }, retry_in: Some(_) } if message == "service unavailable")
     );
@@ -113,48 +95,31 @@ async fn retry_then_success() {
 #[tokio::test(start_paused = true)]
 async fn retries_exhausted_error_carries_every_attempt() {
     let (result, script, _) = run(&[Act::Fail; 10]).await;
-    let Err(RunError::StateFailed {
-        state,
-        attempts,
-        history,
-    }) = result
-    else {
+    let Err(RunError::StateFailed { state, attempts, history }) = result else {
         panic!("expected StateFailed, got: {:?}", result.map(|f| f.output));
     };
     assert_eq!(state, "call");
     assert_eq!(script.calls, 4, "attempts = 4 means four tries in all");
     assert_eq!(attempts.len(), 4);
-    assert!(attempts.iter().all(|f| *f
-        == Failure::Error {
-            message: "service unavailable".into(),
-            permanent: false
-        }));
+    assert!(
+        attempts
+            .iter()
+            .all(|f| *f
+                == Failure::Error { message: "service unavailable".into(), permanent: false })
+    );
     // The last attempt schedules no retry.
     assert_eq!(retry_delays(&history).len(), 3);
-    assert!(matches!(
-        history.last().unwrap().outcome,
-        Outcome::Failed { retry_in: None, .. }
-    ));
+    assert!(matches!(history.last().unwrap().outcome, Outcome::Failed { retry_in: None, .. }));
 }
 
 #[tokio::test(start_paused = true)]
 async fn permanent_error_is_not_retried() {
     let (result, script, elapsed) = run(&[Act::FailPermanently]).await;
-    let Err(error @ RunError::StateFailed { .. }) = result else {
-        panic!("expected StateFailed")
-    };
+    let Err(error @ RunError::StateFailed { .. }) = result else { panic!("expected StateFailed") };
     assert_eq!(script.calls, 1);
     assert_eq!(elapsed, Duration::ZERO, "no backoff was waited");
-    let RunError::StateFailed { attempts, .. } = &error else {
-        unreachable!()
-    };
-    assert_eq!(
-        attempts,
-        &[Failure::Error {
-            message: "card declined".into(),
-            permanent: true
-        }]
-    );
+    let RunError::StateFailed { attempts, .. } = &error else { unreachable!() };
+    assert_eq!(attempts, &[Failure::Error { message: "card declined".into(), permanent: true }]);
     assert_eq!(
         error.to_string(),
         "state `call` failed after 1 attempt(s); last: permanent error: card declined"
@@ -170,15 +135,8 @@ async fn timeout_is_a_failed_attempt_and_retried() {
     assert!(
         matches!(first.outcome, Outcome::Failed { failure: Failure::TimedOut { after }, retry_in: Some(_) } if after == Duration::from_secs(10))
     );
-    assert_eq!(
-        first.duration,
-        Duration::from_secs(10),
-        "the attempt was cut at its timeout"
-    );
-    assert_eq!(
-        elapsed,
-        Duration::from_secs(10) + retry_delays(&finished.history)[0]
-    );
+    assert_eq!(first.duration, Duration::from_secs(10), "the attempt was cut at its timeout");
+    assert_eq!(elapsed, Duration::from_secs(10) + retry_delays(&finished.history)[0]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -199,46 +157,24 @@ async fn panic_is_a_failed_attempt_not_a_crash() {
 
 #[tokio::test(start_paused = true)]
 async fn backoff_delays_are_within_jitter_bounds_and_cap() {
-    let backoff = Backoff {
-        base: Duration::from_millis(100),
-        cap: Duration::from_secs(2),
-    };
+    let backoff = Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(2) };
     let ceilings: Vec<Duration> = (1..=8).map(|n| backoff.ceiling(n)).collect();
     let ms = Duration::from_millis;
     assert_eq!(
         ceilings,
-        [
-            ms(100),
-            ms(200),
-            ms(400),
-            ms(800),
-            ms(1600),
-            ms(2000),
-            ms(2000),
-            ms(2000)
-        ]
+        [ms(100), ms(200), ms(400), ms(800), ms(1600), ms(2000), ms(2000), ms(2000)]
     );
 
     // The machine's own delays, over many seeds: each within [0, ceiling(n)] of its retry.
     let mut above_half = 0;
     for seed in 0..200 {
-        let mut script = Script {
-            acts: vec![Act::Fail; 3],
-            calls: 0,
-        };
-        let finished = Runner::new()
-            .seed(seed)
-            .run::<flaky::Machine>(1, &mut script)
-            .await
-            .unwrap();
+        let mut script = Script { acts: vec![Act::Fail; 3], calls: 0 };
+        let finished =
+            Runner::new().seed(seed).run::<flaky::Machine>(1, &mut script).await.unwrap();
         let policy = flaky::graph().state("call").unwrap().policy.retry.backoff;
         for (n, delay) in retry_delays(&finished.history).into_iter().enumerate() {
             let ceiling = policy.ceiling(n as u32 + 1);
-            assert!(
-                delay <= ceiling,
-                "retry {} waited {delay:?}, above {ceiling:?}",
-                n + 1
-            );
+            assert!(delay <= ceiling, "retry {} waited {delay:?}, above {ceiling:?}", n + 1);
             above_half += usize::from(delay > ceiling / 2);
         }
     }
@@ -252,15 +188,9 @@ async fn backoff_delays_are_within_jitter_bounds_and_cap() {
 #[tokio::test(start_paused = true)]
 async fn a_seed_reproduces_the_delays() {
     let delays = |seed| async move {
-        let mut script = Script {
-            acts: vec![Act::Fail; 3],
-            calls: 0,
-        };
-        let finished = Runner::new()
-            .seed(seed)
-            .run::<flaky::Machine>(1, &mut script)
-            .await
-            .unwrap();
+        let mut script = Script { acts: vec![Act::Fail; 3], calls: 0 };
+        let finished =
+            Runner::new().seed(seed).run::<flaky::Machine>(1, &mut script).await.unwrap();
         retry_delays(&finished.history)
     };
     assert_eq!(delays(7).await, delays(7).await);

@@ -42,18 +42,12 @@ pub struct Error {
 impl Error {
     /// A failure that a later attempt may not repeat (a timeout upstream, a 503): the default.
     pub fn retryable(error: impl Into<BoxError>) -> Self {
-        Error {
-            source: error.into(),
-            permanent: false,
-        }
+        Error { source: error.into(), permanent: false }
     }
 
     /// A failure no retry can fix: the state fails at once, whatever attempts remain.
     pub fn permanent(error: impl Into<BoxError>) -> Self {
-        Error {
-            source: error.into(),
-            permanent: true,
-        }
+        Error { source: error.into(), permanent: true }
     }
 
     /// Whether the runtime will stop retrying on this error.

@@ -64,10 +64,7 @@ impl Graph {
 
     /// The states `from` may go to, in declaration order.
     pub fn targets<'a>(&self, from: &'a str) -> impl Iterator<Item = &'static str> + 'a {
-        self.edges
-            .iter()
-            .filter(move |(f, _)| *f == from)
-            .map(|(_, to)| *to)
+        self.edges.iter().filter(move |(f, _)| *f == from).map(|(_, to)| *to)
     }
 
     /// The graph as a Mermaid `stateDiagram-v2`, with each non-default policy noted on its state.

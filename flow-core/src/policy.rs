@@ -39,11 +39,8 @@ pub struct Policy {
 
 impl Policy {
     /// One attempt, no timeout, no visit limit: the policy of a state that declares none.
-    pub const DEFAULT: Policy = Policy {
-        retry: RetryPolicy::NONE,
-        timeout: None,
-        max_visits: None,
-    };
+    pub const DEFAULT: Policy =
+        Policy { retry: RetryPolicy::NONE, timeout: None, max_visits: None };
 }
 
 impl Default for Policy {
@@ -63,10 +60,7 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// A single attempt: a failure fails the state.
-    pub const NONE: RetryPolicy = RetryPolicy {
-        attempts: 1,
-        backoff: Backoff::DEFAULT,
-    };
+    pub const NONE: RetryPolicy = RetryPolicy { attempts: 1, backoff: Backoff::DEFAULT };
 }
 
 /// Exponential backoff with a cap and full jitter.
@@ -84,20 +78,14 @@ pub struct Backoff {
 
 impl Backoff {
     /// `100ms..10s`: the backoff of a `retry(...)` that does not name one.
-    pub const DEFAULT: Backoff = Backoff {
-        base: Duration::from_millis(100),
-        cap: Duration::from_secs(10),
-    };
+    pub const DEFAULT: Backoff =
+        Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(10) };
 
     /// The longest wait before retry `retry` (1-based): `min(cap, base * 2^(retry-1))`.
     pub fn ceiling(&self, retry: u32) -> Duration {
         let doublings = retry.saturating_sub(1).min(63);
         let factor = 1u128 << doublings;
-        let nanos = self
-            .base
-            .as_nanos()
-            .saturating_mul(factor)
-            .min(self.cap.as_nanos());
+        let nanos = self.base.as_nanos().saturating_mul(factor).min(self.cap.as_nanos());
         // `nanos <= cap`, which came from a `Duration`, so it fits back into one.
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }

@@ -128,10 +128,7 @@ impl Runner {
         let graph = M::graph();
         let max_steps = self.max_steps.unwrap_or(graph.max_steps);
         // Seeded on the first retry: runs that never retry never pay for it.
-        let mut jitter = Jitter {
-            seed: self.seed,
-            rng: None,
-        };
+        let mut jitter = Jitter { seed: self.seed, rng: None };
         let mut visits = vec![0u32; graph.states.len()];
         let mut history = Vec::with_capacity(graph.states.len());
         // Each attempt ends when it is measured; the next starts then, unless a backoff intervened.
@@ -141,32 +138,20 @@ impl Runner {
             let index = M::index(&state);
             let info = &graph.states[index];
             if steps == max_steps {
-                return Err(RunError::MaxSteps {
-                    state: info.name,
-                    limit: max_steps,
-                    history,
-                });
+                return Err(RunError::MaxSteps { state: info.name, limit: max_steps, history });
             }
             steps += 1;
             visits[index] += 1;
             if let Some(limit) = info.policy.max_visits
                 && visits[index] > limit
             {
-                return Err(RunError::MaxVisits {
-                    state: info.name,
-                    limit,
-                    history,
-                });
+                return Err(RunError::MaxVisits { state: info.name, limit, history });
             }
             match visit::<M>(info, state, cx, &mut jitter, &mut clock, &mut history).await {
                 Visit::Next(next) => state = next,
                 Visit::Done(output) => return Ok(Finished { output, history }),
                 Visit::Failed(attempts) => {
-                    return Err(RunError::StateFailed {
-                        state: info.name,
-                        attempts,
-                        history,
-                    });
+                    return Err(RunError::StateFailed { state: info.name, attempts, history });
                 }
             }
         }
@@ -209,11 +194,8 @@ async fn visit<M: Machine>(
     loop {
         // Keep a copy only while another attempt may need it: a state without retries
         // moves its payload straight into the body.
-        let (this_try, spare) = if attempt < retry.attempts {
-            (state.clone(), Some(state))
-        } else {
-            (state, None)
-        };
+        let (this_try, spare) =
+            if attempt < retry.attempts { (state.clone(), Some(state)) } else { (state, None) };
         let started = *clock;
         let result = attempt_once::<M>(this_try, cx, info.policy.timeout).await;
         *clock = Instant::now();
@@ -222,22 +204,12 @@ async fn visit<M: Machine>(
             Ok(Step::Next(next)) => {
                 let to = M::graph().states[M::index(&next)].name;
                 let outcome = Outcome::Transitioned { to };
-                history.push(Entry {
-                    state: info.name,
-                    attempt,
-                    outcome,
-                    duration,
-                });
+                history.push(Entry { state: info.name, attempt, outcome, duration });
                 return Visit::Next(next);
             }
             Ok(Step::Done(output)) => {
                 let outcome = Outcome::Completed;
-                history.push(Entry {
-                    state: info.name,
-                    attempt,
-                    outcome,
-                    duration,
-                });
+                history.push(Entry { state: info.name, attempt, outcome, duration });
                 return Visit::Done(output);
             }
             Err(failure) => failure,
@@ -246,16 +218,8 @@ async fn visit<M: Machine>(
             Some(_) if !failure.is_permanent() => Some(retry.backoff.delay(attempt, jitter.rng())),
             _ => None,
         };
-        let outcome = Outcome::Failed {
-            failure: failure.clone(),
-            retry_in,
-        };
-        history.push(Entry {
-            state: info.name,
-            attempt,
-            outcome,
-            duration,
-        });
+        let outcome = Outcome::Failed { failure: failure.clone(), retry_in };
+        history.push(Entry { state: info.name, attempt, outcome, duration });
         failures.push(failure);
         match (retry_in, spare) {
             (Some(delay), Some(spare)) => {
@@ -285,13 +249,10 @@ async fn attempt_once<M: Machine>(
     };
     match result {
         Ok(Ok(step)) => Ok(step),
-        Ok(Err(error)) => Err(Failure::Error {
-            message: error.message(),
-            permanent: error.is_permanent(),
-        }),
-        Err(panic) => Err(Failure::Panicked {
-            message: panic_message(&*panic),
-        }),
+        Ok(Err(error)) => {
+            Err(Failure::Error { message: error.message(), permanent: error.is_permanent() })
+        }
+        Err(panic) => Err(Failure::Panicked { message: panic_message(&*panic) }),
     }
 }
 
@@ -301,13 +262,11 @@ async fn attempt_once<M: Machine>(
 /// next attempt sees it as the panicking attempt left it, as it would after an error.
 async fn catching_panics<F: Future>(future: F) -> Result<F::Output, Box<dyn Any + Send>> {
     let mut future = pin!(future);
-    poll_fn(
-        move |task| match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(task))) {
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(panic) => Poll::Ready(Err(panic)),
-        },
-    )
+    poll_fn(move |task| match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(task))) {
+        Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(panic) => Poll::Ready(Err(panic)),
+    })
     .await
 }
 

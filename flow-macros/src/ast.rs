@@ -103,10 +103,7 @@ impl Machine {
 
     /// The machine's name: `name = "..."` if given, else the module's name.
     pub fn name(&self) -> String {
-        self.config
-            .name
-            .clone()
-            .unwrap_or_else(|| self.ident.to_string())
+        self.config.name.clone().unwrap_or_else(|| self.ident.to_string())
     }
 
     /// The start state: the first state marked `start`.
@@ -155,14 +152,7 @@ impl State {
             ReturnType::Type(_, ty) => first_generic(ty),
             ReturnType::Default => None,
         };
-        State {
-            ident: func.sig.ident.clone(),
-            attr,
-            func,
-            context,
-            payload,
-            returns,
-        }
+        State { ident: func.sig.ident.clone(), attr, func, context, payload, returns }
     }
 
     /// The `UpperCamelCase` form of the state's name: its variant and its next type.
@@ -186,10 +176,7 @@ impl State {
 
     /// The payload's field names (checked present before expansion).
     pub fn fields(&self) -> Vec<Ident> {
-        self.payload
-            .iter()
-            .filter_map(|param| param.ident.clone())
-            .collect()
+        self.payload.iter().filter_map(|param| param.ident.clone()).collect()
     }
 
     /// The payload's types.
@@ -250,10 +237,7 @@ fn first_generic(ty: &Type) -> Option<Type> {
 }
 
 fn is_state_attr(attr: &Attribute) -> bool {
-    attr.path()
-        .segments
-        .last()
-        .is_some_and(|segment| segment.ident == "state")
+    attr.path().segments.last().is_some_and(|segment| segment.ident == "state")
 }
 
 fn take_state_attr(attrs: &mut Vec<Attribute>) -> Option<Attribute> {

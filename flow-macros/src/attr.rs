@@ -83,12 +83,7 @@ pub struct MachineAttr {
 
 /// Reads a `#[state]` or `#[state(...)]` attribute.
 pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
-    let mut out = StateAttr {
-        start: None,
-        end: None,
-        to: None,
-        policy: PolicyAttr::default(),
-    };
+    let mut out = StateAttr { start: None, end: None, to: None, policy: PolicyAttr::default() };
     if matches!(attr.meta, syn::Meta::Path(_)) {
         return out;
     }
@@ -158,11 +153,7 @@ fn retry_option(
     policy: &mut PolicyAttr,
     errors: &mut Errors,
 ) -> syn::Result<()> {
-    let key = meta
-        .path
-        .get_ident()
-        .map(Ident::to_string)
-        .unwrap_or_default();
+    let key = meta.path.get_ident().map(Ident::to_string).unwrap_or_default();
     match key.as_str() {
         "attempts" => {
             let value = meta.value()?.parse::<Expr>()?;
@@ -181,10 +172,7 @@ fn retry_option(
         }
         other => {
             let hint = suggest::hint(other, "keys of retry(...)", RETRY_KEYS);
-            errors.push_spanned(
-                &meta.path,
-                format!("unknown key `{other}` in retry(...)\n{hint}"),
-            );
+            errors.push_spanned(&meta.path, format!("unknown key `{other}` in retry(...)\n{hint}"));
             return skip_value(meta);
         }
     }
@@ -195,11 +183,7 @@ fn retry_option(
 pub fn machine(args: TokenStream, errors: &mut Errors) -> MachineAttr {
     let mut out = MachineAttr::default();
     let parser = syn::meta::parser(|meta| {
-        let key = meta
-            .path
-            .get_ident()
-            .map(Ident::to_string)
-            .unwrap_or_default();
+        let key = meta.path.get_ident().map(Ident::to_string).unwrap_or_default();
         match key.as_str() {
             "max_steps" => {
                 let value = meta.value()?.parse::<Expr>()?;
@@ -250,9 +234,7 @@ where
     N::Err: std::fmt::Display,
 {
     match value {
-        Expr::Lit(ExprLit {
-            lit: Lit::Int(int), ..
-        }) => match int.base10_parse::<N>() {
+        Expr::Lit(ExprLit { lit: Lit::Int(int), .. }) => match int.base10_parse::<N>() {
             Ok(n) => Some(n),
             Err(error) => {
                 errors.push_spanned(int, format!("`{key}` {error}"));
@@ -260,10 +242,8 @@ where
             }
         },
         _ => {
-            errors.push_spanned(
-                value,
-                format!("`{key}` takes a whole number, such as `{key} = 3`"),
-            );
+            errors
+                .push_spanned(value, format!("`{key}` takes a whole number, such as `{key} = 3`"));
             None
         }
     }
@@ -276,10 +256,7 @@ fn string_value<'a>(
     errors: &mut Errors,
 ) -> Option<&'a LitStr> {
     match value {
-        Expr::Lit(ExprLit {
-            lit: Lit::Str(text),
-            ..
-        }) => Some(text),
+        Expr::Lit(ExprLit { lit: Lit::Str(text), .. }) => Some(text),
         _ => {
             errors.push_spanned(
                 value,
@@ -297,10 +274,7 @@ fn duration_value(value: &Expr, key: &str, errors: &mut Errors) -> Option<Durati
         Err(problem) => {
             errors.push_spanned(
                 text,
-                format!(
-                    "bad duration {:?} for `{key}`: {problem}\n{DURATION_HELP}",
-                    text.value()
-                ),
+                format!("bad duration {:?} for `{key}`: {problem}\n{DURATION_HELP}", text.value()),
             );
             None
         }
@@ -335,20 +309,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = 0f64;
     let mut rest = text;
     while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let number_len =
+            rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         let (number, after) = rest.split_at(number_len);
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
         let (unit, after) = after.split_at(unit_len);
         if number.is_empty() {
             return Err(format!("`{}` does not start with a number", rest.trim()));
         }
-        let value: f64 = number
-            .parse()
-            .map_err(|_| format!("`{number}` is not a number"))?;
+        let value: f64 = number.parse().map_err(|_| format!("`{number}` is not a number"))?;
         let scale = match unit.trim() {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,

@@ -24,11 +24,7 @@ pub fn machine(machine: &Machine) -> TokenStream {
     let items = &machine.items;
     let fns = machine.states.iter().map(|state| &state.func);
     let state_enum = state_enum(machine);
-    let next_types = machine
-        .states
-        .iter()
-        .filter(|s| !s.is_end())
-        .map(|s| next_type(machine, s));
+    let next_types = machine.states.iter().filter(|s| !s.is_end()).map(|s| next_type(machine, s));
     let targets = targets(machine);
     let machine_impl = machine_impl(machine);
     let graph = graph(machine);
@@ -125,11 +121,7 @@ fn next_type(machine: &Machine, state: &State) -> TokenStream {
     let doc = format!(
         "Where state `{}` may go: {}. Its body returns this, built with `goto!`.",
         state.ident,
-        targets
-            .iter()
-            .map(|t| format!("`{}`", t.ident))
-            .collect::<Vec<_>>()
-            .join(", ")
+        targets.iter().map(|t| format!("`{}`", t.ident)).collect::<Vec<_>>().join(", ")
     );
     let variants = targets.iter().map(|target| {
         let variant = target.variant();
@@ -144,23 +136,19 @@ fn next_type(machine: &Machine, state: &State) -> TokenStream {
         quote! { #from => #to }
     });
     // Spanned on the user's `to(...)` entry, so "`Validate` implements `Goto<charge>`" points there.
-    let gotos = state
-        .targets()
-        .iter()
-        .zip(&targets)
-        .map(|(declared, target)| {
-            let marker = &target.ident;
-            let fields = target.fields();
-            let to = variant_with_fields(&own, target);
-            quote_spanned! {declared.span()=>
-                impl ::flow::Goto<__flow_to::#marker> for #name {
-                    fn goto(target: __flow_to::#marker) -> Self {
-                        let __flow_to::#marker(#(#fields),*) = target;
-                        #to
-                    }
+    let gotos = state.targets().iter().zip(&targets).map(|(declared, target)| {
+        let marker = &target.ident;
+        let fields = target.fields();
+        let to = variant_with_fields(&own, target);
+        quote_spanned! {declared.span()=>
+            impl ::flow::Goto<__flow_to::#marker> for #name {
+                fn goto(target: __flow_to::#marker) -> Self {
+                    let __flow_to::#marker(#(#fields),*) = target;
+                    #to
                 }
             }
-        });
+        }
+    });
     quote! {
         #[doc = #doc]
         #[derive(::core::fmt::Debug)]
@@ -326,10 +314,7 @@ fn machine_impl(machine: &Machine) -> TokenStream {
 fn graph(machine: &Machine) -> TokenStream {
     let name = machine.name();
     let count = machine.states.len();
-    let start = machine
-        .start()
-        .and_then(|s| machine.index_of(&s.ident))
-        .unwrap_or(0);
+    let start = machine.start().and_then(|s| machine.index_of(&s.ident)).unwrap_or(0);
     let max_steps = machine.config.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
     let states = machine.states.iter().map(|state| {
         let name = state.ident.to_string();
@@ -351,10 +336,7 @@ fn graph(machine: &Machine) -> TokenStream {
         let attempts = policy.attempts.unwrap_or(1);
         let (base, cap) = match policy.backoff {
             Some((base, cap)) => (duration(base), duration(cap)),
-            None => (
-                quote!(::flow::Backoff::DEFAULT.base),
-                quote!(::flow::Backoff::DEFAULT.cap),
-            ),
+            None => (quote!(::flow::Backoff::DEFAULT.base), quote!(::flow::Backoff::DEFAULT.cap)),
         };
         let timeout = option(policy.timeout.map(duration));
         let max_visits = option(policy.max_visits.map(|n| quote!(#n)));

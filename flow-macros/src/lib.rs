@@ -24,9 +24,7 @@ pub fn machine(args: TokenStream, input: TokenStream) -> TokenStream {
             valid::check(&machine, &mut errors);
             errors.finish().map(|()| expand::machine(&machine))
         });
-    expanded
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    expanded.unwrap_or_else(syn::Error::into_compile_error).into()
 }
 
 /// Marks an `async fn` as a state of the enclosing `#[flow::machine]` module.

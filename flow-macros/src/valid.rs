@@ -38,13 +38,7 @@ pub fn check(machine: &Machine, errors: &mut Errors) {
     for state in &machine.states {
         let declared_ok = state.targets().iter().all(|t| names.iter().any(|n| t == n));
         if declared_ok {
-            GotoTargets {
-                machine,
-                state,
-                names: &names,
-                errors,
-            }
-            .visit_block(&state.func.block);
+            GotoTargets { machine, state, names: &names, errors }.visit_block(&state.func.block);
         }
     }
 }
@@ -63,11 +57,7 @@ fn state_names(machine: &Machine, errors: &mut Errors) -> (Vec<String>, bool) {
             );
         }
     }
-    let names = machine
-        .states
-        .iter()
-        .map(|state| state.ident.to_string())
-        .collect();
+    let names = machine.states.iter().map(|state| state.ident.to_string()).collect();
     (names, unique)
 }
 
@@ -75,16 +65,10 @@ fn state_names(machine: &Machine, errors: &mut Errors) -> (Vec<String>, bool) {
 fn signatures(machine: &Machine, errors: &mut Errors) {
     // The machine's context: the start state's if it takes one by `&mut`, else any state's.
     let start = machine.start().unwrap_or(&machine.states[0]);
-    let with_context = |state: &&State| {
-        state
-            .context
-            .as_ref()
-            .and_then(|p| context_type(&p.ty))
-            .is_some()
-    };
-    let owner = Some(start)
-        .filter(with_context)
-        .or_else(|| machine.states.iter().find(with_context));
+    let with_context =
+        |state: &&State| state.context.as_ref().and_then(|p| context_type(&p.ty)).is_some();
+    let owner =
+        Some(start).filter(with_context).or_else(|| machine.states.iter().find(with_context));
     let expected = owner.and_then(|state| context_type(&state.context.as_ref()?.ty));
     let suggested = expected.map_or("YourContext".to_owned(), type_text);
     for state in &machine.states {
@@ -163,11 +147,7 @@ fn signatures(machine: &Machine, errors: &mut Errors) {
 /// `start`, `end` and `to(...)` are consistent; returns whether edges are sound enough to walk.
 fn declarations(machine: &Machine, names: &[String], errors: &mut Errors) -> bool {
     let mut sound = true;
-    let starts: Vec<&State> = machine
-        .states
-        .iter()
-        .filter(|s| s.attr.start.is_some())
-        .collect();
+    let starts: Vec<&State> = machine.states.iter().filter(|s| s.attr.start.is_some()).collect();
     match starts.as_slice() {
         [] => {
             sound = false;
@@ -222,23 +202,14 @@ fn declarations(machine: &Machine, names: &[String], errors: &mut Errors) -> boo
         for target in state.targets() {
             if !names.iter().any(|n| target == n) {
                 sound = false;
-                let hint = suggest::hint(
-                    &target.to_string(),
-                    "states",
-                    names.iter().map(String::as_str),
-                );
+                let hint =
+                    suggest::hint(&target.to_string(), "states", names.iter().map(String::as_str));
                 errors.push(
                     target.span(),
-                    format!(
-                        "no state named `{target}` in machine `{}`\n{hint}",
-                        machine.ident
-                    ),
+                    format!("no state named `{target}` in machine `{}`\n{hint}", machine.ident),
                 );
             } else if !seen.insert(target.to_string()) {
-                errors.push(
-                    target.span(),
-                    format!("`{target}` is listed twice in this to(...)"),
-                );
+                errors.push(target.span(), format!("`{target}` is listed twice in this to(...)"));
             }
         }
     }
@@ -253,21 +224,13 @@ fn reachability(machine: &Machine, errors: &mut Errors) {
     let edges: Vec<Vec<usize>> = machine
         .states
         .iter()
-        .map(|state| {
-            state
-                .targets()
-                .iter()
-                .filter_map(|t| machine.index_of(t))
-                .collect()
-        })
+        .map(|state| state.targets().iter().filter_map(|t| machine.index_of(t)).collect())
         .collect();
     let count = machine.states.len();
     let forward = closure(count, &[start], |i| edges[i].clone());
     let ends: Vec<usize> = (0..count).filter(|&i| machine.states[i].is_end()).collect();
     let reaches_end = closure(count, &ends, |i| {
-        (0..edges.len())
-            .filter(|&from| edges[from].contains(&i))
-            .collect()
+        (0..edges.len()).filter(|&from| edges[from].contains(&i)).collect()
     });
     let start_name = &machine.states[start].ident;
     for (i, state) in machine.states.iter().enumerate() {
@@ -300,11 +263,8 @@ fn closure(len: usize, roots: &[usize], next: impl Fn(usize) -> Vec<usize>) -> V
 
 /// All end states return the same output type.
 fn outputs(machine: &Machine, errors: &mut Errors) {
-    let mut ends = machine
-        .states
-        .iter()
-        .filter(|s| s.is_end())
-        .filter_map(|s| Some((s, s.returns.as_ref()?)));
+    let mut ends =
+        machine.states.iter().filter(|s| s.is_end()).filter_map(|s| Some((s, s.returns.as_ref()?)));
     let Some((first, expected)) = ends.next() else {
         return;
     };
@@ -328,12 +288,7 @@ fn outputs(machine: &Machine, errors: &mut Errors) {
 fn collisions(machine: &Machine, errors: &mut Errors) {
     let mut generated: Vec<(String, String)> = GENERATED
         .iter()
-        .map(|name| {
-            (
-                name.to_string(),
-                format!("the generated `{}::{name}`", machine.ident),
-            )
-        })
+        .map(|name| (name.to_string(), format!("the generated `{}::{name}`", machine.ident)))
         .collect();
     for state in &machine.states {
         let variant = state.variant().to_string();
@@ -399,24 +354,13 @@ struct GotoTargets<'a> {
 
 impl<'ast> Visit<'ast> for GotoTargets<'_> {
     fn visit_macro(&mut self, mac: &'ast Macro) {
-        if mac
-            .path
-            .segments
-            .last()
-            .is_none_or(|segment| segment.ident != "goto")
-        {
+        if mac.path.segments.last().is_none_or(|segment| segment.ident != "goto") {
             return;
         }
-        let Some(target) = mac
-            .tokens
-            .clone()
-            .into_iter()
-            .next()
-            .and_then(|token| match token {
-                proc_macro2::TokenTree::Ident(ident) => Some(ident),
-                _ => None,
-            })
-        else {
+        let Some(target) = mac.tokens.clone().into_iter().next().and_then(|token| match token {
+            proc_macro2::TokenTree::Ident(ident) => Some(ident),
+            _ => None,
+        }) else {
             return;
         };
         let from = &self.state.ident;
@@ -430,17 +374,11 @@ impl<'ast> Visit<'ast> for GotoTargets<'_> {
                 .map(String::as_str),
         );
         if !self.names.iter().any(|name| target == name) {
-            let hint = suggest::hint(
-                &target.to_string(),
-                "states",
-                self.names.iter().map(String::as_str),
-            );
+            let hint =
+                suggest::hint(&target.to_string(), "states", self.names.iter().map(String::as_str));
             self.errors.push(
                 target.span(),
-                format!(
-                    "no state named `{target}` in machine `{}`\n{hint}",
-                    self.machine.ident
-                ),
+                format!("no state named `{target}` in machine `{}`\n{hint}", self.machine.ident),
             );
         } else if self.state.is_end() {
             self.errors.push_spanned(
@@ -448,12 +386,8 @@ impl<'ast> Visit<'ast> for GotoTargets<'_> {
                 format!("end state `{from}` cannot go to another state\n= help: an end state returns the run's output: `Ok(output)`"),
             );
         } else if !self.state.targets().contains(&target) {
-            let mut declared: Vec<String> = self
-                .state
-                .targets()
-                .iter()
-                .map(ToString::to_string)
-                .collect();
+            let mut declared: Vec<String> =
+                self.state.targets().iter().map(ToString::to_string).collect();
             declared.push(target.to_string());
             self.errors.push_spanned(
                 &mac.tokens,
