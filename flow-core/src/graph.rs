@@ -1,11 +1,21 @@
 //! Static graph metadata of a machine, and its Mermaid and DOT renderings.
 //!
-//! Every machine exposes its graph as `module::graph()` (or [`Machine::graph`](crate::Machine)):
+//! Every machine exposes its graph as `module::graph()`; the macro builds it as a static like
+//! this one:
 //!
-//! ```ignore
-//! let graph = checkout::graph();
-//! assert_eq!(graph.targets("validate").collect::<Vec<_>>(), ["charge", "reject"]);
-//! println!("{}", graph.to_mermaid());
+//! ```
+//! use flow_core::{Graph, Policy, StateInfo};
+//!
+//! static STATES: [StateInfo; 2] = [
+//!     StateInfo { name: "work", start: true, end: false, payload: &[("left", "u32")], output: None, policy: Policy::DEFAULT },
+//!     StateInfo { name: "done", start: false, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT },
+//! ];
+//! static JOB: Graph = Graph {
+//!     name: "job", states: &STATES, edges: &[("work", "work"), ("work", "done")], start: 0, max_steps: 100,
+//! };
+//!
+//! assert_eq!(JOB.targets("work").collect::<Vec<_>>(), ["work", "done"]);
+//! assert_eq!(JOB.to_mermaid(), "stateDiagram-v2\n    [*] --> work\n    work --> work\n    work --> done\n    done --> [*]\n");
 //! ```
 
 use std::fmt::Write;

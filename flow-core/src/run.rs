@@ -1,10 +1,8 @@
 //! Running a machine in memory, from input to output.
 //!
-//! ```ignore
-//! // What `checkout::run(order, &mut shop)` does, with a fixed seed for the backoff jitter:
-//! let outcome = flow::Runner::new().seed(7).run::<checkout::Machine>(order, &mut shop).await?;
-//! println!("{:?} after {} attempts", outcome.output, outcome.history.len());
-//! ```
+//! `module::run(input, &mut cx)`, generated for every machine, is `Runner::new().run(..)`; build a
+//! [`Runner`] yourself to fix the backoff jitter's seed or to change `max_steps`. The
+//! [`Machine`](crate::Machine) docs show a complete run.
 
 use std::any::Any;
 use std::future::{Future, poll_fn};
