@@ -6,11 +6,12 @@
 //! ```
 //!
 //! Three batches: a clean one, whose first load attempt stalls past its 50ms timeout and is
-//! retried; one with a malformed record, routed to `quarantine`; and one the sink refuses
-//! outright, a permanent error, so the run fails at once with the reason.
+//! retried; one with a malformed record, routed to `quarantine` (a branch of the machine, not an
+//! error); and one the sink refuses with a permanent error, so the run fails at once, unretried.
 
 use std::time::Duration;
 
+use flow::RunError;
 use flow::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -20,15 +21,18 @@ pub struct Row {
     pub qty: u32,
 }
 
+/// How the simulated warehouse database behaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Sink {
-    /// Stalls on the first write (the attempt times out), then accepts.
+    /// Stalls on the first write (so that attempt times out), then accepts.
     SlowStart,
-    /// Refuses the table: no retry can help.
+    /// Refuses the write: no retry can help.
     ReadOnly,
 }
 
+/// What every state shares: the source to read, the sink to write.
 pub struct Pipeline {
+    /// CSV lines, `sku,qty`.
     pub source: Vec<&'static str>,
     pub sink: Sink,
     pub writes: u32,
@@ -37,7 +41,7 @@ pub struct Pipeline {
 
 #[derive(Debug, PartialEq)]
 pub enum Report {
-    Loaded { rows: usize },
+    Loaded { table: String, rows: usize },
     Quarantined { line: usize, reason: String },
 }
 
@@ -48,7 +52,7 @@ pub mod etl {
     #[state(start, to(transform))]
     async fn extract(cx: &mut Pipeline, table: String) -> Result<Extract> {
         let lines: Vec<String> = cx.source.iter().map(|line| line.to_string()).collect();
-        println!("  extract: {} line(s) from {table}", lines.len());
+        println!("  extract: {} line(s) for {table}", lines.len());
         goto!(transform(table, lines))
     }
 
@@ -61,13 +65,14 @@ pub mod etl {
             });
             match parsed {
                 Some(row) => rows.push(row),
+                // Retrying cannot fix bad data: set the whole batch aside for a human.
                 None => {
                     println!("  transform: line {} is malformed: {line:?}", i + 1);
                     return goto!(quarantine(i + 1, format!("malformed record {line:?}")));
                 }
             }
         }
-        println!("  transform: {} row(s) normalized", rows.len());
+        println!("  transform: {} row(s) normalized: {rows:?}", rows.len());
         goto!(load(table, rows))
     }
 
@@ -77,16 +82,19 @@ pub mod etl {
         println!("  load: write {} of {} row(s) to {table}", cx.writes, rows.len());
         match cx.sink {
             Sink::ReadOnly => {
+                println!("  load: {table} is read-only");
                 return Err(Error::permanent(format!("table {table} is read-only")));
             }
             Sink::SlowStart if cx.writes == 1 => {
+                println!("  load: the database is slow to answer...");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Sink::SlowStart => {}
         }
         let count = rows.len();
         cx.loaded.extend(rows);
-        Ok(Report::Loaded { rows: count })
+        println!("  load: committed");
+        Ok(Report::Loaded { table, rows: count })
     }
 
     #[state(end)]
@@ -103,21 +111,28 @@ async fn main() {
         ("returns", vec!["tea, 1", "saucers twelve"], Sink::SlowStart),
         ("archive", vec!["pot, 1"], Sink::ReadOnly),
     ];
+    // A fixed seed makes the backoff jitter, and so the retry delays below, the same on every run.
     let runner = flow::Runner::new().seed(3);
     for (table, source, sink) in batches {
-        println!("batch {table}:");
+        println!("== batch {table} ==");
         let mut pipeline = Pipeline { source, sink, writes: 0, loaded: Vec::new() };
-        match runner.run::<etl::Machine>(table.to_string(), &mut pipeline).await {
+        let history = match runner.run::<etl::Machine>(table.to_string(), &mut pipeline).await {
             Ok(done) => {
-                println!("  => {:?}", done.output);
-                for entry in &done.history {
-                    println!("    {entry}");
-                }
+                println!("outcome: {:?}", done.output);
+                done.history
             }
             Err(error) => {
-                println!("  => failed: {error}");
-                println!("  ({} write attempt(s), nothing loaded)", pipeline.writes);
+                println!("failed: {error}");
+                if let RunError::StateFailed { attempts, .. } = &error {
+                    println!("attempts: {}", attempts.len());
+                }
+                error.history().to_vec()
             }
+        };
+        println!("rows loaded: {}", pipeline.loaded.len());
+        println!("history:");
+        for entry in &history {
+            println!("  {entry}");
         }
         println!();
     }
