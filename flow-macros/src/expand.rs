@@ -13,6 +13,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::Type;
 
 use crate::ast::{Machine, State, context_type, type_text};
+use crate::suggest;
 
 /// Runs that enter this many states without ending fail, unless `max_steps` says otherwise.
 const DEFAULT_MAX_STEPS: u64 = 10_000;
@@ -121,7 +122,7 @@ fn next_type(machine: &Machine, state: &State) -> TokenStream {
     let doc = format!(
         "Where state `{}` may go: {}. Its body returns this, built with `goto!`.",
         state.ident,
-        targets.iter().map(|t| format!("`{}`", t.ident)).collect::<Vec<_>>().join(", ")
+        suggest::list(targets.iter().map(|target| &target.ident))
     );
     let variants = targets.iter().map(|target| {
         let variant = target.variant();

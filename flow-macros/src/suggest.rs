@@ -24,7 +24,7 @@ pub fn hint<'a>(
 }
 
 /// `a`, `b`, `c`: names as code, comma-separated.
-pub fn list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+pub fn list<T: std::fmt::Display>(names: impl IntoIterator<Item = T>) -> String {
     names.into_iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
 }
 

@@ -364,15 +364,6 @@ impl<'ast> Visit<'ast> for GotoTargets<'_> {
             return;
         };
         let from = &self.state.ident;
-        let allowed = suggest::list(
-            self.state
-                .targets()
-                .iter()
-                .map(|t| t.to_string())
-                .collect::<Vec<_>>()
-                .iter()
-                .map(String::as_str),
-        );
         if !self.names.iter().any(|name| target == name) {
             let hint =
                 suggest::hint(&target.to_string(), "states", self.names.iter().map(String::as_str));
@@ -386,6 +377,7 @@ impl<'ast> Visit<'ast> for GotoTargets<'_> {
                 format!("end state `{from}` cannot go to another state\n= help: an end state returns the run's output: `Ok(output)`"),
             );
         } else if !self.state.targets().contains(&target) {
+            let allowed = suggest::list(self.state.targets());
             let mut declared: Vec<String> =
                 self.state.targets().iter().map(ToString::to_string).collect();
             declared.push(target.to_string());
