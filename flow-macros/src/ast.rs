@@ -111,6 +111,12 @@ impl Machine {
         self.states.iter().find(|state| state.attr.start.is_some())
     }
 
+    /// The machine's context type `C`, and the state it is taken from: the start state's
+    /// `&mut C` first parameter, or else the first state that has one.
+    pub fn context(&self) -> Option<(&State, &Type)> {
+        self.start().and_then(with_context).or_else(|| self.states.iter().find_map(with_context))
+    }
+
     /// The index of the state named `name`.
     pub fn index_of(&self, name: &Ident) -> Option<usize> {
         self.states.iter().position(|state| state.ident == *name)
@@ -192,6 +198,11 @@ impl State {
     pub fn is_end(&self) -> bool {
         self.attr.end.is_some()
     }
+}
+
+/// `state` and its context type, if its first parameter is `&mut C`.
+fn with_context(state: &State) -> Option<(&State, &Type)> {
+    Some((state, context_type(&state.context.as_ref()?.ty)?))
 }
 
 /// The context type `T` of a `&mut T` parameter.

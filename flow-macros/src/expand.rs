@@ -12,7 +12,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::Type;
 
-use crate::ast::{Machine, State, context_type, type_text};
+use crate::ast::{Machine, State, type_text};
 use crate::suggest;
 
 /// Runs that enter this many states without ending fail, unless `max_steps` says otherwise.
@@ -43,13 +43,9 @@ pub fn machine(machine: &Machine) -> TokenStream {
     }
 }
 
-/// The context type, from the start state's `&mut` first parameter (validation ensured it).
+/// The context type (validation ensured every state takes it by `&mut`).
 fn context(machine: &Machine) -> Type {
-    let start = machine.start().unwrap_or(&machine.states[0]);
-    match &start.context {
-        Some(param) => context_type(&param.ty).unwrap_or(&param.ty).clone(),
-        None => syn::parse_quote!(()),
-    }
+    machine.context().map_or_else(|| syn::parse_quote!(()), |(_, ty)| ty.clone())
 }
 
 fn output(machine: &Machine) -> Type {

@@ -63,13 +63,8 @@ fn state_names(machine: &Machine, errors: &mut Errors) -> (Vec<String>, bool) {
 
 /// `async`, no generics, a `&mut` context shared by all states, and a `Result<...>` return.
 fn signatures(machine: &Machine, errors: &mut Errors) {
-    // The machine's context: the start state's if it takes one by `&mut`, else any state's.
-    let start = machine.start().unwrap_or(&machine.states[0]);
-    let with_context =
-        |state: &&State| state.context.as_ref().and_then(|p| context_type(&p.ty)).is_some();
-    let owner =
-        Some(start).filter(with_context).or_else(|| machine.states.iter().find(with_context));
-    let expected = owner.and_then(|state| context_type(&state.context.as_ref()?.ty));
+    let context = machine.context();
+    let expected = context.map(|(_, ty)| ty);
     let suggested = expected.map_or("YourContext".to_owned(), type_text);
     for state in &machine.states {
         let sig = &state.func.sig;
@@ -105,7 +100,7 @@ fn signatures(machine: &Machine, errors: &mut Errors) {
                     format!(
                         "state `{name}` takes context `{}`, but state `{}` takes `{}`\n= help: every state of a machine shares one context type",
                         type_text(found),
-                        owner.map_or(start, |o| o).ident,
+                        context.map_or(&machine.states[0], |(owner, _)| owner).ident,
                         type_text(expected)
                     ),
                 ),
