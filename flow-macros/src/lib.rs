@@ -1,8 +1,8 @@
 //! The proc macros of [`flow`](https://docs.rs/flow): `#[flow::machine]` and `#[state]`.
 //!
-//! `#[flow::machine]` is a pipeline: [`ast`] parses the module into our own view of it,
-//! [`attr`] reads each `#[state(...)]`, [`valid`] checks the whole graph and collects every
-//! error, and [`expand`] generates the code. Users depend on `flow`, which re-exports these.
+//! `#[flow::machine]` is a pipeline: `ast` parses the module into our own view of it,
+//! `attr` reads each `#[state(...)]`, `valid` checks the whole graph and collects every
+//! error, and `expand` generates the code. Users depend on `flow`, which re-exports these.
 #![forbid(unsafe_code)]
 
 mod ast;
