@@ -12,6 +12,7 @@
 //! ];
 //! static JOB: Graph = Graph {
 //!     name: "job", states: &STATES, edges: &[("work", "work"), ("work", "done")], start: 0, max_steps: 100,
+//!     version: 1, fingerprint: "5f0c8e1a2b3d4c6e",
 //! };
 //!
 //! assert_eq!(JOB.targets("work").collect::<Vec<_>>(), ["work", "done"]);
@@ -37,6 +38,12 @@ pub struct Graph {
     pub start: usize,
     /// How many states one run may enter before it fails (the loop guard).
     pub max_steps: u64,
+    /// The machine's version, `#[flow::machine(version = N)]`; 1 unless declared.
+    pub version: u32,
+    /// A hash of the machine's shape (state names, payload and output types, edges, context
+    /// type), stored with every durable run. A stored run whose version and fingerprint match
+    /// neither this machine nor a registered migration is refused rather than misread.
+    pub fingerprint: &'static str,
 }
 
 /// One state of a [`Graph`].

@@ -1,7 +1,7 @@
 //! The attribute grammar: `#[state(...)]` and `#[flow::machine(...)]`.
 //!
 //! ```text
-//! #[flow::machine(max_steps = 1000, name = "checkout")]
+//! #[flow::machine(max_steps = 1000, name = "checkout", version = 2)]
 //! #[state(start, end, to(a, b), retry(attempts = 5, backoff = "100ms..10s"),
 //!         timeout = "30s", max_visits = 3)]
 //! ```
@@ -20,7 +20,7 @@ use crate::suggest;
 
 const STATE_KEYS: [&str; 6] = ["start", "end", "to", "retry", "timeout", "max_visits"];
 const RETRY_KEYS: [&str; 2] = ["attempts", "backoff"];
-const MACHINE_KEYS: [&str; 2] = ["max_steps", "name"];
+const MACHINE_KEYS: [&str; 3] = ["max_steps", "name", "version"];
 const DURATION_HELP: &str =
     "= help: write a number and a unit, such as \"250ms\", \"30s\", \"5m\", \"1h30m\" or \"2d\"";
 
@@ -79,6 +79,7 @@ pub struct PolicyAttr {
 pub struct MachineAttr {
     pub name: Option<String>,
     pub max_steps: Option<u64>,
+    pub version: Option<u32>,
 }
 
 /// Reads a `#[state]` or `#[state(...)]` attribute.
@@ -198,6 +199,13 @@ pub fn machine(args: TokenStream, errors: &mut Errors) -> MachineAttr {
                     errors.push_spanned(&name, "a machine's name cannot be empty");
                 }
                 out.name = Some(name.value());
+            }
+            "version" => {
+                let value = meta.value()?.parse::<Expr>()?;
+                match int_value::<u32>(&value, "version", errors) {
+                    Some(0) => errors.push_spanned(&value, "versions start at 1\n= help: a machine without `version` is version 1; bump it each time its shape changes"),
+                    version => out.version = version,
+                }
             }
             other => {
                 let hint = suggest::hint(other, "keys of #[flow::machine(...)]", MACHINE_KEYS);

@@ -313,6 +313,8 @@ fn graph(machine: &Machine) -> TokenStream {
     let count = machine.states.len();
     let start = machine.start().and_then(|s| machine.index_of(&s.ident)).unwrap_or(0);
     let max_steps = machine.config.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
+    let version = machine.config.version.unwrap_or(1);
+    let fingerprint = fingerprint(machine);
     let states = machine.states.iter().map(|state| {
         let name = state.ident.to_string();
         let is_start = state.attr.start.is_some();
@@ -371,8 +373,39 @@ fn graph(machine: &Machine) -> TokenStream {
             edges: &[#(#edges),*],
             start: #start,
             max_steps: #max_steps,
+            version: #version,
+            fingerprint: #fingerprint,
         };
     }
+}
+
+/// A hash of what a checkpoint's meaning depends on: the machine's name and context type, and
+/// each state's name, payload types, targets and output type, in order. Policies are left out:
+/// changing a retry or a timeout does not change what a stored run means.
+///
+/// FNV-1a over the types as written, so it is the same on every build of the same source; a
+/// type spelled differently (`String` vs `std::string::String`) changes it, which errs on the
+/// side of asking for a version bump.
+fn fingerprint(machine: &Machine) -> String {
+    let context = machine.context().map(|(_, ty)| type_text(ty)).unwrap_or_default();
+    let mut shape = format!("{};{context}", machine.name());
+    for state in &machine.states {
+        shape.push_str(&format!(";{}(", state.ident));
+        for param in &state.payload {
+            shape.push_str(&type_text(&param.ty));
+            shape.push(',');
+        }
+        shape.push(')');
+        let targets: Vec<_> = state.targets().iter().map(ToString::to_string).collect();
+        shape.push_str(&format!("->[{}]", targets.join(",")));
+        if let (true, Some(output)) = (state.is_end(), &state.returns) {
+            shape.push_str(&format!("=>{}", type_text(output)));
+        }
+    }
+    let hash = shape.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
 }
 
 fn duration(duration: std::time::Duration) -> TokenStream {
