@@ -1,15 +1,18 @@
 //! What happened during a run: one [`Entry`] per state attempt.
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// One state attempt: which state, which attempt of its visit, what came of it, how long it took.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     /// The state's name.
-    pub state: &'static str,
+    #[serde(deserialize_with = "name")]
+    pub state: Name,
     /// 1 for the first attempt of a visit, 2 for its first retry, and so on.
     pub attempt: u32,
     /// What the attempt produced.
@@ -19,12 +22,13 @@ pub struct Entry {
 }
 
 /// What came of one state attempt.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
     /// The state went to `to`.
     Transitioned {
         /// The next state's name.
-        to: &'static str,
+        #[serde(deserialize_with = "name")]
+        to: Name,
     },
     /// The end state finished the run.
     Completed,
@@ -38,7 +42,7 @@ pub enum Outcome {
 }
 
 /// Why a state attempt failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Failure {
     /// The state returned an error.
     Error {
@@ -96,4 +100,24 @@ impl fmt::Display for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} #{} ({:.1?}): {}", self.state, self.attempt, self.duration, self.outcome)
     }
+}
+
+/// A state's name. (An alias, so serde's derive reads it through [`name`] instead of
+/// borrowing it from the input.)
+pub(crate) type Name = &'static str;
+
+/// Reads a state name back from a checkpoint as the `&'static str` the history holds.
+///
+/// Each distinct name is allocated once for the life of the process; names are few (the
+/// states of the machines a store has seen), so the set stays small.
+pub(crate) fn name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<&'static str, D::Error> {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let text = String::deserialize(deserializer)?;
+    let mut names = NAMES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(known) = names.get(&*text) {
+        return Ok(known);
+    }
+    let leaked: &'static str = Box::leak(text.into_boxed_str());
+    names.insert(leaked);
+    Ok(leaked)
 }

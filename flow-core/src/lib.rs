@@ -13,15 +13,23 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod engine;
 mod error;
 mod graph;
 pub mod history;
+mod id;
 mod machine;
 mod policy;
 mod run;
+pub mod store;
 
+pub use engine::{
+    Clock, Durable, Engine, EngineBuilder, EngineError, Migrate, Resumed, RunHandle, RunStatus,
+    SystemClock,
+};
 pub use error::{BoxError, Error, Result, ResultExt};
 pub use graph::{Graph, StateInfo};
+pub use id::{Current, ParseRunIdError, RunId, current, idempotency_key};
 pub use machine::{Goto, Machine, Step};
 pub use policy::{Backoff, Policy, RetryPolicy};
 pub use run::{Finished, RunError, Runner};

@@ -11,11 +11,13 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::time::Instant;
 
 use crate::history::{Entry, Failure, Outcome};
-use crate::{Machine, StateInfo, Step};
+use crate::id::{Current, RunId};
+use crate::{Graph, Machine, Step};
 
 /// Runs machines in memory: no store, no engine. Cheap to build; reusable.
 #[derive(Debug, Clone, Default)]
@@ -34,16 +36,20 @@ pub struct Finished<O> {
 }
 
 /// Why a run failed. Each variant carries the history up to the failure.
-#[derive(Debug, Clone, Error)]
+///
+/// Serialized without its history (a durable run's checkpoints hold that already).
+#[derive(Debug, Clone, Error, Serialize, Deserialize)]
 pub enum RunError {
     /// A state failed on its last allowed attempt, or with a permanent error.
     #[error("state `{state}` failed after {} attempt(s); last: {}", .attempts.len(), last(.attempts))]
     StateFailed {
         /// The state that failed.
-        state: &'static str,
+        #[serde(deserialize_with = "crate::history::name")]
+        state: crate::history::Name,
         /// Every attempt's failure, in order.
         attempts: Vec<Failure>,
         /// The run's history, the failed attempts included.
+        #[serde(skip)]
         history: Vec<Entry>,
     },
     /// A state was entered more often than its `max_visits` allows.
@@ -53,10 +59,12 @@ pub enum RunError {
     )]
     MaxVisits {
         /// The state.
-        state: &'static str,
+        #[serde(deserialize_with = "crate::history::name")]
+        state: crate::history::Name,
         /// Its `max_visits`.
         limit: u32,
         /// The run's history up to the refused visit.
+        #[serde(skip)]
         history: Vec<Entry>,
     },
     /// The run entered more states than its `max_steps` allows without ending.
@@ -67,10 +75,12 @@ pub enum RunError {
     )]
     MaxSteps {
         /// The state the run was about to enter.
-        state: &'static str,
+        #[serde(deserialize_with = "crate::history::name")]
+        state: crate::history::Name,
         /// The `max_steps` in force.
         limit: u64,
         /// The run's history.
+        #[serde(skip)]
         history: Vec<Entry>,
     },
 }
@@ -87,6 +97,15 @@ impl RunError {
             | RunError::MaxVisits { history, .. }
             | RunError::MaxSteps { history, .. } => history,
         }
+    }
+
+    pub(crate) fn with_history(mut self, entries: Vec<Entry>) -> RunError {
+        match &mut self {
+            RunError::StateFailed { history, .. }
+            | RunError::MaxVisits { history, .. }
+            | RunError::MaxSteps { history, .. } => *history = entries,
+        }
+        self
     }
 }
 
@@ -120,49 +139,186 @@ impl Runner {
     /// Runs `M` from `state`, any state of the machine, to an end state.
     pub async fn run_from<M: Machine>(
         &self,
-        mut state: M::State,
+        state: M::State,
         cx: &mut M::Context,
     ) -> Result<Finished<M::Output>, RunError> {
-        let graph = M::graph();
-        let max_steps = self.max_steps.unwrap_or(graph.max_steps);
-        // Seeded on the first retry: runs that never retry never pay for it.
-        let mut jitter = Jitter { seed: self.seed, rng: None };
-        let mut visits = vec![0u32; graph.states.len()];
-        let mut history = Vec::with_capacity(graph.states.len());
-        // Each attempt ends when it is measured; the next starts then, unless a backoff intervened.
-        let mut clock = Instant::now();
-        let mut steps = 0u64;
-        loop {
-            let index = M::index(&state);
-            let info = &graph.states[index];
-            if steps == max_steps {
-                return Err(RunError::MaxSteps { state: info.name, limit: max_steps, history });
+        let max_steps = self.max_steps.unwrap_or(M::graph().max_steps);
+        let mut cursor = Cursor::new(M::graph());
+        let mut journal = InMemory { run: RunId::random() };
+        let mut jitter = Jitter::new(self.seed);
+        let ended = match cursor.enter::<M>(&state, max_steps) {
+            Ok(()) => {
+                drive::<M, _>(state, &mut cursor, cx, &mut journal, &mut jitter, max_steps).await
             }
-            steps += 1;
-            visits[index] += 1;
-            if let Some(limit) = info.policy.max_visits
-                && visits[index] > limit
-            {
-                return Err(RunError::MaxVisits { state: info.name, limit, history });
-            }
-            match visit::<M>(info, state, cx, &mut jitter, &mut clock, &mut history).await {
-                Visit::Next(next) => state = next,
-                Visit::Done(output) => return Ok(Finished { output, history }),
-                Visit::Failed(attempts) => {
-                    return Err(RunError::StateFailed { state: info.name, attempts, history });
-                }
-            }
+            Err(error) => Ok(End::Failed(error)),
+        };
+        let history = std::mem::take(&mut cursor.history);
+        match ended {
+            Ok(End::Done(output)) => Ok(Finished { output, history }),
+            Ok(End::Failed(error)) => Err(error.with_history(history)),
+            Err(never) => match never {},
         }
     }
 }
 
+/// Where a run stands between attempts: what a checkpoint holds besides the state and context.
+#[derive(Debug, Clone)]
+pub(crate) struct Cursor {
+    /// The attempt of the current visit to run next.
+    pub attempt: u32,
+    /// The sequence number of the last checkpoint (in memory: of the last one there would be).
+    pub seq: u64,
+    /// The sequence number that entered the current visit: the idempotency key's half.
+    pub visit: u64,
+    /// Visits per state, by index in the graph, the current one counted.
+    pub visits: Vec<u32>,
+    /// States entered, the current one counted.
+    pub steps: u64,
+    /// While a retry backs off: when it is due, in Unix milliseconds.
+    pub wake_at: Option<u64>,
+    /// Every attempt so far.
+    pub history: Vec<Entry>,
+}
+
+impl Cursor {
+    pub(crate) fn new(graph: &Graph) -> Cursor {
+        Cursor {
+            attempt: 1,
+            seq: 0,
+            visit: 0,
+            visits: vec![0; graph.states.len()],
+            steps: 0,
+            wake_at: None,
+            history: Vec::with_capacity(graph.states.len()),
+        }
+    }
+
+    /// Counts the run's entering `state`, or refuses it when a loop guard says so.
+    pub(crate) fn enter<M: Machine>(
+        &mut self,
+        state: &M::State,
+        max_steps: u64,
+    ) -> Result<(), RunError> {
+        let index = M::index(state);
+        let info = &M::graph().states[index];
+        if self.steps == max_steps {
+            return Err(RunError::MaxSteps {
+                state: info.name,
+                limit: max_steps,
+                history: Vec::new(),
+            });
+        }
+        self.steps += 1;
+        self.visits[index] += 1;
+        if let Some(limit) = info.policy.max_visits
+            && self.visits[index] > limit
+        {
+            return Err(RunError::MaxVisits { state: info.name, limit, history: Vec::new() });
+        }
+        self.attempt = 1;
+        self.visit = self.seq;
+        Ok(())
+    }
+}
+
+/// How a run ended, as far as the run loop is concerned.
+pub(crate) enum End<O> {
+    Done(O),
+    /// The error's history is left empty: the cursor holds it.
+    Failed(RunError),
+}
+
+/// What the run loop tells whoever keeps the run: the in-memory runner (nothing to keep) or
+/// the engine (a checkpoint each time).
+pub(crate) trait Journal<M: Machine> {
+    /// Why the journal stopped the run (a store failure, a lost compare-and-set).
+    type Stop;
+
+    /// Whether a state's payload must outlive its last attempt (to be checkpointed).
+    const KEEPS_STATE: bool;
+
+    /// The run's id, for [`crate::current`].
+    fn run(&self) -> RunId;
+
+    /// The run moved on: to `state` (the cursor's `seq` already advanced), or to its end.
+    /// The run goes no further until this returns.
+    ///
+    /// Implementations read what they keep before returning the future, which then holds
+    /// none of the references: states and contexts need not be `Sync`.
+    fn record(
+        &mut self,
+        state: Option<&M::State>,
+        cursor: &Cursor,
+        cx: &M::Context,
+        end: Option<&End<M::Output>>,
+    ) -> impl Future<Output = Result<(), Self::Stop>> + Send;
+
+    /// Waits `delay` before the cursor's next attempt; a durable journal first records when
+    /// the wait ends, so a restart waits only the rest.
+    fn backoff(
+        &mut self,
+        state: &M::State,
+        cursor: &mut Cursor,
+        cx: &M::Context,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), Self::Stop>> + Send;
+
+    /// Waits out a backoff a restored run was in (`cursor.wake_at`).
+    fn resume_backoff(&mut self, cursor: &mut Cursor) -> impl Future<Output = ()> + Send;
+}
+
+/// The journal of [`Runner`]: nothing is kept, backoffs are plain sleeps.
+struct InMemory {
+    run: RunId,
+}
+
+impl<M: Machine> Journal<M> for InMemory {
+    type Stop = std::convert::Infallible;
+    const KEEPS_STATE: bool = false;
+
+    fn run(&self) -> RunId {
+        self.run
+    }
+
+    fn record(
+        &mut self,
+        _: Option<&M::State>,
+        _: &Cursor,
+        _: &M::Context,
+        _: Option<&End<M::Output>>,
+    ) -> impl Future<Output = Result<(), Self::Stop>> + Send {
+        std::future::ready(Ok(()))
+    }
+
+    fn backoff(
+        &mut self,
+        _: &M::State,
+        _: &mut Cursor,
+        _: &M::Context,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), Self::Stop>> + Send {
+        // Not an `async fn`: its future would hold the references, which would then need Sync.
+        let sleep = tokio::time::sleep(delay);
+        async move {
+            sleep.await;
+            Ok(())
+        }
+    }
+
+    async fn resume_backoff(&mut self, _: &mut Cursor) {}
+}
+
 /// The backoff jitter's random source, created on first use.
-struct Jitter {
+pub(crate) struct Jitter {
     seed: Option<u64>,
     rng: Option<fastrand::Rng>,
 }
 
 impl Jitter {
+    pub(crate) fn new(seed: Option<u64>) -> Jitter {
+        Jitter { seed, rng: None }
+    }
+
     fn rng(&mut self) -> &mut fastrand::Rng {
         let seed = self.seed;
         self.rng
@@ -170,63 +326,90 @@ impl Jitter {
     }
 }
 
-enum Visit<M: Machine> {
-    Next(M::State),
-    Done(M::Output),
-    Failed(Vec<Failure>),
-}
-
-/// One visit of a state: attempts until one succeeds, the policy gives up, or a failure is
-/// permanent; with the backoff between attempts.
-async fn visit<M: Machine>(
-    info: &'static StateInfo,
+/// Runs a machine from `state` (already entered, as the cursor says) to its end: attempts,
+/// backoffs, transitions, each told to the journal before the run moves on.
+pub(crate) async fn drive<M: Machine, J: Journal<M>>(
     mut state: M::State,
+    cursor: &mut Cursor,
     cx: &mut M::Context,
+    journal: &mut J,
     jitter: &mut Jitter,
-    clock: &mut Instant,
-    history: &mut Vec<Entry>,
-) -> Visit<M> {
-    let retry = &info.policy.retry;
-    let mut failures = Vec::new();
-    let mut attempt = 1;
+    max_steps: u64,
+) -> Result<End<M::Output>, J::Stop> {
+    let graph = M::graph();
+    if cursor.wake_at.is_some() {
+        journal.resume_backoff(cursor).await;
+    }
+    // Each attempt ends when it is measured; the next starts then, unless a backoff intervened.
+    let mut clock = Instant::now();
     loop {
-        // Keep a copy only while another attempt may need it: a state without retries
-        // moves its payload straight into the body.
-        let (this_try, spare) =
-            if attempt < retry.attempts { (state.clone(), Some(state)) } else { (state, None) };
-        let started = *clock;
-        let result = attempt_once::<M>(this_try, cx, info.policy.timeout).await;
-        *clock = Instant::now();
-        let duration = *clock - started;
+        let info = &graph.states[M::index(&state)];
+        let retry = &info.policy.retry;
+        let attempt = cursor.attempt;
+        // The in-memory runner moves the payload straight into a state's last attempt; a
+        // durable run keeps it for the failure's checkpoint.
+        let keep = J::KEEPS_STATE || attempt < retry.attempts;
+        let (this_try, kept) = if keep { (state.clone(), Some(state)) } else { (state, None) };
+        let now = Current { run: journal.run(), state: info.name, visit: cursor.visit, attempt };
+        let started = clock;
+        let result = now.scope(attempt_once::<M>(this_try, cx, info.policy.timeout)).await;
+        clock = Instant::now();
+        let duration = clock - started;
         let failure = match result {
             Ok(Step::Next(next)) => {
-                let to = M::graph().states[M::index(&next)].name;
+                let to = graph.states[M::index(&next)].name;
                 let outcome = Outcome::Transitioned { to };
-                history.push(Entry { state: info.name, attempt, outcome, duration });
-                return Visit::Next(next);
+                cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
+                cursor.seq += 1;
+                if let Err(error) = cursor.enter::<M>(&next, max_steps) {
+                    let end = End::Failed(error);
+                    journal.record(Some(&next), cursor, cx, Some(&end)).await?;
+                    return Ok(end);
+                }
+                journal.record(Some(&next), cursor, cx, None).await?;
+                state = next;
+                continue;
             }
             Ok(Step::Done(output)) => {
                 let outcome = Outcome::Completed;
-                history.push(Entry { state: info.name, attempt, outcome, duration });
-                return Visit::Done(output);
+                cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
+                cursor.seq += 1;
+                let end = End::Done(output);
+                journal.record(kept.as_ref(), cursor, cx, Some(&end)).await?;
+                return Ok(end);
             }
             Err(failure) => failure,
         };
-        let retry_in = match spare {
-            Some(_) if !failure.is_permanent() => Some(retry.backoff.delay(attempt, jitter.rng())),
+        let retry_in = match kept {
+            Some(_) if attempt < retry.attempts && !failure.is_permanent() => {
+                Some(retry.backoff.delay(attempt, jitter.rng()))
+            }
             _ => None,
         };
-        let outcome = Outcome::Failed { failure: failure.clone(), retry_in };
-        history.push(Entry { state: info.name, attempt, outcome, duration });
-        failures.push(failure);
-        match (retry_in, spare) {
-            (Some(delay), Some(spare)) => {
-                tokio::time::sleep(delay).await;
-                *clock = Instant::now();
-                state = spare;
-                attempt += 1;
+        let outcome = Outcome::Failed { failure, retry_in };
+        cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
+        cursor.seq += 1;
+        match (retry_in, kept) {
+            (Some(delay), Some(kept)) => {
+                cursor.attempt += 1;
+                journal.backoff(&kept, cursor, cx, delay).await?;
+                clock = Instant::now();
+                state = kept;
             }
-            _ => return Visit::Failed(failures),
+            (_, kept) => {
+                let attempts = cursor.history[cursor.history.len() - attempt as usize..]
+                    .iter()
+                    .filter_map(|entry| match &entry.outcome {
+                        Outcome::Failed { failure, .. } => Some(failure.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let error =
+                    RunError::StateFailed { state: info.name, attempts, history: Vec::new() };
+                let end = End::Failed(error);
+                journal.record(kept.as_ref(), cursor, cx, Some(&end)).await?;
+                return Ok(end);
+            }
         }
     }
 }

@@ -1,0 +1,398 @@
+//! What makes a run durable: its checkpoints, and reading them back into a typed run.
+
+use std::any::TypeId;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{Durable, Ended, EngineError, Inner, Migrate};
+use crate::history::Entry;
+use crate::run::{Cursor, End, Jitter, Journal, drive};
+use crate::store::{Checkpoint, Status, StoreError};
+use crate::{Graph, RunError, RunId};
+
+/// What a checkpoint's `snapshot` holds, written from borrowed parts.
+#[derive(Serialize)]
+struct SnapshotOut<'a, S, C, O> {
+    state: Option<&'a S>,
+    context: &'a C,
+    attempt: u32,
+    visit: u64,
+    steps: u64,
+    visits: BTreeMap<&'static str, u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<&'a O>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a RunError>,
+}
+
+/// What a checkpoint's `snapshot` holds, read back.
+#[derive(Deserialize)]
+pub(crate) struct SnapshotIn<S, C, O> {
+    pub state: Option<S>,
+    pub context: C,
+    pub attempt: u32,
+    pub visit: u64,
+    pub steps: u64,
+    pub visits: BTreeMap<String, u32>,
+    #[serde(default = "none")]
+    pub output: Option<O>,
+    #[serde(default)]
+    pub error: Option<RunError>,
+}
+
+fn none<O>() -> Option<O> {
+    None
+}
+
+fn visits(graph: &Graph, counts: &[u32]) -> BTreeMap<&'static str, u32> {
+    graph
+        .states
+        .iter()
+        .zip(counts)
+        .filter(|(_, count)| **count > 0)
+        .map(|(state, count)| (state.name, *count))
+        .collect()
+}
+
+/// The journal of a durable run: a checkpoint per step, written before the run moves on.
+pub(crate) struct DurableJournal<M> {
+    pub inner: Arc<Inner>,
+    pub run: RunId,
+    /// History entries already in a checkpoint.
+    pub recorded: usize,
+    /// The state the run was last recorded in, for checkpoints that carry no state.
+    pub state_name: &'static str,
+    pub machine: PhantomData<fn() -> M>,
+}
+
+impl<M: Durable> DurableJournal<M> {
+    fn checkpoint(
+        &mut self,
+        state: Option<&M::State>,
+        cursor: &Cursor,
+        cx: &M::Context,
+        end: Option<&End<M::Output>>,
+    ) -> Result<Checkpoint, EngineError> {
+        let graph = M::graph();
+        if let Some(state) = state {
+            self.state_name = graph.states[M::index(state)].name;
+        }
+        let (status, output, error) = match end {
+            None => (Status::Running, None, None),
+            Some(End::Done(output)) => (Status::Completed, Some(output), None),
+            Some(End::Failed(error)) => (Status::Failed, None, Some(error)),
+        };
+        let snapshot = SnapshotOut {
+            state,
+            context: cx,
+            attempt: cursor.attempt,
+            visit: cursor.visit,
+            steps: cursor.steps,
+            visits: visits(graph, &cursor.visits),
+            output,
+            error,
+        };
+        let serialize_error = |error: serde_json::Error| EngineError::Serialize {
+            run: self.run,
+            machine: M::NAME,
+            detail: error.to_string(),
+        };
+        let snapshot = serde_json::to_string(&snapshot).map_err(serialize_error)?;
+        let entries =
+            serde_json::to_string(&cursor.history[self.recorded..]).map_err(serialize_error)?;
+        self.recorded = cursor.history.len();
+        Ok(Checkpoint {
+            run: self.run,
+            seq: cursor.seq,
+            machine: Cow::Borrowed(M::NAME),
+            version: graph.version,
+            fingerprint: Cow::Borrowed(graph.fingerprint),
+            status,
+            state: Cow::Borrowed(self.state_name),
+            wake_at: cursor.wake_at,
+            snapshot,
+            entries,
+        })
+    }
+
+    fn save(
+        &self,
+        checkpoint: Result<Checkpoint, EngineError>,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send + use<M> {
+        let inner = Arc::clone(&self.inner);
+        async move { Ok(inner.store.save(checkpoint?).await?) }
+    }
+}
+
+impl<M: Durable> Journal<M> for DurableJournal<M> {
+    type Stop = EngineError;
+    const KEEPS_STATE: bool = true;
+
+    fn run(&self) -> RunId {
+        self.run
+    }
+
+    fn record(
+        &mut self,
+        state: Option<&M::State>,
+        cursor: &Cursor,
+        cx: &M::Context,
+        end: Option<&End<M::Output>>,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send {
+        let checkpoint = self.checkpoint(state, cursor, cx, end);
+        self.save(checkpoint)
+    }
+
+    fn backoff(
+        &mut self,
+        state: &M::State,
+        cursor: &mut Cursor,
+        cx: &M::Context,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send {
+        let now = self.inner.now_ms();
+        let wake_at = now.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+        cursor.wake_at = Some(wake_at);
+        let checkpoint = self.checkpoint(Some(state), cursor, cx, None);
+        let saved = self.save(checkpoint);
+        async move {
+            saved.await?;
+            tokio::time::sleep(delay).await;
+            Ok(())
+        }
+    }
+
+    fn resume_backoff(&mut self, cursor: &mut Cursor) -> impl Future<Output = ()> + Send {
+        let left = cursor.wake_at.map_or(0, |wake_at| wake_at.saturating_sub(self.inner.now_ms()));
+        tokio::time::sleep(Duration::from_millis(left))
+    }
+}
+
+/// A machine as the engine's registry holds it: typed inside, erased outside, so runs can be
+/// resumed by machine name.
+pub(crate) trait Registered: Send + Sync {
+    fn type_id(&self) -> TypeId;
+    fn graph(&self) -> &'static Graph;
+    /// Rebuilds a run from its last checkpoint and full history, and starts it.
+    fn resume(
+        &self,
+        inner: &Arc<Inner>,
+        latest: Checkpoint,
+        history: Vec<Entry>,
+        done: watch::Sender<Option<Ended>>,
+    ) -> Result<(), EngineError>;
+}
+
+pub(crate) struct Registration<M>(pub PhantomData<fn() -> M>);
+
+/// One registered migration step, from a stored version to the next known one.
+pub(crate) struct Migration {
+    pub from_version: u32,
+    pub from_fingerprint: &'static str,
+    pub to_version: u32,
+    pub to_fingerprint: &'static str,
+    /// Old snapshot JSON → new snapshot JSON and the new state's name.
+    pub apply: fn(&str) -> Result<(String, &'static str), String>,
+}
+
+impl Migration {
+    pub fn new<Old: Durable, New: Durable + Migrate<Old>>() -> Migration {
+        Migration {
+            from_version: Old::graph().version,
+            from_fingerprint: Old::graph().fingerprint,
+            to_version: New::graph().version,
+            to_fingerprint: New::graph().fingerprint,
+            apply: migrate::<Old, New>,
+        }
+    }
+}
+
+fn migrate<Old: Durable, New: Durable + Migrate<Old>>(
+    snapshot: &str,
+) -> Result<(String, &'static str), String> {
+    let old: SnapshotIn<Old::State, Old::Context, IgnoredAny> =
+        serde_json::from_str(snapshot).map_err(|error| error.to_string())?;
+    let state = old.state.ok_or("the checkpoint holds no state to migrate")?;
+    let (state, context) = New::migrate(state, old.context)
+        .map_err(|error| format!("the migration failed: {error}"))?;
+    let graph = New::graph();
+    let name = graph.states[New::index(&state)].name;
+    let new = SnapshotOut::<New::State, New::Context, ()> {
+        state: Some(&state),
+        context: &context,
+        attempt: old.attempt,
+        visit: old.visit,
+        steps: old.steps,
+        // Visit counts follow state names; a renamed state starts counting again.
+        visits: graph
+            .states
+            .iter()
+            .filter_map(|info| old.visits.get(info.name).map(|count| (info.name, *count)))
+            .collect(),
+        output: None,
+        error: None,
+    };
+    Ok((serde_json::to_string(&new).map_err(|error| error.to_string())?, name))
+}
+
+impl<M: Durable> Registered for Registration<M> {
+    fn type_id(&self) -> TypeId {
+        TypeId::of::<M>()
+    }
+
+    fn graph(&self) -> &'static Graph {
+        M::graph()
+    }
+
+    fn resume(
+        &self,
+        inner: &Arc<Inner>,
+        mut latest: Checkpoint,
+        history: Vec<Entry>,
+        done: watch::Sender<Option<Ended>>,
+    ) -> Result<(), EngineError> {
+        let graph = M::graph();
+        let run = latest.run;
+        let migrations = inner.migrations.get(M::NAME).map_or(&[][..], Vec::as_slice);
+        upgrade::<M>(migrations, &mut latest)?;
+        let corrupt =
+            |detail: String| EngineError::Corrupt { run, machine: M::NAME.into(), detail };
+        let snapshot: SnapshotIn<M::State, M::Context, IgnoredAny> =
+            serde_json::from_str(&latest.snapshot).map_err(|error| {
+                corrupt(format!(
+                    "checkpoint {} does not read as this machine's: {error}",
+                    latest.seq
+                ))
+            })?;
+        let state = snapshot.state.ok_or_else(|| {
+            corrupt(format!("checkpoint {} of an unfinished run holds no state", latest.seq))
+        })?;
+        let mut cursor = Cursor::new(graph);
+        cursor.attempt = snapshot.attempt.max(1);
+        cursor.seq = latest.seq;
+        cursor.visit = snapshot.visit;
+        cursor.steps = snapshot.steps;
+        for (index, info) in graph.states.iter().enumerate() {
+            cursor.visits[index] = snapshot.visits.get(info.name).copied().unwrap_or(0);
+        }
+        cursor.wake_at = latest.wake_at;
+        cursor.history = history;
+        let journal = DurableJournal::<M> {
+            inner: Arc::clone(inner),
+            run,
+            recorded: cursor.history.len(),
+            state_name: graph.states[M::index(&state)].name,
+            machine: PhantomData,
+        };
+        spawn::<M>(journal, state, cursor, snapshot.context, done);
+        Ok(())
+    }
+}
+
+/// Carries a checkpoint written by an older version of `M` to the current one, through the
+/// registered migrations; refuses one that matches no known version.
+fn upgrade<M: Durable>(
+    migrations: &[Migration],
+    latest: &mut Checkpoint,
+) -> Result<(), EngineError> {
+    let graph = M::graph();
+    let incompatible = |latest: &Checkpoint, why: &str| EngineError::Incompatible {
+        run: latest.run,
+        machine: M::NAME.into(),
+        stored_version: latest.version,
+        stored_fingerprint: latest.fingerprint.to_string(),
+        version: graph.version,
+        fingerprint: graph.fingerprint.into(),
+        why: why.into(),
+    };
+    // Each step raises the version, so this ends; the bound guards a malformed registry.
+    for _ in 0..=migrations.len() {
+        if latest.version == graph.version && latest.fingerprint == graph.fingerprint {
+            return Ok(());
+        }
+        let step = migrations.iter().find(|step| {
+            step.from_version == latest.version && step.from_fingerprint == latest.fingerprint
+        });
+        let Some(step) = step else {
+            let why = if latest.version == graph.version {
+                "the machine's shape changed without a version bump: declare \
+                     #[flow::machine(version = N)] with a higher N, and register a migration \
+                     from the old version with EngineBuilder::migration"
+            } else if latest.version > graph.version {
+                "the run was written by a newer version of the machine than this binary has"
+            } else {
+                "no registered migration starts from the stored version and fingerprint: \
+                     keep the old version's module and register EngineBuilder::migration::<Old, New>()"
+            };
+            return Err(incompatible(latest, why));
+        };
+        let (snapshot, state) =
+            (step.apply)(&latest.snapshot).map_err(|error| EngineError::Migration {
+                run: latest.run,
+                machine: M::NAME.into(),
+                from: step.from_version,
+                to: step.to_version,
+                detail: error,
+            })?;
+        latest.snapshot = snapshot;
+        latest.state = Cow::Borrowed(state);
+        latest.version = step.to_version;
+        latest.fingerprint = Cow::Borrowed(step.to_fingerprint);
+    }
+    Err(incompatible(latest, "the registered migrations do not lead to this version"))
+}
+
+/// Runs a durable run to its end on the engine's runtime, telling `done` how it ended.
+pub(crate) fn spawn<M: Durable>(
+    mut journal: DurableJournal<M>,
+    state: M::State,
+    mut cursor: Cursor,
+    mut cx: M::Context,
+    done: watch::Sender<Option<Ended>>,
+) {
+    let inner = Arc::clone(&journal.inner);
+    let run = journal.run;
+    tokio::spawn(async move {
+        // Runs beyond the engine's limit wait here, checkpointed and cheap.
+        let permit = Arc::clone(&inner.slots).acquire_owned().await;
+        let mut jitter = Jitter::new(inner.seed.map(|seed| seed ^ run.as_u128() as u64));
+        let max_steps = M::graph().max_steps;
+        let ended =
+            match drive::<M, _>(state, &mut cursor, &mut cx, &mut journal, &mut jitter, max_steps)
+                .await
+            {
+                Ok(_) => Ended::Finished,
+                Err(EngineError::Store(StoreError::Conflict { seq, stored, .. })) => {
+                    Ended::Conflict { seq, stored }
+                }
+                Err(error) => Ended::Stopped(error.to_string()),
+            };
+        drop(permit);
+        let _ = done.send(Some(ended));
+        inner.forget(run);
+    });
+}
+
+/// Reads a finished run's output from its last checkpoint.
+pub(crate) fn output<M: Durable>(latest: &Checkpoint) -> Result<Option<M::Output>, String>
+where
+    M::Output: DeserializeOwned,
+{
+    let snapshot: SnapshotIn<IgnoredAny, IgnoredAny, M::Output> =
+        serde_json::from_str(&latest.snapshot).map_err(|error| error.to_string())?;
+    Ok(snapshot.output)
+}
+
+/// Reads a failed run's error from its last checkpoint.
+pub(crate) fn error(latest: &Checkpoint) -> Result<Option<RunError>, String> {
+    let snapshot: SnapshotIn<IgnoredAny, IgnoredAny, IgnoredAny> =
+        serde_json::from_str(&latest.snapshot).map_err(|error| error.to_string())?;
+    Ok(snapshot.error)
+}

@@ -1,0 +1,818 @@
+//! Durable runs: the [`Engine`] keeps every run in a [`CheckpointStore`] and resumes the
+//! unfinished ones after a restart.
+//!
+//! ```
+//! # use flow_core::{Graph, Machine, Policy, Result, StateInfo, Step};
+//! # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+//! # pub enum State { Tick(u32) }
+//! # static STATES: [StateInfo; 1] = [StateInfo {
+//! #     name: "tick", start: true, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT,
+//! # }];
+//! # static GRAPH: Graph = Graph { name: "countdown", states: &STATES, edges: &[("tick", "tick")],
+//! #     start: 0, max_steps: 100, version: 1, fingerprint: "countdown-1" };
+//! # pub struct Countdown;
+//! # impl Machine for Countdown {
+//! #     const NAME: &'static str = "countdown";
+//! #     type Context = u32;
+//! #     type Input = u32;
+//! #     type Output = u32;
+//! #     type State = State;
+//! #     fn graph() -> &'static Graph { &GRAPH }
+//! #     fn start(input: u32) -> State { State::Tick(input) }
+//! #     fn index(_: &State) -> usize { 0 }
+//! #     async fn step(state: State, ticks: &mut u32) -> Result<Step<State, u32>> {
+//! #         let State::Tick(n) = state;
+//! #         *ticks += 1;
+//! #         Ok(if n == 0 { Step::Done(*ticks) } else { Step::Next(State::Tick(n - 1)) })
+//! #     }
+//! # }
+//! use flow_core::{Engine, store::MemoryStore};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let engine = Engine::builder()
+//!     .store(MemoryStore::new()) // or SqliteStore::open("runs.db")?
+//!     .machine::<Countdown>()
+//!     .build()?;
+//!
+//! // After a restart: go on with every run the last process left unfinished.
+//! let resumed = engine.resume_pending().await?;
+//! assert!(resumed.resumed.is_empty());
+//!
+//! let run = engine.start::<Countdown>(3).await?;
+//! println!("started run {}", run.id());
+//! assert_eq!(run.output().await?, 4);
+//! # Ok::<(), flow_core::EngineError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! A durable run checkpoints after every attempt: after a transition, before a retry's
+//! backoff (with the time the retry is due), and at its end. It moves on only once the
+//! checkpoint is durable. A run killed mid-way resumes from its last checkpoint: the attempt
+//! that was running runs again (a state body runs at least once per visit), and the
+//! transitions already checkpointed are never applied again. [`crate::current`] gives the
+//! body an idempotency key, the same for every run of the same visit, to pass to the systems
+//! it changes.
+//!
+//! Contexts and outputs of durable machines are stored too, so they must be serde types
+//! ([`Durable`]). Keep clients and pools out of the context (or `#[serde(skip)]` them).
+
+mod durable;
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+use tokio::sync::{Semaphore, watch};
+
+use crate::history::Entry;
+use crate::run::{Cursor, End, Journal};
+use crate::store::{
+    CheckpointStore, DynStore, Filter, MemoryStore, RunSummary, Status, StoreError,
+};
+use crate::{Error, Machine, RunError, RunId};
+use durable::{DurableJournal, Migration, Registered, Registration};
+
+/// A machine the engine can keep: its context and output are serde types.
+///
+/// Implemented for every [`Machine`] whose `Context` and `Output` are `Serialize` and
+/// `DeserializeOwned`; you never implement it yourself.
+pub trait Durable:
+    Machine<
+        Context: Serialize + DeserializeOwned + 'static,
+        Output: Serialize + DeserializeOwned + 'static,
+    >
+{
+}
+
+impl<M> Durable for M where
+    M: Machine<
+            Context: Serialize + DeserializeOwned + 'static,
+            Output: Serialize + DeserializeOwned + 'static,
+        >
+{
+}
+
+/// Carries runs stored by an older version of a machine to this one.
+///
+/// Keep the old version's module (its `#[flow::machine(version = 1)]` with its state types;
+/// the bodies are never run again) next to the new one, implement this for the new machine,
+/// and register it with [`EngineBuilder::migration`]. On resume, a run stored by version 1
+/// goes through `1 → 2`, then `2 → 3` if registered, and so on, before it runs on.
+///
+/// The run keeps its history, attempt and visit counts (by state name).
+pub trait Migrate<Old: Machine>: Machine {
+    /// Maps an old run's state and context to this version's.
+    ///
+    /// # Errors
+    ///
+    /// An error here marks the run [`Status::Stuck`], with the error as its note; nothing else
+    /// is changed, so a fixed migration can resume it later.
+    fn migrate(
+        state: Old::State,
+        context: Old::Context,
+    ) -> Result<(Self::State, Self::Context), Error>;
+}
+
+/// Where the engine reads the time for durable waits (a retry's backoff survives a restart as
+/// a wall-clock deadline).
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+}
+
+/// The system's clock: [`SystemTime::now`]. The engine's default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// Runs machines durably. Cheap to clone: clones share one engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    store: Box<dyn DynStore>,
+    machines: HashMap<&'static str, Arc<dyn Registered>>,
+    /// Per machine name, the migrations into its registered version.
+    migrations: HashMap<&'static str, Vec<Migration>>,
+    slots: Arc<Semaphore>,
+    clock: Box<dyn Clock>,
+    seed: Option<u64>,
+    /// Runs this engine is running, with how each ends.
+    live: Mutex<HashMap<RunId, watch::Receiver<Option<Ended>>>>,
+}
+
+/// How a run's task ended.
+#[derive(Debug, Clone)]
+pub(crate) enum Ended {
+    /// The run reached its end; the store has its output or error.
+    Finished,
+    /// Another engine moved the run on first.
+    Conflict { seq: u64, stored: Option<u64> },
+    /// The run stopped unfinished (its store failed, its context would not serialize).
+    Stopped(String),
+}
+
+impl Inner {
+    fn now_ms(&self) -> u64 {
+        unix_ms(self.clock.now())
+    }
+
+    fn live(&self) -> MutexGuard<'_, HashMap<RunId, watch::Receiver<Option<Ended>>>> {
+        self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn forget(&self, run: RunId) {
+        self.live().remove(&run);
+    }
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut machines: Vec<_> = self.inner.machines.keys().collect();
+        machines.sort();
+        f.debug_struct("Engine")
+            .field("machines", &machines)
+            .field("running", &self.inner.live().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Engine`]: [`Engine::builder`].
+pub struct EngineBuilder {
+    store: Option<Box<dyn DynStore>>,
+    machines: Vec<(&'static str, Arc<dyn Registered>)>,
+    migrations: Vec<(&'static str, Migration)>,
+    max_concurrent_runs: usize,
+    clock: Box<dyn Clock>,
+    seed: Option<u64>,
+}
+
+impl fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let machines: Vec<_> = self.machines.iter().map(|(name, ..)| name).collect();
+        f.debug_struct("EngineBuilder")
+            .field("machines", &machines)
+            .field("max_concurrent_runs", &self.max_concurrent_runs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineBuilder {
+    /// Where runs are kept; a fresh [`MemoryStore`] unless set. Use
+    /// [`SqliteStore`](crate::store::SqliteStore) for runs that survive the process.
+    pub fn store(mut self, store: impl CheckpointStore) -> Self {
+        self.store = Some(Box::new(store));
+        self
+    }
+
+    /// Registers machine `M`, so the engine can start its runs and resume them by name.
+    pub fn machine<M: Durable>(mut self) -> Self {
+        self.machines.push((M::NAME, Arc::new(Registration::<M>(PhantomData))));
+        self
+    }
+
+    /// Registers the migration of runs stored by `Old` to `New` (`New: Migrate<Old>`).
+    /// `New` must be registered too, under the same name, with a higher version.
+    pub fn migration<Old, New>(mut self) -> Self
+    where
+        Old: Durable,
+        New: Durable + Migrate<Old>,
+    {
+        self.migrations.push((New::NAME, Migration::new::<Old, New>()));
+        self
+    }
+
+    /// How many runs may execute at once (default 10,000). Runs over the limit are started and
+    /// checkpointed, and wait for a slot.
+    pub fn max_concurrent_runs(mut self, limit: usize) -> Self {
+        self.max_concurrent_runs = limit.max(1);
+        self
+    }
+
+    /// The clock for durable waits; the system clock unless set. Tests use one they control.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    /// Seeds the backoff jitter of every run (mixed with each run's id).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The engine.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Config`] if two machines share a name, or a migration does not lead
+    /// from a lower version to a registered machine of the same name.
+    pub fn build(self) -> Result<Engine, EngineError> {
+        let mut problems = Vec::new();
+        let mut machines: HashMap<&'static str, Arc<dyn Registered>> = HashMap::new();
+        let mut migrations: HashMap<&'static str, Vec<Migration>> = HashMap::new();
+        for (name, registered) in self.machines {
+            if let Some(existing) = machines.get(name) {
+                if existing.type_id() != registered.type_id() {
+                    problems.push(format!(
+                        "two machines are registered under the name `{name}`; \
+                         rename one with #[flow::machine(name = \"...\")]"
+                    ));
+                }
+                continue;
+            }
+            machines.insert(name, registered);
+        }
+        for (name, migration) in self.migrations {
+            let Some(registered) = machines.get(name) else {
+                problems.push(format!(
+                    "a migration leads to machine `{name}`, which is not registered; \
+                     add .machine::<...>() for it"
+                ));
+                continue;
+            };
+            let graph = registered.graph();
+            if migration.to_fingerprint != graph.fingerprint
+                && migration.to_version >= graph.version
+            {
+                problems.push(format!(
+                    "a migration of `{name}` leads to version {} with another shape than the \
+                     registered machine (version {}); migrate to the registered machine or to \
+                     an older version of it",
+                    migration.to_version, graph.version
+                ));
+            } else if migration.from_version >= migration.to_version {
+                problems.push(format!(
+                    "a migration of `{name}` goes from version {} to version {}; \
+                     migrations go from an older version to a newer one",
+                    migration.from_version, migration.to_version
+                ));
+            } else {
+                migrations.entry(name).or_default().push(migration);
+            }
+        }
+        if !problems.is_empty() {
+            return Err(EngineError::Config { problems: problems.join("; ") });
+        }
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                store: self.store.unwrap_or_else(|| Box::new(MemoryStore::new())),
+                machines,
+                migrations,
+                slots: Arc::new(Semaphore::new(self.max_concurrent_runs)),
+                clock: self.clock,
+                seed: self.seed,
+                live: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+/// A started (or resumed) run: its id, and its output once it ends.
+pub struct RunHandle<M> {
+    run: RunId,
+    engine: Engine,
+    done: watch::Receiver<Option<Ended>>,
+    machine: PhantomData<fn() -> M>,
+}
+
+impl<M> fmt::Debug for RunHandle<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunHandle").field("run", &self.run).finish_non_exhaustive()
+    }
+}
+
+impl<M: Durable> RunHandle<M> {
+    /// The run's id: give it to [`Engine::status`] or [`Engine::handle`], later or from
+    /// another process.
+    pub fn id(&self) -> RunId {
+        self.run
+    }
+
+    /// Waits for the run to end and returns its output.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Failed`] with the run's [`RunError`] (its history included) if the run
+    /// failed; [`EngineError::Conflict`] if another engine moved it on; others if it stopped
+    /// unfinished (its store failed).
+    pub async fn output(mut self) -> Result<M::Output, EngineError> {
+        let run = self.run;
+        let ended = match self.done.wait_for(Option::is_some).await {
+            Ok(ended) => ended.clone(),
+            Err(_) => Some(Ended::Stopped("the run's task ended without reporting".into())),
+        };
+        match ended {
+            Some(Ended::Finished) | None => self.engine.finished::<M>(run).await,
+            Some(Ended::Conflict { seq, stored }) => {
+                Err(EngineError::Store(StoreError::Conflict { run, seq, stored }))
+            }
+            Some(Ended::Stopped(reason)) => Err(EngineError::Stopped { run, reason }),
+        }
+    }
+}
+
+/// A run as [`Engine::status`] reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunStatus {
+    /// The run.
+    pub run: RunId,
+    /// Its machine's name.
+    pub machine: String,
+    /// The machine version its last checkpoint was written by.
+    pub version: u32,
+    /// Where it stands.
+    pub status: Status,
+    /// The state it is in, or ended in.
+    pub state: String,
+    /// Its last checkpoint's sequence number.
+    pub seq: u64,
+    /// While a retry backs off: when it is due.
+    pub wake_at: Option<SystemTime>,
+    /// Why it is stuck, if it is.
+    pub note: Option<String>,
+    /// Every attempt so far, in order.
+    pub history: Vec<Entry>,
+}
+
+/// What [`Engine::resume_pending`] did.
+#[derive(Debug, Default)]
+pub struct Resumed {
+    /// The runs now running again.
+    pub resumed: Vec<RunId>,
+    /// The runs that could not be resumed, each with why. Corrupt and incompatible runs are
+    /// also marked [`Status::Stuck`] in the store; the others are left as they were.
+    pub failed: Vec<EngineError>,
+}
+
+/// Why the engine could not do what was asked.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// No machine of that name is registered.
+    #[error(
+        "no machine named `{name}` is registered with this engine; register it with \
+         Engine::builder().machine::<{name}::Machine>()"
+    )]
+    UnknownMachine {
+        /// The name asked for.
+        name: String,
+    },
+    /// The run belongs to another machine than the one asked for.
+    #[error("run {run} is a run of machine `{found}`, not of `{expected}`")]
+    WrongMachine {
+        /// The run.
+        run: RunId,
+        /// The machine asked for.
+        expected: &'static str,
+        /// The run's machine.
+        found: String,
+    },
+    /// The store has no run with this id.
+    #[error(
+        "there is no run {run} in this engine's store; check the id \
+         (RunHandle::id and Engine::list give the ids of existing runs)"
+    )]
+    UnknownRun {
+        /// The id asked for.
+        run: RunId,
+    },
+    /// A run with this id exists already.
+    #[error("a run with id {run} exists already; start_as refuses to start it twice")]
+    AlreadyExists {
+        /// The id.
+        run: RunId,
+    },
+    /// The run is unfinished but not running in this engine.
+    #[error(
+        "run {run} is unfinished but not running in this engine; \
+         call Engine::resume_pending to resume it"
+    )]
+    NotRunning {
+        /// The run.
+        run: RunId,
+    },
+    /// The stored run matches no version of its machine this engine knows.
+    #[error(
+        "run {run} of machine `{machine}` was stored by version {stored_version} (fingerprint \
+         {stored_fingerprint}); this binary has version {version} (fingerprint {fingerprint}): \
+         {why}"
+    )]
+    Incompatible {
+        /// The run.
+        run: RunId,
+        /// Its machine.
+        machine: String,
+        /// The version in its checkpoint.
+        stored_version: u32,
+        /// The fingerprint in its checkpoint.
+        stored_fingerprint: String,
+        /// The registered machine's version.
+        version: u32,
+        /// The registered machine's fingerprint.
+        fingerprint: String,
+        /// What to do about it.
+        why: String,
+    },
+    /// A stored checkpoint does not read back.
+    #[error("run {run} of machine `{machine}` has a corrupt checkpoint: {detail}")]
+    Corrupt {
+        /// The run.
+        run: RunId,
+        /// Its machine.
+        machine: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A registered migration failed on a run.
+    #[error("run {run} of machine `{machine}`: migrating from version {from} to {to}: {detail}")]
+    Migration {
+        /// The run.
+        run: RunId,
+        /// Its machine.
+        machine: String,
+        /// The version migrated from.
+        from: u32,
+        /// The version migrated to.
+        to: u32,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A run's state, context or output would not serialize; the run stopped unfinished.
+    #[error(
+        "run {run} of machine `{machine}` could not be checkpointed: {detail}; the run stopped at \
+         its last checkpoint (check the Serialize impls of its payloads and context)"
+    )]
+    Serialize {
+        /// The run.
+        run: RunId,
+        /// Its machine.
+        machine: &'static str,
+        /// What serde said.
+        detail: String,
+    },
+    /// The run failed.
+    #[error("run {run} failed: {error}")]
+    Failed {
+        /// The run.
+        run: RunId,
+        /// How, with the run's history.
+        error: RunError,
+    },
+    /// The run stopped unfinished; it resumes from its last checkpoint with
+    /// [`Engine::resume_pending`].
+    #[error("run {run} stopped unfinished: {reason}")]
+    Stopped {
+        /// The run.
+        run: RunId,
+        /// Why.
+        reason: String,
+    },
+    /// The engine's configuration is inconsistent.
+    #[error("the engine cannot be built: {problems}")]
+    Config {
+        /// Every problem found.
+        problems: String,
+    },
+    /// The store failed, or refused a checkpoint ([`StoreError::Conflict`]).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Engine {
+    /// Starts building an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder {
+            store: None,
+            machines: Vec::new(),
+            migrations: Vec::new(),
+            max_concurrent_runs: 10_000,
+            clock: Box::new(SystemClock),
+            seed: None,
+        }
+    }
+
+    /// Starts a run of `M` with `input` and a default context. Returns once the run's first
+    /// checkpoint is durable.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownMachine`] if `M` is not registered; a store error if the first
+    /// checkpoint could not be written.
+    pub async fn start<M: Durable>(&self, input: M::Input) -> Result<RunHandle<M>, EngineError>
+    where
+        M::Context: Default,
+    {
+        self.start_as::<M>(RunId::random(), input, M::Context::default()).await
+    }
+
+    /// Starts a run of `M` with `input` and `context`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::start`].
+    pub async fn start_with<M: Durable>(
+        &self,
+        input: M::Input,
+        context: M::Context,
+    ) -> Result<RunHandle<M>, EngineError> {
+        self.start_as::<M>(RunId::random(), input, context).await
+    }
+
+    /// Starts a run of `M` under the id `run`, chosen by the caller (from an order number,
+    /// say). Starting an id that exists is refused, so a retried request starts one run.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::AlreadyExists`] if the id is taken; otherwise as [`Engine::start`].
+    pub async fn start_as<M: Durable>(
+        &self,
+        run: RunId,
+        input: M::Input,
+        context: M::Context,
+    ) -> Result<RunHandle<M>, EngineError> {
+        self.registered::<M>()?;
+        let graph = M::graph();
+        let state = M::start(input);
+        let mut cursor = Cursor::new(graph);
+        let refused = cursor.enter::<M>(&state, graph.max_steps).err().map(End::Failed);
+        let mut journal = DurableJournal::<M> {
+            inner: Arc::clone(&self.inner),
+            run,
+            recorded: 0,
+            state_name: graph.states[M::index(&state)].name,
+            machine: PhantomData,
+        };
+        let first = journal.record(Some(&state), &cursor, &context, refused.as_ref()).await;
+        match first {
+            Err(EngineError::Store(StoreError::Conflict { .. })) => {
+                return Err(EngineError::AlreadyExists { run });
+            }
+            Err(error) => return Err(error),
+            Ok(()) => {}
+        }
+        let (done, receiver) = watch::channel(None);
+        if refused.is_some() {
+            let _ = done.send(Some(Ended::Finished));
+        } else {
+            self.inner.live().insert(run, receiver.clone());
+            durable::spawn::<M>(journal, state, cursor, context, done);
+        }
+        Ok(RunHandle { run, engine: self.clone(), done: receiver, machine: PhantomData })
+    }
+
+    /// Resumes every unfinished run in the store that this engine is not already running:
+    /// call it once after a restart. Each resumes from its last checkpoint; a run that was
+    /// backing off waits only what was left of its backoff.
+    ///
+    /// One bad run does not stop the others: a run whose machine is not registered is
+    /// reported and left alone; a corrupt run, or one that matches no known version of its
+    /// machine, is reported and marked [`Status::Stuck`] with the reason. Stuck runs are tried
+    /// again on every call, so a binary with the missing migration picks them up.
+    ///
+    /// # Errors
+    ///
+    /// Only if the store cannot list its runs.
+    pub async fn resume_pending(&self) -> Result<Resumed, EngineError> {
+        let mut pending = self.inner.store.list(Filter::new().status(Status::Running)).await?;
+        pending.extend(self.inner.store.list(Filter::new().status(Status::Stuck)).await?);
+        let mut report = Resumed::default();
+        for summary in pending {
+            let run = summary.run;
+            match self.resume(&summary).await {
+                Ok(true) => {
+                    if summary.status == Status::Stuck {
+                        self.inner.store.mark(run, Status::Running, None).await?;
+                    }
+                    report.resumed.push(run);
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    if matches!(
+                        error,
+                        EngineError::Corrupt { .. }
+                            | EngineError::Incompatible { .. }
+                            | EngineError::Migration { .. }
+                    ) {
+                        self.inner.store.mark(run, Status::Stuck, Some(error.to_string())).await?;
+                    }
+                    report.failed.push(error);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Resumes one run; `Ok(false)` if this engine is already running it.
+    async fn resume(&self, summary: &RunSummary) -> Result<bool, EngineError> {
+        let run = summary.run;
+        let Some(registered) = self.inner.machines.get(summary.machine.as_str()) else {
+            return Err(EngineError::UnknownMachine { name: summary.machine.clone() });
+        };
+        if self.inner.live().contains_key(&run) {
+            return Ok(false);
+        }
+        let checkpoints = self.inner.store.checkpoints(run).await?;
+        let history = history(run, &summary.machine, &checkpoints)?;
+        let Some(latest) = checkpoints.into_iter().last() else {
+            return Err(EngineError::Corrupt {
+                run,
+                machine: summary.machine.clone(),
+                detail: "the run has no checkpoint".into(),
+            });
+        };
+        let (done, receiver) = watch::channel(None);
+        {
+            let mut live = self.inner.live();
+            if live.contains_key(&run) {
+                return Ok(false);
+            }
+            live.insert(run, receiver);
+        }
+        let resumed = registered.resume(&self.inner, latest, history, done);
+        if resumed.is_err() {
+            self.inner.forget(run);
+        }
+        resumed.map(|()| true)
+    }
+
+    /// A handle on run `run` of machine `M`, to wait for its output: for runs resumed by
+    /// [`Engine::resume_pending`], or finished ones.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownRun`], [`EngineError::WrongMachine`], or
+    /// [`EngineError::NotRunning`] for an unfinished run this engine is not running.
+    pub async fn handle<M: Durable>(&self, run: RunId) -> Result<RunHandle<M>, EngineError> {
+        let live = self.inner.live().get(&run).cloned();
+        let done = match live {
+            Some(done) => done,
+            None => {
+                let latest = self.latest::<M>(run).await?;
+                if !latest.status.is_finished() {
+                    return Err(EngineError::NotRunning { run });
+                }
+                watch::channel(Some(Ended::Finished)).1
+            }
+        };
+        Ok(RunHandle { run, engine: self.clone(), done, machine: PhantomData })
+    }
+
+    /// Where run `run` stands, with its full history.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownRun`] for an id the store does not have;
+    /// [`EngineError::Corrupt`] if its history does not read back.
+    pub async fn status(&self, run: RunId) -> Result<RunStatus, EngineError> {
+        let checkpoints = self.inner.store.checkpoints(run).await?;
+        let Some(latest) = checkpoints.last() else {
+            return Err(EngineError::UnknownRun { run });
+        };
+        let history = history(run, &latest.machine, &checkpoints)?;
+        let summary = self.inner.store.summary(run).await?;
+        let (status, note) = summary.map_or((latest.status, None), |s| (s.status, s.note));
+        Ok(RunStatus {
+            run,
+            machine: latest.machine.to_string(),
+            version: latest.version,
+            status,
+            state: latest.state.to_string(),
+            seq: latest.seq,
+            wake_at: latest.wake_at.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+            note,
+            history,
+        })
+    }
+
+    /// The runs `filter` matches, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// If the store cannot list them.
+    pub async fn list(&self, filter: Filter) -> Result<Vec<RunSummary>, EngineError> {
+        Ok(self.inner.store.list(filter).await?)
+    }
+
+    fn registered<M: Durable>(&self) -> Result<(), EngineError> {
+        match self.inner.machines.get(M::NAME) {
+            Some(registered) if registered.type_id() == TypeId::of::<M>() => Ok(()),
+            _ => Err(EngineError::UnknownMachine { name: M::NAME.into() }),
+        }
+    }
+
+    async fn latest<M: Durable>(
+        &self,
+        run: RunId,
+    ) -> Result<crate::store::Checkpoint, EngineError> {
+        let latest = self.inner.store.latest(run).await?;
+        let latest = latest.ok_or(EngineError::UnknownRun { run })?;
+        if latest.machine != M::NAME {
+            return Err(EngineError::WrongMachine {
+                run,
+                expected: M::NAME,
+                found: latest.machine.into_owned(),
+            });
+        }
+        Ok(latest)
+    }
+
+    /// The output (or error) of a finished run, read from its last checkpoint.
+    async fn finished<M: Durable>(&self, run: RunId) -> Result<M::Output, EngineError> {
+        let latest = self.latest::<M>(run).await?;
+        let corrupt =
+            |detail: String| EngineError::Corrupt { run, machine: M::NAME.into(), detail };
+        match latest.status {
+            Status::Completed => durable::output::<M>(&latest)
+                .map_err(corrupt)?
+                .ok_or_else(|| corrupt("a completed run's checkpoint holds no output".into())),
+            Status::Failed => {
+                let error = durable::error(&latest)
+                    .map_err(corrupt)?
+                    .ok_or_else(|| corrupt("a failed run's checkpoint holds no error".into()))?;
+                let checkpoints = self.inner.store.checkpoints(run).await?;
+                let history = history(run, &latest.machine, &checkpoints)?;
+                Err(EngineError::Failed { run, error: error.with_history(history) })
+            }
+            Status::Running | Status::Stuck => Err(EngineError::NotRunning { run }),
+        }
+    }
+}
+
+/// A run's full history, from the entries each checkpoint added.
+fn history(
+    run: RunId,
+    machine: &str,
+    checkpoints: &[crate::store::Checkpoint],
+) -> Result<Vec<Entry>, EngineError> {
+    let mut history = Vec::new();
+    for checkpoint in checkpoints {
+        let entries: Vec<Entry> =
+            serde_json::from_str(&checkpoint.entries).map_err(|error| EngineError::Corrupt {
+                run,
+                machine: machine.into(),
+                detail: format!(
+                    "the history in checkpoint {} does not read back: {error}",
+                    checkpoint.seq
+                ),
+            })?;
+        history.extend(entries);
+    }
+    Ok(history)
+}

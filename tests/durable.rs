@@ -1,0 +1,430 @@
+//! Durable runs on the engine: checkpoints, resume after a crash, backoffs that survive a
+//! restart, the compare-and-set between engines, idempotency keys, and bad input.
+//!
+//! A crash is a runtime dropped mid-run: every task on it stops where it is, as in a killed
+//! process, and the store keeps only what was committed. (`tests/crash.rs` kills real
+//! processes.)
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use flow::prelude::*;
+use flow::store::{CheckpointStore, Filter, MemoryStore, SqliteStore, Status, StoreError};
+use flow::{Clock, Engine, EngineError, RunError, RunId};
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Runtime;
+use tokio::sync::Barrier;
+
+/// What `charge` does on each call for one order id, in order; `Ok` once the script is empty.
+#[derive(Clone)]
+enum Act {
+    Ok,
+    Fail,
+    Hang,
+    Gate(Arc<Barrier>),
+}
+
+static SCRIPTS: LazyLock<Mutex<HashMap<u32, VecDeque<Act>>>> = LazyLock::new(Default::default);
+
+/// One `charge` attempt: order id, attempt, idempotency key, tokio time.
+type Attempt = (u32, u32, String, tokio::time::Instant);
+
+/// Every `charge` attempt.
+static SEEN: LazyLock<Mutex<Vec<Attempt>>> = LazyLock::new(Default::default);
+
+fn script(id: u32, acts: impl IntoIterator<Item = Act>) {
+    SCRIPTS.lock().unwrap().insert(id, acts.into_iter().collect());
+}
+
+fn seen(id: u32) -> Vec<(u32, String, tokio::time::Instant)> {
+    let seen = SEEN.lock().unwrap();
+    seen.iter().filter(|s| s.0 == id).map(|s| (s.1, s.2.clone(), s.3)).collect()
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Ledger {
+    pub steps: Vec<String>,
+}
+
+#[flow::machine]
+pub mod order {
+    use super::*;
+
+    #[state(start, to(charge))]
+    async fn reserve(cx: &mut Ledger, id: u32) -> Result<Reserve> {
+        cx.steps.push("reserve".into());
+        goto!(charge(id, id * 10))
+    }
+
+    #[state(to(ship), retry(attempts = 3, backoff = "10m"))]
+    async fn charge(cx: &mut Ledger, id: u32, amount: u32) -> Result<Charge> {
+        let now = flow::current().expect("inside a state");
+        let key = now.idempotency_key();
+        SEEN.lock().unwrap().push((id, now.attempt, key, tokio::time::Instant::now()));
+        let act = SCRIPTS.lock().unwrap().get_mut(&id).and_then(VecDeque::pop_front);
+        match act.unwrap_or(Act::Ok) {
+            Act::Ok => {}
+            Act::Fail => return Err(Error::retryable(format!("card of order {id} declined"))),
+            Act::Hang => std::future::pending::<()>().await,
+            Act::Gate(barrier) => {
+                barrier.wait().await;
+            }
+        }
+        cx.steps.push(format!("charge {amount}"));
+        goto!(ship(id))
+    }
+
+    #[state(end)]
+    async fn ship(cx: &mut Ledger, id: u32) -> Result<String> {
+        cx.steps.push("ship".into());
+        Ok(format!("order {id}: {}", cx.steps.join(", ")))
+    }
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn paused_runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap()
+}
+
+fn db(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("durable-{name}.db"));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    path
+}
+
+fn engine(store: impl CheckpointStore) -> Engine {
+    Engine::builder().store(store).machine::<order::Machine>().seed(7).build().unwrap()
+}
+
+/// Polls the run's status until `done` says so (real time; a few ms per poll).
+async fn until(engine: &Engine, run: RunId, done: impl Fn(&flow::RunStatus) -> bool) {
+    for _ in 0..2000 {
+        if let Ok(status) = engine.status(run).await
+            && done(&status)
+        {
+            return;
+        }
+        tokio::task::yield_now().await;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("run {run} never reached the expected status: {:?}", engine.status(run).await);
+}
+
+#[test]
+fn a_run_checkpoints_every_step_and_reports_its_status() {
+    let path = db("status");
+    runtime().block_on(async {
+        let engine = engine(SqliteStore::open(&path).unwrap());
+        let handle = engine.start::<order::Machine>(1).await.unwrap();
+        let run = handle.id();
+        assert_eq!(handle.output().await.unwrap(), "order 1: reserve, charge 10, ship");
+
+        let status = engine.status(run).await.unwrap();
+        assert_eq!(status.status, Status::Completed);
+        assert_eq!(status.state, "ship");
+        assert_eq!(status.seq, 3, "start, two transitions, the end: four checkpoints");
+        let path: Vec<_> = status.history.iter().map(|e| e.state).collect();
+        assert_eq!(path, ["reserve", "charge", "ship"]);
+
+        let completed = engine.list(Filter::new().status(Status::Completed)).await.unwrap();
+        assert_eq!(completed.iter().map(|r| r.run).collect::<Vec<_>>(), [run]);
+        assert!(engine.list(Filter::new().machine("other")).await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn a_crashed_run_resumes_from_its_last_checkpoint() {
+    let path = db("resume");
+    script(2, [Act::Hang]);
+    let run = runtime().block_on(async {
+        let engine = engine(SqliteStore::open(&path).unwrap());
+        let run = engine.start::<order::Machine>(2).await.unwrap().id();
+        until(&engine, run, |s| s.state == "charge").await;
+        run
+    }); // the runtime drops here: the hanging attempt dies with it
+
+    runtime().block_on(async {
+        let engine = engine(SqliteStore::open(&path).unwrap());
+        let resumed = engine.resume_pending().await.unwrap();
+        assert_eq!(resumed.resumed, [run]);
+        assert!(resumed.failed.is_empty());
+        let output = engine.handle::<order::Machine>(run).await.unwrap().output().await.unwrap();
+        // `reserve` ran once: its transition was checkpointed before the crash.
+        assert_eq!(output, "order 2: reserve, charge 20, ship");
+        let status = engine.status(run).await.unwrap();
+        let charges: Vec<_> = status.history.iter().map(|e| (e.state, e.attempt)).collect();
+        assert_eq!(charges, [("reserve", 1), ("charge", 1), ("ship", 1)]);
+        // Nothing left to resume.
+        assert!(engine.resume_pending().await.unwrap().resumed.is_empty());
+    });
+}
+
+/// Wall time `base` plus the tokio time since the clock was made (virtual on a paused runtime).
+struct TestClock {
+    base: SystemTime,
+    start: tokio::time::Instant,
+}
+
+impl TestClock {
+    fn at(base: SystemTime) -> TestClock {
+        TestClock { base, start: tokio::time::Instant::now() }
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> SystemTime {
+        self.base + self.start.elapsed()
+    }
+}
+
+#[test]
+fn a_backoff_survives_a_restart_and_waits_only_the_rest() {
+    let store = MemoryStore::new();
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    script(3, [Act::Fail]);
+    let (run, wake_at) = paused_runtime().block_on(async {
+        let engine = Engine::builder()
+            .store(store.clone())
+            .machine::<order::Machine>()
+            .clock(TestClock::at(t0))
+            .seed(11)
+            .build()
+            .unwrap();
+        let run = engine.start::<order::Machine>(3).await.unwrap().id();
+        loop {
+            let status = engine.status(run).await.unwrap();
+            if let Some(wake_at) = status.wake_at {
+                break (run, wake_at);
+            }
+            tokio::task::yield_now().await;
+        }
+    }); // crash while backing off
+    let wait = wake_at.duration_since(t0).unwrap();
+    assert!(wait > Duration::from_secs(1), "the drawn backoff ({wait:?}) is too short to test");
+
+    // The process comes back when half the backoff has passed.
+    let restart = t0 + wait / 2;
+    paused_runtime().block_on(async {
+        let engine = Engine::builder()
+            .store(store.clone())
+            .machine::<order::Machine>()
+            .clock(TestClock::at(restart))
+            .build()
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        assert_eq!(engine.resume_pending().await.unwrap().resumed, [run]);
+        let output = engine.handle::<order::Machine>(run).await.unwrap().output().await.unwrap();
+        assert_eq!(output, "order 3: reserve, charge 30, ship");
+        let attempts = seen(3);
+        assert_eq!(attempts.len(), 2);
+        let (attempt, _, at) = &attempts[1];
+        assert_eq!(*attempt, 2, "the resumed run goes on with the retry");
+        let waited = *at - started;
+        let rest = wake_at.duration_since(restart).unwrap();
+        assert!(
+            waited.abs_diff(rest) <= Duration::from_millis(1),
+            "waited {waited:?} after the restart; the rest of the backoff was {rest:?}"
+        );
+    });
+}
+
+#[test]
+fn the_idempotency_key_is_stable_across_retries_and_resumes_of_a_visit() {
+    let store = MemoryStore::new();
+    script(4, [Act::Fail, Act::Hang]);
+    let run = paused_runtime().block_on(async {
+        let engine = engine(store.clone());
+        let run = engine.start::<order::Machine>(4).await.unwrap().id();
+        while seen(4).len() < 2 {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+        run
+    });
+    paused_runtime().block_on(async {
+        let engine = engine(store.clone());
+        engine.resume_pending().await.unwrap();
+        engine.handle::<order::Machine>(run).await.unwrap().output().await.unwrap();
+    });
+    let attempts = seen(4);
+    let keys: Vec<_> = attempts.iter().map(|(attempt, key, _)| (*attempt, key.clone())).collect();
+    let key = format!("{run}/1");
+    assert_eq!(keys, [(1, key.clone()), (2, key.clone()), (2, key)]);
+}
+
+#[test]
+fn two_engines_cannot_both_apply_a_transition() {
+    let path = db("cas");
+    script(5, [Act::Hang]);
+    let run = runtime().block_on(async {
+        let engine = engine(SqliteStore::open(&path).unwrap());
+        let run = engine.start::<order::Machine>(5).await.unwrap().id();
+        until(&engine, run, |s| s.state == "charge").await;
+        run
+    });
+
+    // Both engines run `charge` at once, then both try to checkpoint its transition.
+    let gate = Arc::new(Barrier::new(2));
+    script(5, [Act::Gate(gate.clone()), Act::Gate(gate)]);
+    runtime().block_on(async {
+        let one = engine(SqliteStore::open(&path).unwrap());
+        let two = engine(SqliteStore::open(&path).unwrap());
+        assert_eq!(one.resume_pending().await.unwrap().resumed, [run]);
+        assert_eq!(two.resume_pending().await.unwrap().resumed, [run]);
+        let first = one.handle::<order::Machine>(run).await.unwrap().output();
+        let second = two.handle::<order::Machine>(run).await.unwrap().output();
+        let (first, second) = tokio::join!(first, second);
+        let (won, lost) = match (first, second) {
+            (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+            other => panic!("expected one winner and one conflict, got {other:?}"),
+        };
+        assert_eq!(won, "order 5: reserve, charge 50, ship");
+        // The winner wrote checkpoint 2, and maybe its end (3) too, before the loser tried.
+        let EngineError::Store(StoreError::Conflict { run: lost_run, seq: 2, stored: Some(2..=3) }) =
+            lost
+        else {
+            panic!("expected a conflict on checkpoint 2, got: {lost}");
+        };
+        assert_eq!(lost_run, run);
+        assert!(lost.to_string().contains("another engine has moved this run on"), "{lost}");
+
+        let store = SqliteStore::open(&path).unwrap();
+        let seqs: Vec<_> = store.checkpoints(run).await.unwrap().iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, [0, 1, 2, 3], "one transition out of charge, one end");
+        let status = one.status(run).await.unwrap();
+        assert_eq!(status.history.iter().filter(|e| e.state == "charge").count(), 1);
+    });
+}
+
+#[test]
+fn unknown_machines_and_runs_are_clear_errors() {
+    runtime().block_on(async {
+        let store = MemoryStore::new();
+        let engine = engine(store.clone());
+        let nobody = Engine::builder().store(store.clone()).build().unwrap();
+
+        let error = nobody.start::<order::Machine>(6).await.unwrap_err();
+        assert!(matches!(&error, EngineError::UnknownMachine { name } if name == "order"));
+        assert_eq!(
+            error.to_string(),
+            "no machine named `order` is registered with this engine; register it with \
+             Engine::builder().machine::<order::Machine>()"
+        );
+
+        // A run whose machine this engine does not know is reported and left alone.
+        script(6, [Act::Hang]);
+        let run = engine.start::<order::Machine>(6).await.unwrap().id();
+        let report = nobody.resume_pending().await.unwrap();
+        assert!(report.resumed.is_empty());
+        assert!(
+            matches!(&report.failed[..], [EngineError::UnknownMachine { name }] if name == "order")
+        );
+        assert_eq!(nobody.status(run).await.unwrap().status, Status::Running);
+
+        let ghost = RunId::from_u128(0xdead_beef);
+        let error = engine.status(ghost).await.unwrap_err();
+        assert!(matches!(error, EngineError::UnknownRun { run } if run == ghost));
+        assert!(error.to_string().starts_with("there is no run 000000000000000000000000deadbeef"));
+        assert!(matches!(
+            engine.handle::<order::Machine>(ghost).await,
+            Err(EngineError::UnknownRun { .. })
+        ));
+        assert!("not-a-run-id".parse::<RunId>().is_err());
+
+        let taken = engine.start_as::<order::Machine>(run, 7, Ledger::default()).await;
+        assert!(matches!(taken, Err(EngineError::AlreadyExists { run: r }) if r == run));
+    });
+}
+
+#[test]
+fn a_corrupt_checkpoint_marks_its_run_and_harms_no_other() {
+    let path = db("corrupt");
+    script(8, [Act::Hang]);
+    script(9, [Act::Hang]);
+    let (bad, good) = runtime().block_on(async {
+        let engine = engine(SqliteStore::open(&path).unwrap());
+        let bad = engine.start::<order::Machine>(8).await.unwrap().id();
+        let good = engine.start::<order::Machine>(9).await.unwrap().id();
+        until(&engine, bad, |s| s.state == "charge").await;
+        until(&engine, good, |s| s.state == "charge").await;
+        (bad, good)
+    });
+    let file = rusqlite::Connection::open(&path).unwrap();
+    file.execute(
+        "UPDATE flow_checkpoints SET snapshot = '{\"state\": {\"Charge\": [8]}' WHERE run = ?1 AND seq = 1",
+        [bad.to_string()],
+    )
+    .unwrap();
+
+    runtime().block_on(async {
+        let engine = engine(SqliteStore::open(&path).unwrap());
+        let report = engine.resume_pending().await.unwrap();
+        assert_eq!(report.resumed, [good]);
+        let [EngineError::Corrupt { run, machine, detail }] = &report.failed[..] else {
+            panic!("expected one corrupt run, got {:?}", report.failed);
+        };
+        assert_eq!((*run, machine.as_str()), (bad, "order"));
+        assert!(detail.starts_with("checkpoint 1 does not read as this machine's"), "{detail}");
+
+        let output = engine.handle::<order::Machine>(good).await.unwrap().output().await.unwrap();
+        assert_eq!(output, "order 9: reserve, charge 90, ship");
+        let status = engine.status(bad).await.unwrap();
+        assert_eq!(status.status, Status::Stuck);
+        assert!(status.note.unwrap().contains("has a corrupt checkpoint"));
+        let stuck = engine.list(Filter::new().status(Status::Stuck)).await.unwrap();
+        assert_eq!(stuck.iter().map(|r| r.run).collect::<Vec<_>>(), [bad]);
+    });
+}
+
+#[test]
+fn an_unwritable_store_path_is_a_clear_error() {
+    // A directory that cannot exist: its parent is a file.
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml").join("runs.db");
+    let error = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(error, StoreError::Open { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.starts_with("cannot open the store at "), "{message}");
+    assert!(message.contains("Cargo.toml/runs.db"), "{message}");
+    assert!(message.ends_with("check that its directory exists and is writable"), "{message}");
+
+    // A file that is not a database is refused too, and left as it was.
+    let not_a_db = db("not-a-db");
+    std::fs::write(&not_a_db, "plain text, not SQLite").unwrap();
+    assert!(matches!(SqliteStore::open(&not_a_db), Err(StoreError::Open { .. })));
+    assert_eq!(std::fs::read_to_string(&not_a_db).unwrap(), "plain text, not SQLite");
+}
+
+#[test]
+fn a_failed_run_reports_its_error_and_history_after_a_restart() {
+    let path = db("failed");
+    script(10, [Act::Fail, Act::Fail, Act::Fail]);
+    let run = paused_runtime().block_on(async {
+        let engine = engine(SqliteStore::open(&path).unwrap());
+        let handle = engine.start::<order::Machine>(10).await.unwrap();
+        let run = handle.id();
+        let error = handle.output().await.unwrap_err();
+        assert!(matches!(&error, EngineError::Failed { error: RunError::StateFailed { .. }, .. }));
+        run
+    });
+    runtime().block_on(async {
+        let engine = engine(SqliteStore::open(&path).unwrap());
+        let error = engine.handle::<order::Machine>(run).await.unwrap().output().await.unwrap_err();
+        let EngineError::Failed {
+            error: RunError::StateFailed { state, attempts, history }, ..
+        } = error
+        else {
+            panic!("expected the stored failure, got {error}");
+        };
+        assert_eq!(state, "charge");
+        assert_eq!(attempts.len(), 3);
+        assert_eq!(history.len(), 4, "reserve and three charge attempts");
+        assert_eq!(engine.status(run).await.unwrap().status, Status::Failed);
+    });
+}
