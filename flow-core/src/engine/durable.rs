@@ -303,14 +303,14 @@ fn upgrade<M: Durable>(
     latest: &mut Checkpoint,
 ) -> Result<(), EngineError> {
     let graph = M::graph();
-    let incompatible = |latest: &Checkpoint, why: &str| EngineError::Incompatible {
+    let incompatible = |latest: &Checkpoint, why: &'static str| EngineError::Incompatible {
         run: latest.run,
         machine: M::NAME.into(),
         stored_version: latest.version,
         stored_fingerprint: latest.fingerprint.to_string(),
         version: graph.version,
-        fingerprint: graph.fingerprint.into(),
-        why: why.into(),
+        fingerprint: graph.fingerprint,
+        why,
     };
     // Each step raises the version, so this ends; the bound guards a malformed registry.
     for _ in 0..=migrations.len() {

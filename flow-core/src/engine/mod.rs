@@ -466,9 +466,9 @@ pub enum EngineError {
         /// The registered machine's version.
         version: u32,
         /// The registered machine's fingerprint.
-        fingerprint: String,
+        fingerprint: &'static str,
         /// What to do about it.
-        why: String,
+        why: &'static str,
     },
     /// A stored checkpoint does not read back.
     #[error("run {run} of machine `{machine}` has a corrupt checkpoint: {detail}")]
