@@ -71,8 +71,17 @@
 //! | `timeout = "30s"` | the longest one attempt may run |
 //! | `max_visits = 3` | how often a run may enter this state |
 //!
-//! `#[flow::machine(max_steps = 1000, name = "checkout")]` bounds the states one run may
-//! enter (10,000 unless set) and renames the machine.
+//! `#[flow::machine(max_steps = 1000, name = "checkout", version = 2)]` bounds the states one
+//! run may enter (10,000 unless set), renames the machine, and declares its version (1 unless
+//! set; stored with durable runs, see [`Migrate`]).
+//!
+//! # Durable runs
+//!
+//! [`Engine`] runs machines durably: a checkpoint after every step in a
+//! [`CheckpointStore`](store::CheckpointStore) (SQLite by default with
+//! [`store::SqliteStore`]), [`Engine::resume_pending`] after a restart, and an
+//! [idempotency key](idempotency_key) per state visit for the side effects a state causes. The
+//! [`Engine`] docs show a complete run; `examples/durable.rs` one you can interrupt.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

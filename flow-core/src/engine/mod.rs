@@ -1,60 +1,4 @@
-//! Durable runs: the [`Engine`] keeps every run in a [`CheckpointStore`] and resumes the
-//! unfinished ones after a restart.
-//!
-//! ```
-//! # use flow_core::{Graph, Machine, Policy, Result, StateInfo, Step};
-//! # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-//! # pub enum State { Tick(u32) }
-//! # static STATES: [StateInfo; 1] = [StateInfo {
-//! #     name: "tick", start: true, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT,
-//! # }];
-//! # static GRAPH: Graph = Graph { name: "countdown", states: &STATES, edges: &[("tick", "tick")],
-//! #     start: 0, max_steps: 100, version: 1, fingerprint: "countdown-1" };
-//! # pub struct Countdown;
-//! # impl Machine for Countdown {
-//! #     const NAME: &'static str = "countdown";
-//! #     type Context = u32;
-//! #     type Input = u32;
-//! #     type Output = u32;
-//! #     type State = State;
-//! #     fn graph() -> &'static Graph { &GRAPH }
-//! #     fn start(input: u32) -> State { State::Tick(input) }
-//! #     fn index(_: &State) -> usize { 0 }
-//! #     async fn step(state: State, ticks: &mut u32) -> Result<Step<State, u32>> {
-//! #         let State::Tick(n) = state;
-//! #         *ticks += 1;
-//! #         Ok(if n == 0 { Step::Done(*ticks) } else { Step::Next(State::Tick(n - 1)) })
-//! #     }
-//! # }
-//! use flow_core::{Engine, store::MemoryStore};
-//!
-//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-//! let engine = Engine::builder()
-//!     .store(MemoryStore::new()) // or SqliteStore::open("runs.db")?
-//!     .machine::<Countdown>()
-//!     .build()?;
-//!
-//! // After a restart: go on with every run the last process left unfinished.
-//! let resumed = engine.resume_pending().await?;
-//! assert!(resumed.resumed.is_empty());
-//!
-//! let run = engine.start::<Countdown>(3).await?;
-//! println!("started run {}", run.id());
-//! assert_eq!(run.output().await?, 4);
-//! # Ok::<(), flow_core::EngineError>(())
-//! # }).unwrap();
-//! ```
-//!
-//! A durable run checkpoints after every attempt: after a transition, before a retry's
-//! backoff (with the time the retry is due), and at its end. It moves on only once the
-//! checkpoint is durable. A run killed mid-way resumes from its last checkpoint: the attempt
-//! that was running runs again (a state body runs at least once per visit), and the
-//! transitions already checkpointed are never applied again. [`crate::current`] gives the
-//! body an idempotency key, the same for every run of the same visit, to pass to the systems
-//! it changes.
-//!
-//! Contexts and outputs of durable machines are stored too, so they must be serde types
-//! ([`Durable`]). Keep clients and pools out of the context (or `#[serde(skip)]` them).
+//! Durable runs: the [`Engine`], its builder and handles, versions and migrations.
 
 mod durable;
 
@@ -136,7 +80,63 @@ impl Clock for SystemClock {
     }
 }
 
-/// Runs machines durably. Cheap to clone: clones share one engine.
+/// Runs machines durably, keeping every run in a [`CheckpointStore`] and resuming the
+/// unfinished ones after a restart. Cheap to clone: clones share one engine.
+///
+/// ```
+/// # use flow_core::{Graph, Machine, Policy, Result, StateInfo, Step};
+/// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// # pub enum State { Tick(u32) }
+/// # static STATES: [StateInfo; 1] = [StateInfo {
+/// #     name: "tick", start: true, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT,
+/// # }];
+/// # static GRAPH: Graph = Graph { name: "countdown", states: &STATES, edges: &[("tick", "tick")],
+/// #     start: 0, max_steps: 100, version: 1, fingerprint: "countdown-1" };
+/// # pub struct Countdown;
+/// # impl Machine for Countdown {
+/// #     const NAME: &'static str = "countdown";
+/// #     type Context = u32;
+/// #     type Input = u32;
+/// #     type Output = u32;
+/// #     type State = State;
+/// #     fn graph() -> &'static Graph { &GRAPH }
+/// #     fn start(input: u32) -> State { State::Tick(input) }
+/// #     fn index(_: &State) -> usize { 0 }
+/// #     async fn step(state: State, ticks: &mut u32) -> Result<Step<State, u32>> {
+/// #         let State::Tick(n) = state;
+/// #         *ticks += 1;
+/// #         Ok(if n == 0 { Step::Done(*ticks) } else { Step::Next(State::Tick(n - 1)) })
+/// #     }
+/// # }
+/// use flow_core::{Engine, store::MemoryStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let engine = Engine::builder()
+///     .store(MemoryStore::new()) // or SqliteStore::open("runs.db")?
+///     .machine::<Countdown>()
+///     .build()?;
+///
+/// // After a restart: go on with every run the last process left unfinished.
+/// let resumed = engine.resume_pending().await?;
+/// assert!(resumed.resumed.is_empty());
+///
+/// let run = engine.start::<Countdown>(3).await?;
+/// println!("started run {}", run.id());
+/// assert_eq!(run.output().await?, 4);
+/// # Ok::<(), flow_core::EngineError>(())
+/// # }).unwrap();
+/// ```
+///
+/// A durable run checkpoints after every attempt: after a transition, before a retry's
+/// backoff (with the time the retry is due), and at its end. It moves on only once the
+/// checkpoint is durable. A run killed mid-way resumes from its last checkpoint: the attempt
+/// that was running runs again (a state body runs at least once per visit), and the
+/// transitions already checkpointed are never applied again. [`crate::current`] gives the
+/// body an idempotency key, the same for every run of the same visit, to pass to the systems
+/// it changes.
+///
+/// Contexts and outputs of durable machines are stored too, so they must be serde types
+/// ([`Durable`]). Keep clients and pools out of the context (or `#[serde(skip)]` them).
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
@@ -351,7 +351,7 @@ impl<M: Durable> RunHandle<M> {
     /// # Errors
     ///
     /// [`EngineError::Failed`] with the run's [`RunError`] (its history included) if the run
-    /// failed; [`EngineError::Conflict`] if another engine moved it on; others if it stopped
+    /// failed; [`StoreError::Conflict`] (inside [`EngineError::Store`]) if another engine moved it on; others if it stopped
     /// unfinished (its store failed).
     pub async fn output(mut self) -> Result<M::Output, EngineError> {
         let run = self.run;
