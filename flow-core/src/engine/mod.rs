@@ -351,8 +351,8 @@ impl<M: Durable> RunHandle<M> {
     /// # Errors
     ///
     /// [`EngineError::Failed`] with the run's [`RunError`] (its history included) if the run
-    /// failed; [`StoreError::Conflict`] (inside [`EngineError::Store`]) if another engine moved it on; others if it stopped
-    /// unfinished (its store failed).
+    /// failed; [`StoreError::Conflict`] (inside [`EngineError::Store`]) if another engine
+    /// moved it on; others if it stopped unfinished (its store failed).
     pub async fn output(mut self) -> Result<M::Output, EngineError> {
         let run = self.run;
         let ended = match self.done.wait_for(Option::is_some).await {
