@@ -69,6 +69,9 @@ pub(crate) struct DurableJournal<M> {
     pub recorded: usize,
     /// The state the run was last recorded in, for checkpoints that carry no state.
     pub state_name: &'static str,
+    /// The snapshot of a completed run's last checkpoint, handed to its handle so the output
+    /// need not be read back from the store.
+    pub completed: Option<Arc<str>>,
     pub machine: PhantomData<fn() -> M>,
 }
 
@@ -105,6 +108,9 @@ impl<M: Durable> DurableJournal<M> {
             detail: error.to_string(),
         };
         let snapshot = serde_json::to_string(&snapshot).map_err(serialize_error)?;
+        if status == Status::Completed {
+            self.completed = Some(snapshot.as_str().into());
+        }
         let entries =
             serde_json::to_string(&cursor.history[self.recorded..]).map_err(serialize_error)?;
         self.recorded = cursor.history.len();
@@ -289,6 +295,7 @@ impl<M: Durable> Registered for Registration<M> {
             run,
             recorded: cursor.history.len(),
             state_name: graph.states[M::index(&state)].name,
+            completed: None,
             machine: PhantomData,
         };
         spawn::<M>(journal, state, cursor, snapshot.context, done);
@@ -368,7 +375,7 @@ pub(crate) fn spawn<M: Durable>(
             match drive::<M, _>(state, &mut cursor, &mut cx, &mut journal, &mut jitter, max_steps)
                 .await
             {
-                Ok(_) => Ended::Finished,
+                Ok(_) => Ended::Finished(journal.completed.take()),
                 Err(EngineError::Store(StoreError::Conflict { seq, stored, .. })) => {
                     Ended::Conflict { seq, stored }
                 }
@@ -380,13 +387,13 @@ pub(crate) fn spawn<M: Durable>(
     });
 }
 
-/// Reads a finished run's output from its last checkpoint.
-pub(crate) fn output<M: Durable>(latest: &Checkpoint) -> Result<Option<M::Output>, String>
+/// Reads a finished run's output from its last checkpoint's snapshot.
+pub(crate) fn output<M: Durable>(snapshot: &str) -> Result<Option<M::Output>, String>
 where
     M::Output: DeserializeOwned,
 {
     let snapshot: SnapshotIn<IgnoredAny, IgnoredAny, M::Output> =
-        serde_json::from_str(&latest.snapshot).map_err(|error| error.to_string())?;
+        serde_json::from_str(snapshot).map_err(|error| error.to_string())?;
     Ok(snapshot.output)
 }
 

@@ -157,8 +157,9 @@ pub(crate) struct Inner {
 /// How a run's task ended.
 #[derive(Debug, Clone)]
 pub(crate) enum Ended {
-    /// The run reached its end; the store has its output or error.
-    Finished,
+    /// The run reached its end; the store has its output or error. A run completed by this
+    /// engine carries its last snapshot, with the output.
+    Finished(Option<Arc<str>>),
     /// Another engine moved the run on first.
     Conflict { seq: u64, stored: Option<u64> },
     /// The run stopped unfinished (its store failed, its context would not serialize).
@@ -360,7 +361,11 @@ impl<M: Durable> RunHandle<M> {
             Err(_) => Some(Ended::Stopped("the run's task ended without reporting".into())),
         };
         match ended {
-            Some(Ended::Finished) | None => self.engine.finished::<M>(run).await,
+            Some(Ended::Finished(Some(snapshot))) => match durable::output::<M>(&snapshot) {
+                Ok(Some(output)) => Ok(output),
+                _ => self.engine.finished::<M>(run).await,
+            },
+            Some(Ended::Finished(None)) | None => self.engine.finished::<M>(run).await,
             Some(Ended::Conflict { seq, stored }) => {
                 Err(EngineError::Store(StoreError::Conflict { run, seq, stored }))
             }
@@ -597,6 +602,7 @@ impl Engine {
             run,
             recorded: 0,
             state_name: graph.states[M::index(&state)].name,
+            completed: None,
             machine: PhantomData,
         };
         let first = journal.record(Some(&state), &cursor, &context, refused.as_ref()).await;
@@ -609,7 +615,7 @@ impl Engine {
         }
         let (done, receiver) = watch::channel(None);
         if refused.is_some() {
-            let _ = done.send(Some(Ended::Finished));
+            let _ = done.send(Some(Ended::Finished(None)));
         } else {
             self.inner.live().insert(run, receiver.clone());
             durable::spawn::<M>(journal, state, cursor, context, done);
@@ -708,7 +714,7 @@ impl Engine {
                 if !latest.status.is_finished() {
                     return Err(EngineError::NotRunning { run });
                 }
-                watch::channel(Some(Ended::Finished)).1
+                watch::channel(Some(Ended::Finished(None))).1
             }
         };
         Ok(RunHandle { run, engine: self.clone(), done, machine: PhantomData })
@@ -779,7 +785,7 @@ impl Engine {
         let corrupt =
             |detail: String| EngineError::Corrupt { run, machine: M::NAME.into(), detail };
         match latest.status {
-            Status::Completed => durable::output::<M>(&latest)
+            Status::Completed => durable::output::<M>(&latest.snapshot)
                 .map_err(corrupt)?
                 .ok_or_else(|| corrupt("a completed run's checkpoint holds no output".into())),
             Status::Failed => {
