@@ -4,8 +4,14 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
+use tokio::sync::Notify;
+
+use crate::event::Reporter;
 
 /// Identifies one run: 128 bits, written as 32 lowercase hex digits.
 ///
@@ -89,7 +95,60 @@ impl<'de> Deserialize<'de> for RunId {
 }
 
 tokio::task_local! {
-    static CURRENT: Current;
+    static ATTEMPT: Attempt;
+}
+
+/// What the runtime scopes around each attempt of a state body.
+#[derive(Debug, Clone)]
+pub(crate) struct Attempt {
+    pub current: Current,
+    /// Where progress goes; `None` in memory.
+    pub reporter: Option<Reporter>,
+    /// Set when the run is asked to stop; `None` in memory.
+    pub cancel: Option<Arc<Cancel>>,
+}
+
+impl Attempt {
+    pub(crate) async fn scope<F: Future>(self, future: F) -> F::Output {
+        ATTEMPT.scope(self, future).await
+    }
+}
+
+/// A run's cancellation: a flag the run checks at safe points, and a wake-up for its waits.
+#[derive(Debug, Default)]
+pub(crate) struct Cancel {
+    requested: AtomicBool,
+    notify: Notify,
+}
+
+impl Cancel {
+    pub(crate) fn request(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub(crate) fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst)
+    }
+
+    /// Returns once cancellation is requested.
+    pub(crate) async fn requested(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.is_requested() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+pub(crate) fn with_reporter(send: impl FnOnce(&Reporter)) {
+    let _ = ATTEMPT.try_with(|attempt| {
+        if let Some(reporter) = &attempt.reporter {
+            send(reporter);
+        }
+    });
 }
 
 /// What a state body can learn about the attempt it runs in: [`current`].
@@ -116,10 +175,6 @@ impl Current {
     pub fn idempotency_key(&self) -> String {
         format!("{}/{}", self.run, self.visit)
     }
-
-    pub(crate) async fn scope<F: Future>(self, future: F) -> F::Output {
-        CURRENT.scope(self, future).await
-    }
 }
 
 /// The run, state, visit and attempt of the state body calling it; `None` outside one.
@@ -134,7 +189,18 @@ impl Current {
 /// }
 /// ```
 pub fn current() -> Option<Current> {
-    CURRENT.try_with(|current| *current).ok()
+    ATTEMPT.try_with(|attempt| attempt.current).ok()
+}
+
+/// Whether the current run has been asked to stop ([`Engine::cancel`](crate::Engine::cancel)).
+///
+/// The engine stops a run at its next safe point: before an attempt, or during a backoff. A
+/// long state body may check this and return early (any `Err` will do; the run is recorded as
+/// cancelled, not failed). `false` outside a state and for in-memory runs.
+pub fn cancelled() -> bool {
+    ATTEMPT
+        .try_with(|attempt| attempt.cancel.as_ref().is_some_and(|c| c.is_requested()))
+        .unwrap_or(false)
 }
 
 /// The idempotency key of the current state visit: [`Current::idempotency_key`]; `None`

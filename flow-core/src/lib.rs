@@ -15,6 +15,7 @@
 
 mod engine;
 mod error;
+pub mod event;
 mod graph;
 pub mod history;
 mod id;
@@ -28,8 +29,9 @@ pub use engine::{
     SystemClock,
 };
 pub use error::{BoxError, Error, Result, ResultExt};
+pub use event::{Event, EventKind, Events, progress};
 pub use graph::{Graph, StateInfo};
-pub use id::{Current, ParseRunIdError, RunId, current, idempotency_key};
+pub use id::{Current, ParseRunIdError, RunId, cancelled, current, idempotency_key};
 pub use machine::{Goto, Machine, Step};
 pub use policy::{Backoff, Policy, RetryPolicy};
 pub use run::{Finished, RunError, Runner};

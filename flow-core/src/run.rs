@@ -16,7 +16,12 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use crate::history::{Entry, Failure, Outcome};
-use crate::id::{Current, RunId};
+use std::sync::Arc;
+
+use tracing::Instrument;
+
+use crate::event::{EventKind, Reporter};
+use crate::id::{Attempt, Cancel, Current, RunId};
 use crate::{Graph, Machine, Step};
 
 /// Runs machines in memory: no store, no engine. Cheap to build; reusable.
@@ -156,6 +161,8 @@ impl Runner {
         match ended {
             Ok(End::Done(output)) => Ok(Finished { output, history }),
             Ok(End::Failed(error)) => Err(error.with_history(history)),
+            // Nothing cancels an in-memory run.
+            Ok(End::Cancelled) => unreachable!("an in-memory run was cancelled"),
             Err(never) => match never {},
         }
     }
@@ -226,6 +233,8 @@ pub(crate) enum End<O> {
     Done(O),
     /// The error's history is left empty: the cursor holds it.
     Failed(RunError),
+    /// The run was asked to stop, and did at a safe point.
+    Cancelled,
 }
 
 /// What the run loop tells whoever keeps the run: the in-memory runner (nothing to keep) or
@@ -265,6 +274,15 @@ pub(crate) trait Journal<M: Machine> {
 
     /// Waits out a backoff a restored run was in (`cursor.wake_at`).
     fn resume_backoff(&mut self, cursor: &mut Cursor) -> impl Future<Output = ()> + Send;
+
+    /// Whether the run was asked to stop.
+    fn cancelled(&self) -> bool;
+
+    /// Tells subscribers, if any, what happened in `state`; `kind` is built only for them.
+    fn event(&self, state: &'static str, kind: impl FnOnce() -> EventKind);
+
+    /// Where an attempt of `state` reports progress and learns of cancellation.
+    fn attempt_scope(&self, state: &'static str) -> (Option<Reporter>, Option<Arc<Cancel>>);
 }
 
 /// The journal of [`Runner`]: nothing is kept, backoffs are plain sleeps.
@@ -306,6 +324,16 @@ impl<M: Machine> Journal<M> for InMemory {
     }
 
     async fn resume_backoff(&mut self, _: &mut Cursor) {}
+
+    fn cancelled(&self) -> bool {
+        false
+    }
+
+    fn event(&self, _: &'static str, _: impl FnOnce() -> EventKind) {}
+
+    fn attempt_scope(&self, _: &'static str) -> (Option<Reporter>, Option<Arc<Cancel>>) {
+        (None, None)
+    }
 }
 
 /// The backoff jitter's random source, created on first use.
@@ -339,6 +367,7 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
     let graph = M::graph();
     if cursor.wake_at.is_some() {
         journal.resume_backoff(cursor).await;
+        cursor.wake_at = None;
     }
     // Each attempt ends when it is measured; the next starts then, unless a backoff intervened.
     let mut clock = Instant::now();
@@ -346,13 +375,34 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
         let info = &graph.states[M::index(&state)];
         let retry = &info.policy.retry;
         let attempt = cursor.attempt;
+        if journal.cancelled() {
+            // A checkpoint of its own: no attempt precedes it.
+            cursor.seq += 1;
+            let end = End::Cancelled;
+            journal.record(Some(&state), cursor, cx, Some(&end)).await?;
+            return Ok(announce(journal, info.name, end));
+        }
+        journal.event(info.name, || EventKind::Entered { attempt });
         // The in-memory runner moves the payload straight into a state's last attempt; a
         // durable run keeps it for the failure's checkpoint.
         let keep = J::KEEPS_STATE || attempt < retry.attempts;
         let (this_try, kept) = if keep { (state.clone(), Some(state)) } else { (state, None) };
-        let now = Current { run: journal.run(), state: info.name, visit: cursor.visit, attempt };
+        let (reporter, cancel) = journal.attempt_scope(info.name);
+        let scope = Attempt {
+            current: Current { run: journal.run(), state: info.name, visit: cursor.visit, attempt },
+            reporter,
+            cancel,
+        };
+        let span = tracing::info_span!(
+            "attempt",
+            run = %journal.run(),
+            machine = M::NAME,
+            state = info.name,
+            attempt,
+        );
         let started = clock;
-        let result = now.scope(attempt_once::<M>(this_try, cx, info.policy.timeout)).await;
+        let body = attempt_once::<M>(this_try, cx, info.policy.timeout);
+        let result = scope.scope(body).instrument(span).await;
         clock = Instant::now();
         let duration = clock - started;
         let failure = match result {
@@ -360,11 +410,12 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                 let to = graph.states[M::index(&next)].name;
                 let outcome = Outcome::Transitioned { to };
                 cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
+                journal.event(info.name, || EventKind::Transitioned { to });
                 cursor.seq += 1;
                 if let Err(error) = cursor.enter::<M>(&next, max_steps) {
                     let end = End::Failed(error);
                     journal.record(Some(&next), cursor, cx, Some(&end)).await?;
-                    return Ok(end);
+                    return Ok(announce(journal, graph.states[M::index(&next)].name, end));
                 }
                 journal.record(Some(&next), cursor, cx, None).await?;
                 state = next;
@@ -376,16 +427,22 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                 cursor.seq += 1;
                 let end = End::Done(output);
                 journal.record(kept.as_ref(), cursor, cx, Some(&end)).await?;
-                return Ok(end);
+                return Ok(announce(journal, info.name, end));
             }
             Err(failure) => failure,
         };
+        let cancelled = journal.cancelled();
         let retry_in = match kept {
-            Some(_) if attempt < retry.attempts && !failure.is_permanent() => {
+            Some(_) if attempt < retry.attempts && !failure.is_permanent() && !cancelled => {
                 Some(retry.backoff.delay(attempt, jitter.rng()))
             }
             _ => None,
         };
+        journal.event(info.name, || EventKind::AttemptFailed {
+            attempt,
+            failure: failure.clone(),
+            retry_in,
+        });
         let outcome = Outcome::Failed { failure, retry_in };
         cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
         cursor.seq += 1;
@@ -393,8 +450,14 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
             (Some(delay), Some(kept)) => {
                 cursor.attempt += 1;
                 journal.backoff(&kept, cursor, cx, delay).await?;
+                cursor.wake_at = None;
                 clock = Instant::now();
                 state = kept;
+            }
+            (_, kept) if cancelled => {
+                let end = End::Cancelled;
+                journal.record(kept.as_ref(), cursor, cx, Some(&end)).await?;
+                return Ok(announce(journal, info.name, end));
             }
             (_, kept) => {
                 let attempts = cursor.history[cursor.history.len() - attempt as usize..]
@@ -408,10 +471,24 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                     RunError::StateFailed { state: info.name, attempts, history: Vec::new() };
                 let end = End::Failed(error);
                 journal.record(kept.as_ref(), cursor, cx, Some(&end)).await?;
-                return Ok(end);
+                return Ok(announce(journal, info.name, end));
             }
         }
     }
+}
+
+/// Tells subscribers how the run ended (after its last checkpoint), and returns the end.
+fn announce<M: Machine, J: Journal<M>>(
+    journal: &J,
+    state: &'static str,
+    end: End<M::Output>,
+) -> End<M::Output> {
+    journal.event(state, || match &end {
+        End::Done(_) => EventKind::Completed,
+        End::Failed(error) => EventKind::Failed { error: error.to_string() },
+        End::Cancelled => EventKind::Cancelled,
+    });
+    end
 }
 
 /// One attempt of a state body, with its timeout, a panic caught as a failure.

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{Durable, Ended, EngineError, Inner, Migrate};
+use crate::event::{EventKind, Reporter};
 use crate::history::Entry;
+use crate::id::Cancel;
 use crate::run::{Cursor, End, Jitter, Journal, drive};
 use crate::store::{Checkpoint, Status, StoreError};
 use crate::{Graph, RunError, RunId};
@@ -72,6 +74,8 @@ pub(crate) struct DurableJournal<M> {
     /// The snapshot of a completed run's last checkpoint, handed to its handle so the output
     /// need not be read back from the store.
     pub completed: Option<Arc<str>>,
+    /// Set by `Engine::cancel`.
+    pub cancel: Arc<Cancel>,
     pub machine: PhantomData<fn() -> M>,
 }
 
@@ -91,6 +95,7 @@ impl<M: Durable> DurableJournal<M> {
             None => (Status::Running, None, None),
             Some(End::Done(output)) => (Status::Completed, Some(output), None),
             Some(End::Failed(error)) => (Status::Failed, None, Some(error)),
+            Some(End::Cancelled) => (Status::Cancelled, None, None),
         };
         let snapshot = SnapshotOut {
             state,
@@ -133,7 +138,24 @@ impl<M: Durable> DurableJournal<M> {
         checkpoint: Result<Checkpoint, EngineError>,
     ) -> impl Future<Output = Result<(), EngineError>> + Send + use<M> {
         let inner = Arc::clone(&self.inner);
-        async move { Ok(inner.store.save(checkpoint?).await?) }
+        let reporter = self.reporter(self.state_name);
+        async move {
+            let checkpoint = checkpoint?;
+            let seq = checkpoint.seq;
+            inner.store.save(checkpoint).await?;
+            reporter.send(EventKind::Checkpointed { seq });
+            Ok(())
+        }
+    }
+
+    pub(crate) fn reporter(&self, state: &'static str) -> Reporter {
+        Reporter {
+            sender: self.inner.events.clone(),
+            clock: Arc::clone(&self.inner.clock),
+            run: self.run,
+            machine: M::NAME,
+            state,
+        }
     }
 }
 
@@ -168,16 +190,40 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
         cursor.wake_at = Some(wake_at);
         let checkpoint = self.checkpoint(Some(state), cursor, cx, None);
         let saved = self.save(checkpoint);
+        let cancel = Arc::clone(&self.cancel);
         async move {
             saved.await?;
-            tokio::time::sleep(delay).await;
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = cancel.requested() => {}
+            }
             Ok(())
         }
     }
 
     fn resume_backoff(&mut self, cursor: &mut Cursor) -> impl Future<Output = ()> + Send {
         let left = cursor.wake_at.map_or(0, |wake_at| wake_at.saturating_sub(self.inner.now_ms()));
-        tokio::time::sleep(Duration::from_millis(left))
+        let cancel = Arc::clone(&self.cancel);
+        async move {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(left)) => {}
+                () = cancel.requested() => {}
+            }
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.is_requested()
+    }
+
+    fn event(&self, state: &'static str, kind: impl FnOnce() -> EventKind) {
+        if self.inner.events.receiver_count() > 0 {
+            self.reporter(state).send(kind());
+        }
+    }
+
+    fn attempt_scope(&self, state: &'static str) -> (Option<Reporter>, Option<Arc<Cancel>>) {
+        (Some(self.reporter(state)), Some(Arc::clone(&self.cancel)))
     }
 }
 
@@ -193,6 +239,7 @@ pub(crate) trait Registered: Send + Sync {
         latest: Checkpoint,
         history: Vec<Entry>,
         done: watch::Sender<Option<Ended>>,
+        cancel: Arc<Cancel>,
     ) -> Result<(), EngineError>;
 }
 
@@ -263,6 +310,7 @@ impl<M: Durable> Registered for Registration<M> {
         mut latest: Checkpoint,
         history: Vec<Entry>,
         done: watch::Sender<Option<Ended>>,
+        cancel: Arc<Cancel>,
     ) -> Result<(), EngineError> {
         let graph = M::graph();
         let run = latest.run;
@@ -296,8 +344,11 @@ impl<M: Durable> Registered for Registration<M> {
             recorded: cursor.history.len(),
             state_name: graph.states[M::index(&state)].name,
             completed: None,
+            cancel,
             machine: PhantomData,
         };
+        let seq = latest.seq;
+        journal.event(journal.state_name, || EventKind::Resumed { seq });
         spawn::<M>(journal, state, cursor, snapshot.context, done);
         Ok(())
     }

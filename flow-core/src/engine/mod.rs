@@ -12,9 +12,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, broadcast, watch};
 
+use crate::event::{Event, EventKind, Events};
 use crate::history::Entry;
+use crate::id::Cancel;
 use crate::run::{Cursor, End, Journal};
 use crate::store::{
     CheckpointStore, DynStore, Filter, MemoryStore, RunSummary, Status, StoreError,
@@ -148,10 +150,19 @@ pub(crate) struct Inner {
     /// Per machine name, the migrations into its registered version.
     migrations: HashMap<&'static str, Vec<Migration>>,
     slots: Arc<Semaphore>,
-    clock: Box<dyn Clock>,
+    clock: Arc<dyn Clock>,
     seed: Option<u64>,
-    /// Runs this engine is running, with how each ends.
-    live: Mutex<HashMap<RunId, watch::Receiver<Option<Ended>>>>,
+    /// Every run's events, for whoever subscribes.
+    events: broadcast::Sender<Event>,
+    /// Runs this engine is running.
+    live: Mutex<HashMap<RunId, Live>>,
+}
+
+/// A run this engine is running: how it ends, and how to stop it.
+#[derive(Clone)]
+struct Live {
+    done: watch::Receiver<Option<Ended>>,
+    cancel: Arc<Cancel>,
 }
 
 /// How a run's task ended.
@@ -171,7 +182,7 @@ impl Inner {
         unix_ms(self.clock.now())
     }
 
-    fn live(&self) -> MutexGuard<'_, HashMap<RunId, watch::Receiver<Option<Ended>>>> {
+    fn live(&self) -> MutexGuard<'_, HashMap<RunId, Live>> {
         self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -201,8 +212,9 @@ pub struct EngineBuilder {
     machines: Vec<(&'static str, Arc<dyn Registered>)>,
     migrations: Vec<(&'static str, Migration)>,
     max_concurrent_runs: usize,
-    clock: Box<dyn Clock>,
+    clock: Arc<dyn Clock>,
     seed: Option<u64>,
+    event_capacity: usize,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -249,7 +261,14 @@ impl EngineBuilder {
 
     /// The clock for durable waits; the system clock unless set. Tests use one they control.
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Box::new(clock);
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How many events a subscriber may fall behind before it misses the oldest (default
+    /// 4,096). Runs never wait for subscribers.
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity.max(1);
         self
     }
 
@@ -320,6 +339,7 @@ impl EngineBuilder {
                 slots: Arc::new(Semaphore::new(self.max_concurrent_runs)),
                 clock: self.clock,
                 seed: self.seed,
+                events: broadcast::channel(self.event_capacity).0,
                 live: Mutex::new(HashMap::new()),
             }),
         })
@@ -345,6 +365,11 @@ impl<M: Durable> RunHandle<M> {
     /// another process.
     pub fn id(&self) -> RunId {
         self.run
+    }
+
+    /// The run's events from now on.
+    pub fn events(&self) -> Events {
+        self.engine.events_of(self.run)
     }
 
     /// Waits for the run to end and returns its output.
@@ -520,6 +545,20 @@ pub enum EngineError {
         /// How, with the run's history.
         error: RunError,
     },
+    /// The run was cancelled ([`Engine::cancel`]).
+    #[error("run {run} was cancelled")]
+    Cancelled {
+        /// The run.
+        run: RunId,
+    },
+    /// The run has finished already: there is nothing to cancel.
+    #[error("run {run} has finished already ({status}); there is nothing to cancel")]
+    Finished {
+        /// The run.
+        run: RunId,
+        /// How it finished.
+        status: Status,
+    },
     /// The run stopped unfinished; it resumes from its last checkpoint with
     /// [`Engine::resume_pending`].
     #[error("run {run} stopped unfinished: {reason}")]
@@ -548,8 +587,9 @@ impl Engine {
             machines: Vec::new(),
             migrations: Vec::new(),
             max_concurrent_runs: 10_000,
-            clock: Box::new(SystemClock),
+            clock: Arc::new(SystemClock),
             seed: None,
+            event_capacity: 4096,
         }
     }
 
@@ -603,6 +643,7 @@ impl Engine {
             recorded: 0,
             state_name: graph.states[M::index(&state)].name,
             completed: None,
+            cancel: Arc::default(),
             machine: PhantomData,
         };
         let first = journal.record(Some(&state), &cursor, &context, refused.as_ref()).await;
@@ -613,11 +654,13 @@ impl Engine {
             Err(error) => return Err(error),
             Ok(()) => {}
         }
+        journal.event(journal.state_name, || EventKind::Started);
         let (done, receiver) = watch::channel(None);
         if refused.is_some() {
             let _ = done.send(Some(Ended::Finished(None)));
         } else {
-            self.inner.live().insert(run, receiver.clone());
+            let live = Live { done: receiver.clone(), cancel: Arc::clone(&journal.cancel) };
+            self.inner.live().insert(run, live);
             durable::spawn::<M>(journal, state, cursor, context, done);
         }
         Ok(RunHandle { run, engine: self.clone(), done: receiver, machine: PhantomData })
@@ -684,14 +727,15 @@ impl Engine {
             });
         };
         let (done, receiver) = watch::channel(None);
+        let cancel = Arc::<Cancel>::default();
         {
             let mut live = self.inner.live();
             if live.contains_key(&run) {
                 return Ok(false);
             }
-            live.insert(run, receiver);
+            live.insert(run, Live { done: receiver, cancel: Arc::clone(&cancel) });
         }
-        let resumed = registered.resume(&self.inner, latest, history, done);
+        let resumed = registered.resume(&self.inner, latest, history, done, cancel);
         if resumed.is_err() {
             self.inner.forget(run);
         }
@@ -706,7 +750,7 @@ impl Engine {
     /// [`EngineError::UnknownRun`], [`EngineError::WrongMachine`], or
     /// [`EngineError::NotRunning`] for an unfinished run this engine is not running.
     pub async fn handle<M: Durable>(&self, run: RunId) -> Result<RunHandle<M>, EngineError> {
-        let live = self.inner.live().get(&run).cloned();
+        let live = self.inner.live().get(&run).map(|live| live.done.clone());
         let done = match live {
             Some(done) => done,
             None => {
@@ -756,6 +800,53 @@ impl Engine {
         Ok(self.inner.store.list(filter).await?)
     }
 
+    /// Every run's events, from now on.
+    pub fn events(&self) -> Events {
+        Events::new(self.inner.events.subscribe(), None)
+    }
+
+    /// Run `run`'s events, from now on.
+    pub fn events_of(&self, run: RunId) -> Events {
+        Events::new(self.inner.events.subscribe(), Some(run))
+    }
+
+    /// Stops run `run` at its next safe point and records it as cancelled: before its next
+    /// attempt, or at once if it is backing off. A state body that is running finishes its
+    /// attempt unless it checks [`crate::cancelled`]. A run this engine is not running (one
+    /// left by a stopped process) is cancelled in the store directly.
+    ///
+    /// Returns once the cancellation is requested; [`RunHandle::output`] returns
+    /// [`EngineError::Cancelled`] once the run has stopped.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownRun`]; [`EngineError::Finished`] if the run has finished.
+    pub async fn cancel(&self, run: RunId) -> Result<(), EngineError> {
+        if let Some(live) = self.inner.live().get(&run) {
+            live.cancel.request();
+            return Ok(());
+        }
+        let latest = self.inner.store.latest(run).await?;
+        let latest = latest.ok_or(EngineError::UnknownRun { run })?;
+        if latest.status.is_finished() {
+            return Err(EngineError::Finished { run, status: latest.status });
+        }
+        let cancelled = crate::store::Checkpoint {
+            seq: latest.seq + 1,
+            status: Status::Cancelled,
+            wake_at: None,
+            entries: "[]".into(),
+            ..latest
+        };
+        self.inner.store.save(cancelled).await?;
+        if let Some(summary) = self.inner.store.summary(run).await?
+            && summary.status == Status::Stuck
+        {
+            self.inner.store.mark(run, Status::Cancelled, None).await?;
+        }
+        Ok(())
+    }
+
     fn registered<M: Durable>(&self) -> Result<(), EngineError> {
         match self.inner.machines.get(M::NAME) {
             Some(registered) if registered.type_id() == TypeId::of::<M>() => Ok(()),
@@ -796,6 +887,7 @@ impl Engine {
                 let history = history(run, &latest.machine, &checkpoints)?;
                 Err(EngineError::Failed { run, error: error.with_history(history) })
             }
+            Status::Cancelled => Err(EngineError::Cancelled { run }),
             Status::Running | Status::Stuck => Err(EngineError::NotRunning { run }),
         }
     }

@@ -74,6 +74,8 @@ pub enum Status {
     Completed,
     /// Finished with an error.
     Failed,
+    /// Stopped by `Engine::cancel`.
+    Cancelled,
     /// Unfinished, but this engine could not resume it: its checkpoint is corrupt, or matches
     /// no known version of its machine. The run's note says why; nothing was changed, so the
     /// run resumes once a fixed binary (with the missing migration, say) calls
@@ -82,17 +84,18 @@ pub enum Status {
 }
 
 impl Status {
-    /// Whether the run has finished (completed or failed).
+    /// Whether the run has finished (completed, failed or cancelled).
     pub fn is_finished(self) -> bool {
-        matches!(self, Status::Completed | Status::Failed)
+        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
     }
 
-    /// `"running"`, `"completed"`, `"failed"` or `"stuck"`: how stores write it.
+    /// `"running"`, `"completed"`, `"failed"`, `"cancelled"` or `"stuck"`: how stores write it.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Running => "running",
             Status::Completed => "completed",
             Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
             Status::Stuck => "stuck",
         }
     }
@@ -112,11 +115,12 @@ impl FromStr for Status {
             "running" => Ok(Status::Running),
             "completed" => Ok(Status::Completed),
             "failed" => Ok(Status::Failed),
+            "cancelled" => Ok(Status::Cancelled),
             "stuck" => Ok(Status::Stuck),
             other => Err(StoreError::Backend(
                 format!(
                     "unknown run status `{other}` in the store; \
-                     expected running, completed, failed or stuck"
+                     expected running, completed, failed, cancelled or stuck"
                 )
                 .into(),
             )),

@@ -1,0 +1,231 @@
+//! What happens in durable runs, as it happens: typed [`Event`]s, and progress reported from
+//! inside a state.
+//!
+//! ```no_run
+//! # async fn watch(engine: flow_core::Engine, run: flow_core::RunId) {
+//! let mut events = engine.events_of(run); // or engine.events() for every run
+//! while let Some(event) = events.next().await {
+//!     println!("{event}"); // "… charge: attempt 2 failed: error: declined; retry in 180ms"
+//! }
+//! # }
+//! ```
+//!
+//! Events go through a bounded broadcast channel: a subscriber that falls behind misses the
+//! oldest events ([`Events::missed`] counts them) and never slows a run down.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use std::sync::Arc;
+
+use crate::history::Failure;
+use crate::{Clock, RunId};
+
+/// Something that happened in a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// The run.
+    pub run: RunId,
+    /// Its machine's name.
+    pub machine: &'static str,
+    /// The state it happened in (for a transition: the state left).
+    pub state: &'static str,
+    /// When, by the engine's clock.
+    pub at: SystemTime,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened; see [`Event`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The run was started; its first checkpoint is durable.
+    Started,
+    /// The run was resumed from its last checkpoint by [`Engine::resume_pending`](crate::Engine::resume_pending).
+    Resumed {
+        /// The checkpoint it resumed from.
+        seq: u64,
+    },
+    /// An attempt of the state begins.
+    Entered {
+        /// 1 for the first attempt of the visit.
+        attempt: u32,
+    },
+    /// An attempt failed.
+    AttemptFailed {
+        /// Which attempt.
+        attempt: u32,
+        /// Why.
+        failure: Failure,
+        /// The backoff before the next attempt; `None` when none follows.
+        retry_in: Option<Duration>,
+    },
+    /// The state went to another.
+    Transitioned {
+        /// The next state.
+        to: &'static str,
+    },
+    /// A checkpoint became durable.
+    Checkpointed {
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// The state body reported progress with [`progress`].
+    Progress {
+        /// What it said.
+        message: String,
+        /// How far along, from 0.0 to 1.0, if it said.
+        fraction: Option<f32>,
+    },
+    /// The run completed with an output.
+    Completed,
+    /// The run failed.
+    Failed {
+        /// The run's error, as text.
+        error: String,
+    },
+    /// The run was cancelled.
+    Cancelled,
+}
+
+impl fmt::Display for Event {
+    /// `0190…c3 checkout/charge: attempt 2 failed: error: declined; retry in 180ms`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let run = self.run.to_string();
+        write!(f, "{}… {}/{}: ", &run[..8], self.machine, self.state)?;
+        match &self.kind {
+            EventKind::Started => f.write_str("started"),
+            EventKind::Resumed { seq } => write!(f, "resumed from checkpoint {seq}"),
+            EventKind::Entered { attempt } => write!(f, "attempt {attempt}"),
+            EventKind::AttemptFailed { attempt, failure, retry_in: Some(delay) } => {
+                write!(f, "attempt {attempt} failed: {failure}; retry in {delay:?}")
+            }
+            EventKind::AttemptFailed { attempt, failure, retry_in: None } => {
+                write!(f, "attempt {attempt} failed: {failure}; no retry")
+            }
+            EventKind::Transitioned { to } => write!(f, "→ {to}"),
+            EventKind::Checkpointed { seq } => write!(f, "checkpoint {seq}"),
+            EventKind::Progress { message, fraction: Some(fraction) } => {
+                write!(f, "{message} ({:.0}%)", fraction * 100.0)
+            }
+            EventKind::Progress { message, fraction: None } => f.write_str(message),
+            EventKind::Completed => f.write_str("completed"),
+            EventKind::Failed { error } => write!(f, "failed: {error}"),
+            EventKind::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+/// A stream of events: every run's ([`Engine::events`](crate::Engine::events)) or one run's
+/// ([`Engine::events_of`](crate::Engine::events_of), [`RunHandle::events`](crate::RunHandle::events)).
+///
+/// A [`Stream`]; [`Events::next`] needs no extension trait. It ends when the engine is gone.
+#[derive(Debug)]
+pub struct Events {
+    inner: BroadcastStream<Event>,
+    run: Option<RunId>,
+    missed: u64,
+}
+
+impl Events {
+    pub(crate) fn new(receiver: broadcast::Receiver<Event>, run: Option<RunId>) -> Events {
+        Events { inner: BroadcastStream::new(receiver), run, missed: 0 }
+    }
+
+    /// The next event, or `None` once the engine is gone.
+    pub async fn next(&mut self) -> Option<Event> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+
+    /// How many events this subscriber missed by falling behind.
+    pub fn missed(&self) -> u64 {
+        self.missed
+    }
+}
+
+impl Stream for Events {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        loop {
+            match Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Ready(Some(Ok(event))) => {
+                    if self.run.is_none_or(|run| run == event.run) {
+                        return Poll::Ready(Some(event));
+                    }
+                }
+                Poll::Ready(Some(Err(BroadcastStreamRecvError::Lagged(missed)))) => {
+                    self.missed += missed;
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// Reports progress from inside a state body, as an [`EventKind::Progress`] event of the
+/// current run: a message, and how far along (0.0 to 1.0) if known.
+///
+/// Does nothing outside a state, or for a run nobody subscribes to (the in-memory
+/// [`Runner`](crate::Runner) has no subscribers).
+///
+/// ```
+/// # async fn load(rows: &[u32]) {
+/// for (done, _row) in rows.iter().enumerate() {
+///     flow_core::progress(format!("row {done}"), Some(done as f32 / rows.len() as f32));
+/// }
+/// # }
+/// ```
+pub fn progress(message: impl Into<String>, fraction: Option<f32>) {
+    crate::id::with_reporter(|reporter| {
+        let fraction = fraction.map(|f| f.clamp(0.0, 1.0));
+        reporter.send(EventKind::Progress { message: message.into(), fraction });
+    });
+}
+
+/// Sends one run's events to the engine's channel; cloned into each attempt of the run.
+#[derive(Clone)]
+pub(crate) struct Reporter {
+    pub sender: broadcast::Sender<Event>,
+    pub clock: Arc<dyn Clock>,
+    pub run: RunId,
+    pub machine: &'static str,
+    pub state: &'static str,
+}
+
+impl fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reporter").field("run", &self.run).field("state", &self.state).finish()
+    }
+}
+
+impl Reporter {
+    /// Whether anyone listens: events are built only then.
+    pub fn listened(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
+    pub fn send(&self, kind: EventKind) {
+        if self.listened() {
+            let event = Event {
+                run: self.run,
+                machine: self.machine,
+                state: self.state,
+                at: self.clock.now(),
+                kind,
+            };
+            // No receiver left between the check and the send: nothing to deliver.
+            let _ = self.sender.send(event);
+        }
+    }
+}

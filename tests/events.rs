@@ -1,0 +1,185 @@
+//! Events, progress and cancellation on the engine.
+
+use std::time::Duration;
+
+use flow::prelude::*;
+use flow::store::{MemoryStore, Status};
+use flow::{Engine, EngineError, EventKind, Events, RunId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Tries {
+    pub charge: u32,
+}
+
+#[flow::machine]
+pub mod order {
+    use super::*;
+
+    #[state(start, to(charge))]
+    async fn reserve(_cx: &mut Tries, id: u32) -> Result<Reserve> {
+        goto!(charge(id))
+    }
+
+    /// Fails its first attempt; order 0 fails every attempt, with a long backoff.
+    #[state(to(ship), retry(attempts = 3, backoff = "10m"))]
+    async fn charge(cx: &mut Tries, id: u32) -> Result<Charge> {
+        cx.charge += 1;
+        if cx.charge == 1 || id == 0 {
+            return Err(Error::retryable("declined"));
+        }
+        flow::progress("charged", Some(0.5));
+        goto!(ship(id))
+    }
+
+    #[state(end)]
+    async fn ship(_cx: &mut Tries, id: u32) -> Result<u32> {
+        flow::progress("packing", None);
+        flow::progress("labelled", Some(1.0));
+        Ok(id)
+    }
+}
+
+fn engine(store: MemoryStore) -> Engine {
+    Engine::builder().store(store).machine::<order::Machine>().seed(3).build().unwrap()
+}
+
+/// Every event of `run` until it ends, as (state, kind).
+async fn collect(events: &mut Events, run: RunId) -> Vec<(&'static str, EventKind)> {
+    let mut seen = Vec::new();
+    while let Some(event) = events.next().await {
+        if event.run != run {
+            continue;
+        }
+        let end = matches!(
+            event.kind,
+            EventKind::Completed | EventKind::Failed { .. } | EventKind::Cancelled
+        );
+        seen.push((event.state, event.kind));
+        if end {
+            break;
+        }
+    }
+    seen
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_with_a_retry_emits_its_events_in_order() {
+    let engine = engine(MemoryStore::new());
+    let mut events = engine.events();
+    let handle = engine.start::<order::Machine>(7).await.unwrap();
+    let run = handle.id();
+    assert_eq!(handle.output().await.unwrap(), 7);
+    let seen = collect(&mut events, run).await;
+
+    let status = engine.status(run).await.unwrap();
+    let flow::history::Outcome::Failed { failure, retry_in } = &status.history[1].outcome else {
+        panic!("charge's first attempt failed");
+    };
+    use EventKind::*;
+    assert_eq!(
+        seen,
+        [
+            ("reserve", Checkpointed { seq: 0 }),
+            ("reserve", Started),
+            ("reserve", Entered { attempt: 1 }),
+            ("reserve", Transitioned { to: "charge" }),
+            ("charge", Checkpointed { seq: 1 }),
+            ("charge", Entered { attempt: 1 }),
+            ("charge", AttemptFailed { attempt: 1, failure: failure.clone(), retry_in: *retry_in }),
+            ("charge", Checkpointed { seq: 2 }),
+            ("charge", Entered { attempt: 2 }),
+            ("charge", Progress { message: "charged".into(), fraction: Some(0.5) }),
+            ("charge", Transitioned { to: "ship" }),
+            ("ship", Checkpointed { seq: 3 }),
+            ("ship", Entered { attempt: 1 }),
+            ("ship", Progress { message: "packing".into(), fraction: None }),
+            ("ship", Progress { message: "labelled".into(), fraction: Some(1.0) }),
+            ("ship", Checkpointed { seq: 4 }),
+            ("ship", Completed),
+        ]
+    );
+    assert!(retry_in.is_some());
+    assert_eq!(events.missed(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_handle_streams_only_its_own_run() {
+    let engine = engine(MemoryStore::new());
+    let first = engine.start::<order::Machine>(1).await.unwrap();
+    let mut mine = first.events();
+    let second = engine.start::<order::Machine>(2).await.unwrap();
+    let run = first.id();
+    let (one, two) = tokio::join!(first.output(), second.output());
+    assert_eq!((one.unwrap(), two.unwrap()), (1, 2));
+    let mut progress = Vec::new();
+    while let Some(event) = mine.next().await {
+        assert_eq!(event.run, run, "an event of another run: {event}");
+        if let EventKind::Progress { message, .. } = &event.kind {
+            progress.push(message.clone());
+        }
+        if event.kind == EventKind::Completed {
+            break;
+        }
+    }
+    assert_eq!(progress, ["charged", "packing", "labelled"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_during_a_backoff_stops_the_run_at_once() {
+    let engine = engine(MemoryStore::new());
+    let mut events = engine.events();
+    let started = tokio::time::Instant::now();
+    let handle = engine.start::<order::Machine>(0).await.unwrap();
+    let run = handle.id();
+    while engine.status(run).await.unwrap().wake_at.is_none() {
+        tokio::task::yield_now().await;
+    }
+    engine.cancel(run).await.unwrap();
+
+    let error = handle.output().await.unwrap_err();
+    assert!(matches!(error, EngineError::Cancelled { run: r } if r == run), "{error}");
+    assert_eq!(error.to_string(), format!("run {run} was cancelled"));
+    assert!(started.elapsed() < Duration::from_secs(1), "waited out the 10-minute backoff");
+
+    let status = engine.status(run).await.unwrap();
+    assert_eq!(status.status, Status::Cancelled);
+    assert_eq!(status.state, "charge");
+    assert_eq!(status.history.len(), 2, "reserve, and charge's failed attempt: no other");
+    let seen = collect(&mut events, run).await;
+    assert_eq!(seen.last(), Some(&("charge", EventKind::Cancelled)));
+
+    assert!(matches!(
+        engine.cancel(run).await,
+        Err(EngineError::Finished { status: Status::Cancelled, .. })
+    ));
+    assert!(engine.resume_pending().await.unwrap().resumed.is_empty());
+}
+
+#[test]
+fn a_run_left_by_a_stopped_process_is_cancelled_in_the_store() {
+    let store = MemoryStore::new();
+    let run = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(async {
+            let engine = engine(store.clone());
+            let run = engine.start::<order::Machine>(0).await.unwrap().id();
+            while engine.status(run).await.unwrap().wake_at.is_none() {
+                tokio::task::yield_now().await;
+            }
+            run
+        }); // the process stops while the run backs off
+
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let engine = engine(store.clone());
+        engine.cancel(run).await.unwrap();
+        let status = engine.status(run).await.unwrap();
+        assert_eq!((status.status, status.seq), (Status::Cancelled, 3));
+        assert!(engine.resume_pending().await.unwrap().resumed.is_empty());
+        let error = engine.handle::<order::Machine>(run).await.unwrap().output().await;
+        assert!(matches!(error, Err(EngineError::Cancelled { .. })));
+    });
+}
