@@ -222,6 +222,8 @@ fn a_backoff_survives_a_restart_and_waits_only_the_rest() {
         assert_eq!(engine.resume_pending().await.unwrap().resumed, [run]);
         let output = engine.handle::<order::Machine>(run).await.unwrap().output().await.unwrap();
         assert_eq!(output, "order 3: reserve, charge 30, ship");
+        // Checkpoints after the wait no longer carry its wake-up time.
+        assert_eq!(engine.status(run).await.unwrap().wake_at, None);
         let attempts = seen(3);
         assert_eq!(attempts.len(), 2);
         let (attempt, _, at) = &attempts[1];
