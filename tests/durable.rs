@@ -83,6 +83,15 @@ pub mod order {
     }
 }
 
+/// Another machine, to ask for a run by the wrong type.
+#[flow::machine]
+pub mod other {
+    #[state(start, end)]
+    async fn only(cx: &mut u32) -> flow::Result<u32> {
+        Ok(*cx)
+    }
+}
+
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
@@ -329,6 +338,12 @@ fn unknown_machines_and_runs_are_clear_errors() {
             matches!(&report.failed[..], [EngineError::UnknownMachine { name }] if name == "order")
         );
         assert_eq!(nobody.status(run).await.unwrap().status, Status::Running);
+
+        let wrong = engine.handle::<other::Machine>(run).await.unwrap_err();
+        assert_eq!(
+            wrong.to_string(),
+            format!("run {run} is a run of machine `order`, not of `other`")
+        );
 
         let ghost = RunId::from_u128(0xdead_beef);
         let error = engine.status(ghost).await.unwrap_err();

@@ -231,6 +231,7 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
 /// resumed by machine name.
 pub(crate) trait Registered: Send + Sync {
     fn type_id(&self) -> TypeId;
+    fn name(&self) -> &'static str;
     fn graph(&self) -> &'static Graph;
     /// Rebuilds a run from its last checkpoint and full history, and starts it.
     fn resume(
@@ -298,6 +299,10 @@ fn migrate<Old: Durable, New: Durable + Migrate<Old>>(
 impl<M: Durable> Registered for Registration<M> {
     fn type_id(&self) -> TypeId {
         TypeId::of::<M>()
+    }
+
+    fn name(&self) -> &'static str {
+        M::NAME
     }
 
     fn graph(&self) -> &'static Graph {

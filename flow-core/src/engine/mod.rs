@@ -161,6 +161,7 @@ pub(crate) struct Inner {
 /// A run this engine is running: how it ends, and how to stop it.
 #[derive(Clone)]
 struct Live {
+    machine: &'static str,
     done: watch::Receiver<Option<Ended>>,
     cancel: Arc<Cancel>,
 }
@@ -659,7 +660,11 @@ impl Engine {
         if refused.is_some() {
             let _ = done.send(Some(Ended::Finished(None)));
         } else {
-            let live = Live { done: receiver.clone(), cancel: Arc::clone(&journal.cancel) };
+            let live = Live {
+                machine: M::NAME,
+                done: receiver.clone(),
+                cancel: Arc::clone(&journal.cancel),
+            };
             self.inner.live().insert(run, live);
             durable::spawn::<M>(journal, state, cursor, context, done);
         }
@@ -733,7 +738,8 @@ impl Engine {
             if live.contains_key(&run) {
                 return Ok(false);
             }
-            live.insert(run, Live { done: receiver, cancel: Arc::clone(&cancel) });
+            let machine = registered.name();
+            live.insert(run, Live { machine, done: receiver, cancel: Arc::clone(&cancel) });
         }
         let resumed = registered.resume(&self.inner, latest, history, done, cancel);
         if resumed.is_err() {
@@ -750,9 +756,16 @@ impl Engine {
     /// [`EngineError::UnknownRun`], [`EngineError::WrongMachine`], or
     /// [`EngineError::NotRunning`] for an unfinished run this engine is not running.
     pub async fn handle<M: Durable>(&self, run: RunId) -> Result<RunHandle<M>, EngineError> {
-        let live = self.inner.live().get(&run).map(|live| live.done.clone());
+        let live = self.inner.live().get(&run).map(|live| (live.machine, live.done.clone()));
         let done = match live {
-            Some(done) => done,
+            Some((machine, _)) if machine != M::NAME => {
+                return Err(EngineError::WrongMachine {
+                    run,
+                    expected: M::NAME,
+                    found: machine.into(),
+                });
+            }
+            Some((_, done)) => done,
             None => {
                 let latest = self.latest::<M>(run).await?;
                 if !latest.status.is_finished() {
