@@ -40,6 +40,7 @@ fn checkout_graph_edge_by_edge() {
             retry: RetryPolicy { attempts: 5, backoff: Backoff { base: ms(20), cap: ms(200) } },
             timeout: Some(Duration::from_secs(1)),
             max_visits: None,
+            wait: None,
         }
     );
     assert_eq!(graph.max_steps, 10_000);

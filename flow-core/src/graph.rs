@@ -142,5 +142,8 @@ fn describe(policy: &Policy) -> Option<String> {
     if let Some(max) = policy.max_visits {
         parts.push(format!("max {max} visits"));
     }
+    if let Some(wait) = policy.wait {
+        parts.push(format!("waits {wait:?}"));
+    }
     (!parts.is_empty()).then(|| parts.join(", "))
 }

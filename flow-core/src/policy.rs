@@ -1,4 +1,4 @@
-//! Per-state policy: attempts, backoff, timeout and the visit guard.
+//! Per-state policy: attempts, backoff, timeout, the visit guard and a durable wait.
 //!
 //! The macro builds a [`Policy`] for every state from its attribute;
 //! `#[state(retry(attempts = 5, backoff = "100ms..10s"), timeout = "30s", max_visits = 3)]`
@@ -15,6 +15,7 @@
 //!     },
 //!     timeout: Some(Duration::from_secs(30)),
 //!     max_visits: Some(3),
+//!     wait: None,
 //! };
 //! // The n-th retry waits a random time in [0, min(cap, base * 2^(n-1))] ("full jitter").
 //! assert_eq!(policy.retry.backoff.ceiling(1), Duration::from_millis(100));
@@ -35,12 +36,16 @@ pub struct Policy {
     pub timeout: Option<Duration>,
     /// How often a run may enter this state; entering it once more fails the run.
     pub max_visits: Option<u32>,
+    /// A durable timer: how long a run waits after entering this state before its first
+    /// attempt, `#[state(wait = "1h")]`. The wake-up time is checkpointed, so the wait survives
+    /// a restart (and waits only what is left of it).
+    pub wait: Option<Duration>,
 }
 
 impl Policy {
     /// One attempt, no timeout, no visit limit: the policy of a state that declares none.
     pub const DEFAULT: Policy =
-        Policy { retry: RetryPolicy::NONE, timeout: None, max_visits: None };
+        Policy { retry: RetryPolicy::NONE, timeout: None, max_visits: None, wait: None };
 }
 
 impl Default for Policy {

@@ -149,10 +149,12 @@ impl Runner {
     ) -> Result<Finished<M::Output>, RunError> {
         let max_steps = self.max_steps.unwrap_or(M::graph().max_steps);
         let mut cursor = Cursor::new(M::graph());
-        let mut journal = InMemory { run: RunId::random() };
+        let mut journal = InMemory { run: RunId::random(), base: Instant::now() };
         let mut jitter = Jitter::new(self.seed);
         let ended = match cursor.enter::<M>(&state, max_steps) {
             Ok(()) => {
+                let wait = M::graph().states[M::index(&state)].policy.wait;
+                cursor.wake_at = wait.map(|wait| Journal::<M>::wake_at(&journal, wait));
                 drive::<M, _>(state, &mut cursor, cx, &mut journal, &mut jitter, max_steps).await
             }
             Err(error) => Ok(End::Failed(error)),
@@ -272,8 +274,13 @@ pub(crate) trait Journal<M: Machine> {
         delay: Duration,
     ) -> impl Future<Output = Result<(), Self::Stop>> + Send;
 
-    /// Waits out a backoff a restored run was in (`cursor.wake_at`).
+    /// Waits until `cursor.wake_at`: the rest of a backoff a restored run was in, or a state's
+    /// `wait`. Returns early if the run is cancelled.
     fn resume_backoff(&mut self, cursor: &mut Cursor) -> impl Future<Output = ()> + Send;
+
+    /// The wake-up time `delay` from now, in the journal's clock (Unix milliseconds for a
+    /// durable run).
+    fn wake_at(&self, delay: Duration) -> u64;
 
     /// Whether the run was asked to stop.
     fn cancelled(&self) -> bool;
@@ -288,6 +295,8 @@ pub(crate) trait Journal<M: Machine> {
 /// The journal of [`Runner`]: nothing is kept, backoffs are plain sleeps.
 struct InMemory {
     run: RunId,
+    /// Wake-up times are milliseconds since this instant.
+    base: Instant,
 }
 
 impl<M: Machine> Journal<M> for InMemory {
@@ -323,7 +332,15 @@ impl<M: Machine> Journal<M> for InMemory {
         }
     }
 
-    async fn resume_backoff(&mut self, _: &mut Cursor) {}
+    fn resume_backoff(&mut self, cursor: &mut Cursor) -> impl Future<Output = ()> + Send {
+        let wake = self.base + Duration::from_millis(cursor.wake_at.unwrap_or(0));
+        tokio::time::sleep_until(wake)
+    }
+
+    fn wake_at(&self, delay: Duration) -> u64 {
+        let at = (Instant::now() - self.base) + delay;
+        u64::try_from(at.as_millis()).unwrap_or(u64::MAX)
+    }
 
     fn cancelled(&self) -> bool {
         false
@@ -417,7 +434,14 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                     journal.record(Some(&next), cursor, cx, Some(&end)).await?;
                     return Ok(announce(journal, graph.states[M::index(&next)].name, end));
                 }
+                let wait = graph.states[M::index(&next)].policy.wait;
+                cursor.wake_at = wait.map(|wait| journal.wake_at(wait));
                 journal.record(Some(&next), cursor, cx, None).await?;
+                if cursor.wake_at.is_some() {
+                    journal.resume_backoff(cursor).await;
+                    cursor.wake_at = None;
+                    clock = Instant::now();
+                }
                 state = next;
                 continue;
             }

@@ -3,7 +3,7 @@
 //! ```text
 //! #[flow::machine(max_steps = 1000, name = "checkout", version = 2)]
 //! #[state(start, end, to(a, b), retry(attempts = 5, backoff = "100ms..10s"),
-//!         timeout = "30s", max_visits = 3)]
+//!         timeout = "30s", max_visits = 3, wait = "1h")]
 //! ```
 //!
 //! Every problem is pushed to [`Errors`] and parsing goes on, so one compile shows them all.
@@ -18,7 +18,7 @@ use syn::{Attribute, Expr, ExprLit, Ident, Lit, LitStr, Token};
 
 use crate::suggest;
 
-const STATE_KEYS: [&str; 6] = ["start", "end", "to", "retry", "timeout", "max_visits"];
+const STATE_KEYS: [&str; 7] = ["start", "end", "to", "retry", "timeout", "max_visits", "wait"];
 const RETRY_KEYS: [&str; 2] = ["attempts", "backoff"];
 const MACHINE_KEYS: [&str; 3] = ["max_steps", "name", "version"];
 const DURATION_HELP: &str =
@@ -72,6 +72,7 @@ pub struct PolicyAttr {
     pub backoff: Option<(Duration, Duration)>,
     pub timeout: Option<Duration>,
     pub max_visits: Option<u32>,
+    pub wait: Option<Duration>,
 }
 
 /// What `#[flow::machine(...)]` says.
@@ -131,6 +132,11 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
                     errors.push_spanned(&value, "max_visits = 0 would refuse the first visit\n= help: max_visits counts how often a run may enter this state; use 1 or more");
                 }
                 out.policy.max_visits.replace(visits.unwrap_or(1)).is_some()
+            }
+            "wait" => {
+                let value = meta.value()?.parse::<Expr>()?;
+                let wait = duration_value(&value, "wait", errors);
+                out.policy.wait.replace(wait.unwrap_or_default()).is_some()
             }
             other => {
                 let hint = suggest::hint(other, "keys of #[state(...)]", STATE_KEYS);

@@ -339,6 +339,7 @@ fn graph(machine: &Machine) -> TokenStream {
         };
         let timeout = option(policy.timeout.map(duration));
         let max_visits = option(policy.max_visits.map(|n| quote!(#n)));
+        let wait = option(policy.wait.map(duration));
         quote! {
             ::flow::StateInfo {
                 name: #name,
@@ -353,6 +354,7 @@ fn graph(machine: &Machine) -> TokenStream {
                     },
                     timeout: #timeout,
                     max_visits: #max_visits,
+                    wait: #wait,
                 },
             }
         }

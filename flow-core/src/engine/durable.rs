@@ -185,9 +185,7 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
         cx: &M::Context,
         delay: Duration,
     ) -> impl Future<Output = Result<(), EngineError>> + Send {
-        let now = self.inner.now_ms();
-        let wake_at = now.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
-        cursor.wake_at = Some(wake_at);
+        cursor.wake_at = Some(Journal::<M>::wake_at(self, delay));
         let checkpoint = self.checkpoint(Some(state), cursor, cx, None);
         let saved = self.save(checkpoint);
         let cancel = Arc::clone(&self.cancel);
@@ -210,6 +208,10 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
                 () = cancel.requested() => {}
             }
         }
+    }
+
+    fn wake_at(&self, delay: Duration) -> u64 {
+        self.inner.now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX))
     }
 
     fn cancelled(&self) -> bool {

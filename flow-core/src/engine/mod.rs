@@ -647,6 +647,11 @@ impl Engine {
             cancel: Arc::default(),
             machine: PhantomData,
         };
+        if refused.is_none()
+            && let Some(wait) = graph.states[M::index(&state)].policy.wait
+        {
+            cursor.wake_at = Some(journal.wake_at(wait));
+        }
         let first = journal.record(Some(&state), &cursor, &context, refused.as_ref()).await;
         match first {
             Err(EngineError::Store(StoreError::Conflict { .. })) => {
