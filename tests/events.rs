@@ -183,3 +183,62 @@ fn a_run_left_by_a_stopped_process_is_cancelled_in_the_store() {
         assert!(matches!(error, Err(EngineError::Cancelled { .. })));
     });
 }
+
+#[test]
+fn a_paused_run_holds_across_a_restart_until_resumed() {
+    let store = MemoryStore::new();
+    let run = paused_runtime().block_on(async {
+        let engine = engine(store.clone());
+        let handle = engine.start::<order::Machine>(5).await.unwrap();
+        let run = handle.id();
+        while engine.status(run).await.unwrap().wake_at.is_none() {
+            tokio::task::yield_now().await;
+        }
+        engine.pause(run).await.unwrap();
+        let error = handle.output().await.unwrap_err();
+        assert!(matches!(error, EngineError::Paused { run: r } if r == run), "{error}");
+        let status = engine.status(run).await.unwrap();
+        assert_eq!((status.status, status.state.as_str()), (Status::Paused, "charge"));
+        let error = engine.cancel(run).await.map(|()| "cancelled");
+        assert!(error.is_ok(), "a paused run can still be cancelled in the store");
+        run
+    });
+    // Cancelled while paused: resuming it is refused.
+    let resumed = paused_runtime().block_on(engine(store.clone()).resume(run));
+    assert!(matches!(resumed, Err(EngineError::NotPaused { status: Status::Cancelled, .. })));
+
+    let store = MemoryStore::new();
+    let run = paused_runtime().block_on(async {
+        let engine = engine(store.clone());
+        let run = engine.start::<order::Machine>(6).await.unwrap().id();
+        while engine.status(run).await.unwrap().wake_at.is_none() {
+            tokio::task::yield_now().await;
+        }
+        engine.pause(run).await.unwrap();
+        while engine.status(run).await.unwrap().status != Status::Paused {
+            tokio::task::yield_now().await;
+        }
+        run
+    }); // the process stops while the run is paused
+
+    paused_runtime().block_on(async {
+        let engine = engine(store.clone());
+        assert!(engine.resume_pending().await.unwrap().resumed.is_empty(), "it stays paused");
+        let started = tokio::time::Instant::now();
+        engine.resume(run).await.unwrap();
+        let handle = engine.handle::<order::Machine>(run).await.unwrap();
+        assert_eq!(handle.output().await.unwrap(), 6);
+        // The retry runs at once: the rest of the backoff was given up by the pause.
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let status = engine.status(run).await.unwrap();
+        assert_eq!(status.status, Status::Completed);
+        let attempts: Vec<_> = status.history.iter().map(|e| (e.state, e.attempt)).collect();
+        assert_eq!(attempts, [("reserve", 1), ("charge", 1), ("charge", 2), ("ship", 1)]);
+        let again = engine.resume(run).await;
+        assert!(matches!(again, Err(EngineError::NotPaused { status: Status::Completed, .. })));
+    });
+}
+
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap()
+}

@@ -95,6 +95,8 @@ pub enum EventKind {
     },
     /// The run was cancelled.
     Cancelled,
+    /// The run was paused; [`Engine::resume`](crate::Engine::resume) continues it.
+    Paused,
 }
 
 impl fmt::Display for Event {
@@ -121,6 +123,7 @@ impl fmt::Display for Event {
             EventKind::Completed => f.write_str("completed"),
             EventKind::Failed { error } => write!(f, "failed: {error}"),
             EventKind::Cancelled => f.write_str("cancelled"),
+            EventKind::Paused => f.write_str("paused"),
         }
     }
 }

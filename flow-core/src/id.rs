@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
@@ -114,28 +114,42 @@ impl Attempt {
     }
 }
 
-/// A run's cancellation: a flag the run checks at safe points, and a wake-up for its waits.
+/// How a run is asked to stop at its next safe point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Halt {
+    /// Hold the run, to be resumed later.
+    Pause = 1,
+    /// End the run as cancelled.
+    Cancel = 2,
+}
+
+/// A run's stop request: a flag the run checks at safe points, and a wake-up for its waits.
 #[derive(Debug, Default)]
 pub(crate) struct Cancel {
-    requested: AtomicBool,
+    /// 0, or the strongest `Halt` requested.
+    requested: AtomicU8,
     notify: Notify,
 }
 
 impl Cancel {
-    pub(crate) fn request(&self) {
-        self.requested.store(true, Ordering::SeqCst);
+    pub(crate) fn request(&self, halt: Halt) {
+        self.requested.fetch_max(halt as u8, Ordering::SeqCst);
         self.notify.notify_waiters();
     }
 
-    pub(crate) fn is_requested(&self) -> bool {
-        self.requested.load(Ordering::SeqCst)
+    pub(crate) fn halt(&self) -> Option<Halt> {
+        match self.requested.load(Ordering::SeqCst) {
+            0 => None,
+            1 => Some(Halt::Pause),
+            _ => Some(Halt::Cancel),
+        }
     }
 
-    /// Returns once cancellation is requested.
+    /// Returns once a stop is requested.
     pub(crate) async fn requested(&self) {
         loop {
             let notified = self.notify.notified();
-            if self.is_requested() {
+            if self.halt().is_some() {
                 return;
             }
             notified.await;
@@ -199,7 +213,7 @@ pub fn current() -> Option<Current> {
 /// cancelled, not failed). `false` outside a state and for in-memory runs.
 pub fn cancelled() -> bool {
     ATTEMPT
-        .try_with(|attempt| attempt.cancel.as_ref().is_some_and(|c| c.is_requested()))
+        .try_with(|attempt| attempt.cancel.as_ref().is_some_and(|c| c.halt() == Some(Halt::Cancel)))
         .unwrap_or(false)
 }
 

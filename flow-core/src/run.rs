@@ -21,7 +21,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use crate::event::{EventKind, Reporter};
-use crate::id::{Attempt, Cancel, Current, RunId};
+use crate::id::{Attempt, Cancel, Current, Halt, RunId};
 use crate::{Graph, Machine, Step};
 
 /// Runs machines in memory: no store, no engine. Cheap to build; reusable.
@@ -163,8 +163,8 @@ impl Runner {
         match ended {
             Ok(End::Done(output)) => Ok(Finished { output, history }),
             Ok(End::Failed(error)) => Err(error.with_history(history)),
-            // Nothing cancels an in-memory run.
-            Ok(End::Cancelled) => unreachable!("an in-memory run was cancelled"),
+            // Nothing cancels or pauses an in-memory run.
+            Ok(End::Cancelled | End::Paused) => unreachable!("an in-memory run was halted"),
             Err(never) => match never {},
         }
     }
@@ -237,6 +237,8 @@ pub(crate) enum End<O> {
     Failed(RunError),
     /// The run was asked to stop, and did at a safe point.
     Cancelled,
+    /// The run was asked to hold, and did at a safe point; it resumes later.
+    Paused,
 }
 
 /// What the run loop tells whoever keeps the run: the in-memory runner (nothing to keep) or
@@ -282,8 +284,8 @@ pub(crate) trait Journal<M: Machine> {
     /// durable run).
     fn wake_at(&self, delay: Duration) -> u64;
 
-    /// Whether the run was asked to stop.
-    fn cancelled(&self) -> bool;
+    /// Whether the run was asked to stop, and how.
+    fn halt(&self) -> Option<Halt>;
 
     /// Tells subscribers, if any, what happened in `state`; `kind` is built only for them.
     fn event(&self, state: &'static str, kind: impl FnOnce() -> EventKind);
@@ -342,8 +344,8 @@ impl<M: Machine> Journal<M> for InMemory {
         u64::try_from(at.as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn cancelled(&self) -> bool {
-        false
+    fn halt(&self) -> Option<Halt> {
+        None
     }
 
     fn event(&self, _: &'static str, _: impl FnOnce() -> EventKind) {}
@@ -392,10 +394,13 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
         let info = &graph.states[M::index(&state)];
         let retry = &info.policy.retry;
         let attempt = cursor.attempt;
-        if journal.cancelled() {
+        if let Some(halt) = journal.halt() {
             // A checkpoint of its own: no attempt precedes it.
             cursor.seq += 1;
-            let end = End::Cancelled;
+            let end = match halt {
+                Halt::Pause => End::Paused,
+                Halt::Cancel => End::Cancelled,
+            };
             journal.record(Some(&state), cursor, cx, Some(&end)).await?;
             return Ok(announce(journal, info.name, end));
         }
@@ -455,7 +460,7 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
             }
             Err(failure) => failure,
         };
-        let cancelled = journal.cancelled();
+        let cancelled = journal.halt() == Some(Halt::Cancel);
         let retry_in = match kept {
             Some(_) if attempt < retry.attempts && !failure.is_permanent() && !cancelled => {
                 Some(retry.backoff.delay(attempt, jitter.rng()))
@@ -511,6 +516,7 @@ fn announce<M: Machine, J: Journal<M>>(
         End::Done(_) => EventKind::Completed,
         End::Failed(error) => EventKind::Failed { error: error.to_string() },
         End::Cancelled => EventKind::Cancelled,
+        End::Paused => EventKind::Paused,
     });
     end
 }

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::{Durable, Ended, EngineError, Inner, Migrate};
 use crate::event::{EventKind, Reporter};
 use crate::history::Entry;
-use crate::id::Cancel;
+use crate::id::{Cancel, Halt};
 use crate::run::{Cursor, End, Jitter, Journal, drive};
 use crate::store::{Checkpoint, Status, StoreError};
 use crate::{Graph, RunError, RunId};
@@ -96,6 +96,7 @@ impl<M: Durable> DurableJournal<M> {
             Some(End::Done(output)) => (Status::Completed, Some(output), None),
             Some(End::Failed(error)) => (Status::Failed, None, Some(error)),
             Some(End::Cancelled) => (Status::Cancelled, None, None),
+            Some(End::Paused) => (Status::Paused, None, None),
         };
         let snapshot = SnapshotOut {
             state,
@@ -214,8 +215,8 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
         self.inner.now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX))
     }
 
-    fn cancelled(&self) -> bool {
-        self.cancel.is_requested()
+    fn halt(&self) -> Option<Halt> {
+        self.cancel.halt()
     }
 
     fn event(&self, state: &'static str, kind: impl FnOnce() -> EventKind) {
@@ -243,6 +244,7 @@ pub(crate) trait Registered: Send + Sync {
         history: Vec<Entry>,
         done: watch::Sender<Option<Ended>>,
         cancel: Arc<Cancel>,
+        unmark: bool,
     ) -> Result<(), EngineError>;
 }
 
@@ -318,6 +320,7 @@ impl<M: Durable> Registered for Registration<M> {
         history: Vec<Entry>,
         done: watch::Sender<Option<Ended>>,
         cancel: Arc<Cancel>,
+        unmark: bool,
     ) -> Result<(), EngineError> {
         let graph = M::graph();
         let run = latest.run;
@@ -356,7 +359,7 @@ impl<M: Durable> Registered for Registration<M> {
         };
         let seq = latest.seq;
         journal.event(journal.state_name, || EventKind::Resumed { seq });
-        spawn::<M>(journal, state, cursor, snapshot.context, done);
+        spawn::<M>(journal, state, cursor, snapshot.context, done, unmark);
         Ok(())
     }
 }
@@ -421,10 +424,18 @@ pub(crate) fn spawn<M: Durable>(
     mut cursor: Cursor,
     mut cx: M::Context,
     done: watch::Sender<Option<Ended>>,
+    unmark: bool,
 ) {
     let inner = Arc::clone(&journal.inner);
     let run = journal.run;
     tokio::spawn(async move {
+        // A stuck or paused run is running again. Marked here, before its next checkpoint,
+        // so the mark cannot land after the run's end and hide it.
+        if unmark && let Err(error) = inner.store.mark(run, Status::Running, None).await {
+            let _ = done.send(Some(Ended::Stopped(error.to_string())));
+            inner.forget(run);
+            return;
+        }
         // Runs beyond the engine's limit wait here, checkpointed and cheap.
         let permit = Arc::clone(&inner.slots).acquire_owned().await;
         let mut jitter = Jitter::new(inner.seed.map(|seed| seed ^ run.as_u128() as u64));
@@ -440,8 +451,9 @@ pub(crate) fn spawn<M: Durable>(
                 Err(error) => Ended::Stopped(error.to_string()),
             };
         drop(permit);
-        let _ = done.send(Some(ended));
+        // Forgotten first: whoever learns of the end must not find the run still live.
         inner.forget(run);
+        let _ = done.send(Some(ended));
     });
 }
 

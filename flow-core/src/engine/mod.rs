@@ -16,7 +16,7 @@ use tokio::sync::{Semaphore, broadcast, watch};
 
 use crate::event::{Event, EventKind, Events};
 use crate::history::Entry;
-use crate::id::Cancel;
+use crate::id::{Cancel, Halt};
 use crate::run::{Cursor, End, Journal};
 use crate::store::{
     CheckpointStore, DynStore, Filter, MemoryStore, RunSummary, Status, StoreError,
@@ -552,8 +552,22 @@ pub enum EngineError {
         /// The run.
         run: RunId,
     },
-    /// The run has finished already: there is nothing to cancel.
-    #[error("run {run} has finished already ({status}); there is nothing to cancel")]
+    /// The run is paused ([`Engine::pause`]); [`Engine::resume`] continues it.
+    #[error("run {run} is paused; Engine::resume continues it, then Engine::handle waits for it")]
+    Paused {
+        /// The run.
+        run: RunId,
+    },
+    /// The run is not paused, so there is nothing to resume.
+    #[error("run {run} is not paused ({status}); only a paused run can be resumed")]
+    NotPaused {
+        /// The run.
+        run: RunId,
+        /// Where it stands.
+        status: Status,
+    },
+    /// The run has finished already: there is nothing to cancel or pause.
+    #[error("run {run} has finished already ({status}); there is nothing to stop")]
     Finished {
         /// The run.
         run: RunId,
@@ -671,7 +685,7 @@ impl Engine {
                 cancel: Arc::clone(&journal.cancel),
             };
             self.inner.live().insert(run, live);
-            durable::spawn::<M>(journal, state, cursor, context, done);
+            durable::spawn::<M>(journal, state, cursor, context, done, false);
         }
         Ok(RunHandle { run, engine: self.clone(), done: receiver, machine: PhantomData })
     }
@@ -694,13 +708,8 @@ impl Engine {
         let mut report = Resumed::default();
         for summary in pending {
             let run = summary.run;
-            match self.resume(&summary).await {
-                Ok(true) => {
-                    if summary.status == Status::Stuck {
-                        self.inner.store.mark(run, Status::Running, None).await?;
-                    }
-                    report.resumed.push(run);
-                }
+            match self.resume_one(&summary).await {
+                Ok(true) => report.resumed.push(run),
                 Ok(false) => {}
                 Err(error) => {
                     if matches!(
@@ -719,7 +728,7 @@ impl Engine {
     }
 
     /// Resumes one run; `Ok(false)` if this engine is already running it.
-    async fn resume(&self, summary: &RunSummary) -> Result<bool, EngineError> {
+    async fn resume_one(&self, summary: &RunSummary) -> Result<bool, EngineError> {
         let run = summary.run;
         let Some(registered) = self.inner.machines.get(summary.machine.as_str()) else {
             return Err(EngineError::UnknownMachine { name: summary.machine.clone() });
@@ -746,7 +755,8 @@ impl Engine {
             let machine = registered.name();
             live.insert(run, Live { machine, done: receiver, cancel: Arc::clone(&cancel) });
         }
-        let resumed = registered.resume(&self.inner, latest, history, done, cancel);
+        let unmark = matches!(summary.status, Status::Stuck | Status::Paused);
+        let resumed = registered.resume(&self.inner, latest, history, done, cancel, unmark);
         if resumed.is_err() {
             self.inner.forget(run);
         }
@@ -840,8 +850,44 @@ impl Engine {
     ///
     /// [`EngineError::UnknownRun`]; [`EngineError::Finished`] if the run has finished.
     pub async fn cancel(&self, run: RunId) -> Result<(), EngineError> {
+        self.halt(run, Halt::Cancel).await
+    }
+
+    /// Holds run `run` at its next safe point (as [`Engine::cancel`] stops it), checkpointed
+    /// as [`Status::Paused`], until [`Engine::resume`]. A paused run stays paused across
+    /// restarts: [`Engine::resume_pending`] leaves it alone. Its handle's
+    /// [`output`](RunHandle::output) returns [`EngineError::Paused`].
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownRun`]; [`EngineError::Finished`] if the run has finished.
+    pub async fn pause(&self, run: RunId) -> Result<(), EngineError> {
+        self.halt(run, Halt::Pause).await
+    }
+
+    /// Continues a paused run from its checkpoint. Get a handle on it with
+    /// [`Engine::handle`].
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NotPaused`] if the run is not paused (or still on its way to its safe
+    /// point); [`EngineError::UnknownRun`]; [`EngineError::UnknownMachine`] if its machine is
+    /// not registered.
+    pub async fn resume(&self, run: RunId) -> Result<(), EngineError> {
+        let summary = self.inner.store.summary(run).await?;
+        let summary = summary.ok_or(EngineError::UnknownRun { run })?;
+        if summary.status != Status::Paused || self.inner.live().contains_key(&run) {
+            let status =
+                if self.inner.live().contains_key(&run) { Status::Running } else { summary.status };
+            return Err(EngineError::NotPaused { run, status });
+        }
+        self.resume_one(&summary).await?;
+        Ok(())
+    }
+
+    async fn halt(&self, run: RunId, halt: Halt) -> Result<(), EngineError> {
         if let Some(live) = self.inner.live().get(&run) {
-            live.cancel.request();
+            live.cancel.request(halt);
             return Ok(());
         }
         let latest = self.inner.store.latest(run).await?;
@@ -849,18 +895,25 @@ impl Engine {
         if latest.status.is_finished() {
             return Err(EngineError::Finished { run, status: latest.status });
         }
-        let cancelled = crate::store::Checkpoint {
+        let status = match halt {
+            Halt::Pause if latest.status == Status::Paused => return Ok(()),
+            Halt::Pause => Status::Paused,
+            Halt::Cancel => Status::Cancelled,
+        };
+        // A run no engine here is running (left by a stopped process, or paused): halted in
+        // the store, by compare-and-set, so a process still running it stops at its next step.
+        let halted = crate::store::Checkpoint {
             seq: latest.seq + 1,
-            status: Status::Cancelled,
+            status,
             wake_at: None,
             entries: "[]".into(),
             ..latest
         };
-        self.inner.store.save(cancelled).await?;
+        self.inner.store.save(halted).await?;
         if let Some(summary) = self.inner.store.summary(run).await?
             && summary.status == Status::Stuck
         {
-            self.inner.store.mark(run, Status::Cancelled, None).await?;
+            self.inner.store.mark(run, status, None).await?;
         }
         Ok(())
     }
@@ -906,6 +959,7 @@ impl Engine {
                 Err(EngineError::Failed { run, error: error.with_history(history) })
             }
             Status::Cancelled => Err(EngineError::Cancelled { run }),
+            Status::Paused => Err(EngineError::Paused { run }),
             Status::Running | Status::Stuck => Err(EngineError::NotRunning { run }),
         }
     }

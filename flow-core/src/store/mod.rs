@@ -76,6 +76,8 @@ pub enum Status {
     Failed,
     /// Stopped by `Engine::cancel`.
     Cancelled,
+    /// Held by `Engine::pause` until `Engine::resume`; not resumed by `resume_pending`.
+    Paused,
     /// Unfinished, but this engine could not resume it: its checkpoint is corrupt, or matches
     /// no known version of its machine. The run's note says why; nothing was changed, so the
     /// run resumes once a fixed binary (with the missing migration, say) calls
@@ -89,13 +91,14 @@ impl Status {
         matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
     }
 
-    /// `"running"`, `"completed"`, `"failed"`, `"cancelled"` or `"stuck"`: how stores write it.
+    /// `"running"`, `"completed"`, `"failed"`, `"cancelled"`, `"paused"` or `"stuck"`: how stores write it.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Running => "running",
             Status::Completed => "completed",
             Status::Failed => "failed",
             Status::Cancelled => "cancelled",
+            Status::Paused => "paused",
             Status::Stuck => "stuck",
         }
     }
@@ -116,11 +119,12 @@ impl FromStr for Status {
             "completed" => Ok(Status::Completed),
             "failed" => Ok(Status::Failed),
             "cancelled" => Ok(Status::Cancelled),
+            "paused" => Ok(Status::Paused),
             "stuck" => Ok(Status::Stuck),
             other => Err(StoreError::Backend(
                 format!(
                     "unknown run status `{other}` in the store; \
-                     expected running, completed, failed, cancelled or stuck"
+                     expected running, completed, failed, cancelled, paused or stuck"
                 )
                 .into(),
             )),
