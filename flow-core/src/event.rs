@@ -86,6 +86,13 @@ pub enum EventKind {
         /// How far along, from 0.0 to 1.0, if it said.
         fraction: Option<f32>,
     },
+    /// The run waits for a signal before the state's first attempt.
+    WaitingForSignal {
+        /// The signal's type, as declared.
+        signal: &'static str,
+    },
+    /// The signal arrived and is checkpointed.
+    SignalReceived,
     /// The run completed with an output.
     Completed,
     /// The run failed.
@@ -120,6 +127,8 @@ impl fmt::Display for Event {
                 write!(f, "{message} ({:.0}%)", fraction * 100.0)
             }
             EventKind::Progress { message, fraction: None } => f.write_str(message),
+            EventKind::WaitingForSignal { signal } => write!(f, "waiting for a {signal}"),
+            EventKind::SignalReceived => f.write_str("signal received"),
             EventKind::Completed => f.write_str("completed"),
             EventKind::Failed { error } => write!(f, "failed: {error}"),
             EventKind::Cancelled => f.write_str("cancelled"),

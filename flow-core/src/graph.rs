@@ -7,8 +7,8 @@
 //! use flow_core::{Graph, Policy, StateInfo};
 //!
 //! static STATES: [StateInfo; 2] = [
-//!     StateInfo { name: "work", start: true, end: false, payload: &[("left", "u32")], output: None, policy: Policy::DEFAULT },
-//!     StateInfo { name: "done", start: false, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT },
+//!     StateInfo { name: "work", start: true, end: false, payload: &[("left", "u32")], output: None, policy: Policy::DEFAULT, signal: None },
+//!     StateInfo { name: "done", start: false, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT, signal: None },
 //! ];
 //! static JOB: Graph = Graph {
 //!     name: "job", states: &STATES, edges: &[("work", "work"), ("work", "done")], start: 0, max_steps: 100,
@@ -61,6 +61,20 @@ pub struct StateInfo {
     pub output: Option<&'static str>,
     /// Retries, timeout and visit limit.
     pub policy: Policy,
+    /// The signal the state waits for before its first attempt, if it has a `#[signal]`
+    /// parameter.
+    pub signal: Option<SignalInfo>,
+}
+
+/// What a state waits for: [`StateInfo::signal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SignalInfo {
+    /// The signal's type, as written.
+    pub ty: &'static str,
+    /// How long the run waits; `None`: as long as it takes.
+    pub timeout: Option<std::time::Duration>,
+    /// Where the run goes when the timeout passes without a signal.
+    pub default: Option<&'static str>,
 }
 
 impl Graph {
@@ -88,7 +102,7 @@ impl Graph {
     pub fn to_mermaid(&self) -> String {
         let mut out = String::from("stateDiagram-v2\n");
         for state in self.states {
-            if let Some(policy) = describe(&state.policy) {
+            if let Some(policy) = describe(state) {
                 let _ = writeln!(out, "    {0} : {0} ({policy})", state.name);
             }
         }
@@ -109,7 +123,7 @@ impl Graph {
         out.push_str("    __start [shape=point];\n");
         for state in self.states {
             let mut attrs = Vec::new();
-            if let Some(policy) = describe(&state.policy) {
+            if let Some(policy) = describe(state) {
                 attrs.push(format!("label=\"{}\\n{policy}\"", state.name));
             }
             if state.end {
@@ -130,9 +144,18 @@ impl Graph {
     }
 }
 
-/// A short description of a policy's non-default parts, `None` when all are default.
-fn describe(policy: &Policy) -> Option<String> {
+/// A short description of a state's policy's non-default parts and its signal, `None` when
+/// there is nothing to say.
+fn describe(state: &StateInfo) -> Option<String> {
+    let policy = &state.policy;
     let mut parts = Vec::new();
+    if let Some(signal) = &state.signal {
+        let mut wait = format!("waits for {}", signal.ty);
+        if let (Some(timeout), Some(default)) = (signal.timeout, signal.default) {
+            wait.push_str(&format!(", {timeout:?} then {default}"));
+        }
+        parts.push(wait);
+    }
     if policy.retry.attempts > 1 {
         parts.push(format!("{} attempts", policy.retry.attempts));
     }

@@ -32,6 +32,12 @@ pub enum Outcome {
     },
     /// The end state finished the run.
     Completed,
+    /// The state's signal did not come within its timeout; the run went to its default.
+    NoSignal {
+        /// The default state.
+        #[serde(deserialize_with = "name")]
+        to: Name,
+    },
     /// The attempt failed.
     Failed {
         /// Why.
@@ -87,6 +93,7 @@ impl fmt::Display for Outcome {
         match self {
             Outcome::Transitioned { to } => write!(f, "→ {to}"),
             Outcome::Completed => f.write_str("completed"),
+            Outcome::NoSignal { to } => write!(f, "no signal in time → {to}"),
             Outcome::Failed { failure, retry_in: Some(delay) } => {
                 write!(f, "{failure}; retry in {delay:?}")
             }

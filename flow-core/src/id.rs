@@ -123,13 +123,23 @@ pub(crate) enum Halt {
     Cancel = 2,
 }
 
-/// A run's stop request: a flag the run checks at safe points, and a wake-up for its waits.
+/// A run's stop request: a flag the run checks at safe points, and a wake-up for its waits;
+/// and its mailbox for a signal, open while the run waits for one.
 #[derive(Debug, Default)]
 pub(crate) struct Cancel {
     /// 0, or the strongest `Halt` requested.
     requested: AtomicU8,
     notify: Notify,
+    /// The state waiting for a signal, while one does.
+    pub waiting: std::sync::Mutex<Option<&'static str>>,
+    /// A delivered signal, and who to tell once it is checkpointed.
+    pub mailbox: std::sync::Mutex<Option<Delivery>>,
+    pub delivered: Notify,
 }
+
+/// A signal handed to a waiting run, with the answer to its sender.
+pub(crate) type Delivery =
+    (serde_json::Value, tokio::sync::oneshot::Sender<std::result::Result<(), String>>);
 
 impl Cancel {
     pub(crate) fn request(&self, halt: Halt) {

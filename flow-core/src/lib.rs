@@ -30,13 +30,14 @@ pub use engine::{
 };
 pub use error::{BoxError, Error, Result, ResultExt};
 pub use event::{Event, EventKind, Events, progress};
-pub use graph::{Graph, StateInfo};
+pub use graph::{Graph, SignalInfo, StateInfo};
 pub use id::{Current, ParseRunIdError, RunId, cancelled, current, idempotency_key};
-pub use machine::{Goto, Machine, Step};
+pub use machine::{Goto, Machine, Signal, Step};
 pub use policy::{Backoff, Policy, RetryPolicy};
 pub use run::{Finished, RunError, Runner};
 
 #[doc(hidden)]
 pub mod __private {
     pub use serde;
+    pub use serde_json;
 }

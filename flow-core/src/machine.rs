@@ -12,7 +12,7 @@
 //! enum State { Tick(u32) }
 //!
 //! static STATES: [StateInfo; 1] = [StateInfo {
-//!     name: "tick", start: true, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT,
+//!     name: "tick", start: true, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT, signal: None,
 //! }];
 //! static GRAPH: Graph = Graph {
 //!     name: "countdown", states: &STATES, edges: &[("tick", "tick")], start: 0, max_steps: 100,
@@ -75,6 +75,45 @@ pub trait Machine: Sized + Send + Sync + 'static {
         state: Self::State,
         cx: &mut Self::Context,
     ) -> impl Future<Output = Result<Step<Self::State, Self::Output>>> + Send + '_;
+
+    /// Whether `state` waits for a signal it has not received yet (a state with a
+    /// `#[signal]` parameter). The runtime runs no attempt of it until one arrives.
+    fn waits_for_signal(state: &Self::State) -> bool {
+        let _ = state;
+        false
+    }
+
+    /// Hands `signal` to a waiting `state`, as its `#[signal]` parameter.
+    ///
+    /// # Errors
+    ///
+    /// If `signal` is not of the type the state waits for, or the state waits for none.
+    fn deliver_signal(
+        state: &mut Self::State,
+        signal: serde_json::Value,
+    ) -> std::result::Result<(), serde_json::Error> {
+        let _ = (state, signal);
+        Err(serde::de::Error::custom("this state waits for no signal"))
+    }
+
+    /// Where a run goes when `state`'s signal does not arrive within its timeout: the declared
+    /// `default` target, with `state`'s payload. `None` for a state without one.
+    fn signal_timeout(state: Self::State) -> Option<Self::State> {
+        let _ = state;
+        None
+    }
+}
+
+/// A value a machine's state can wait for: the type of a `#[signal]` parameter. The macro
+/// implements it; [`Engine::signal`](crate::Engine::signal) takes only such types, so sending
+/// a machine a type none of its states waits for does not compile.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a signal of machine `{M}`",
+    note = "a state waits for a signal with a `#[signal] name: {Self}` parameter"
+)]
+pub trait Signal<M: Machine>: Serialize + DeserializeOwned + Send + 'static {
+    /// The states of `M` that wait for this type.
+    const STATES: &'static [&'static str];
 }
 
 /// What one state attempt produced.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use crate::event::{EventKind, Reporter};
-use crate::id::{Attempt, Cancel, Current, Halt, RunId};
+use crate::id::{Attempt, Cancel, Current, Delivery, Halt, RunId};
 use crate::{Graph, Machine, Step};
 
 /// Runs machines in memory: no store, no engine. Cheap to build; reusable.
@@ -54,6 +54,20 @@ pub enum RunError {
         /// Every attempt's failure, in order.
         attempts: Vec<Failure>,
         /// The run's history, the failed attempts included.
+        #[serde(skip)]
+        history: Vec<Entry>,
+    },
+    /// A state waits for a signal, which only an [`Engine`](crate::Engine) delivers, and has no
+    /// timeout to go on without one.
+    #[error(
+        "state `{state}` waits for a signal, and only an Engine delivers signals; run this \
+         machine on an Engine, or give the wait a timeout: signal(timeout = \"...\", default = ...)"
+    )]
+    NoSignal {
+        /// The waiting state.
+        #[serde(deserialize_with = "crate::history::name")]
+        state: crate::history::Name,
+        /// The run's history up to the wait.
         #[serde(skip)]
         history: Vec<Entry>,
     },
@@ -100,7 +114,8 @@ impl RunError {
         match self {
             RunError::StateFailed { history, .. }
             | RunError::MaxVisits { history, .. }
-            | RunError::MaxSteps { history, .. } => history,
+            | RunError::MaxSteps { history, .. }
+            | RunError::NoSignal { history, .. } => history,
         }
     }
 
@@ -108,7 +123,8 @@ impl RunError {
         match &mut self {
             RunError::StateFailed { history, .. }
             | RunError::MaxVisits { history, .. }
-            | RunError::MaxSteps { history, .. } => *history = entries,
+            | RunError::MaxSteps { history, .. }
+            | RunError::NoSignal { history, .. } => *history = entries,
         }
         self
     }
@@ -153,8 +169,7 @@ impl Runner {
         let mut jitter = Jitter::new(self.seed);
         let ended = match cursor.enter::<M>(&state, max_steps) {
             Ok(()) => {
-                let wait = M::graph().states[M::index(&state)].policy.wait;
-                cursor.wake_at = wait.map(|wait| Journal::<M>::wake_at(&journal, wait));
+                arrive::<M, _>(&state, &mut cursor, &journal);
                 drive::<M, _>(state, &mut cursor, cx, &mut journal, &mut jitter, max_steps).await
             }
             Err(error) => Ok(End::Failed(error)),
@@ -241,6 +256,18 @@ pub(crate) enum End<O> {
     Paused,
 }
 
+/// How a wait for a signal ended.
+pub(crate) enum Waited {
+    /// The signal came, with whom to tell once it is checkpointed.
+    Signal(Delivery),
+    /// The timeout passed.
+    TimedOut,
+    /// The run was asked to stop.
+    Halted,
+    /// Nothing can deliver a signal (in memory), and no timeout ends the wait.
+    Unavailable,
+}
+
 /// What the run loop tells whoever keeps the run: the in-memory runner (nothing to keep) or
 /// the engine (a checkpoint each time).
 pub(crate) trait Journal<M: Machine> {
@@ -286,6 +313,13 @@ pub(crate) trait Journal<M: Machine> {
 
     /// Whether the run was asked to stop, and how.
     fn halt(&self) -> Option<Halt>;
+
+    /// Waits for the signal `state` waits for, until `cursor.wake_at` if set.
+    fn wait_signal(
+        &mut self,
+        state: &'static str,
+        cursor: &Cursor,
+    ) -> impl Future<Output = Waited> + Send;
 
     /// Tells subscribers, if any, what happened in `state`; `kind` is built only for them.
     fn event(&self, state: &'static str, kind: impl FnOnce() -> EventKind);
@@ -348,6 +382,24 @@ impl<M: Machine> Journal<M> for InMemory {
         None
     }
 
+    fn wait_signal(
+        &mut self,
+        _: &'static str,
+        cursor: &Cursor,
+    ) -> impl Future<Output = Waited> + Send {
+        // Nothing delivers signals in memory: only a timeout ends the wait.
+        let wake = cursor.wake_at.map(|ms| self.base + Duration::from_millis(ms));
+        async move {
+            match wake {
+                Some(wake) => {
+                    tokio::time::sleep_until(wake).await;
+                    Waited::TimedOut
+                }
+                None => Waited::Unavailable,
+            }
+        }
+    }
+
     fn event(&self, _: &'static str, _: impl FnOnce() -> EventKind) {}
 
     fn attempt_scope(&self, _: &'static str) -> (Option<Reporter>, Option<Arc<Cancel>>) {
@@ -384,7 +436,8 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
     max_steps: u64,
 ) -> Result<End<M::Output>, J::Stop> {
     let graph = M::graph();
-    if cursor.wake_at.is_some() {
+    // A restored run waiting for a signal keeps its deadline for the wait below.
+    if cursor.wake_at.is_some() && !M::waits_for_signal(&state) {
         journal.resume_backoff(cursor).await;
         cursor.wake_at = None;
     }
@@ -403,6 +456,57 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
             };
             journal.record(Some(&state), cursor, cx, Some(&end)).await?;
             return Ok(announce(journal, info.name, end));
+        }
+        if M::waits_for_signal(&state) {
+            let signal = info.signal.map_or("signal", |signal| signal.ty);
+            journal.event(info.name, || EventKind::WaitingForSignal { signal });
+            match journal.wait_signal(info.name, cursor).await {
+                Waited::Signal((value, answer)) => {
+                    if let Err(error) = M::deliver_signal(&mut state, value) {
+                        let _ = answer.send(Err(format!("the signal does not read back: {error}")));
+                        continue;
+                    }
+                    cursor.seq += 1;
+                    cursor.wake_at = None;
+                    let recorded = journal.record(Some(&state), cursor, cx, None).await;
+                    let _ = answer.send(recorded.as_ref().map(|_| ()).map_err(|_| {
+                        "the run could not checkpoint the signal; it stopped".to_owned()
+                    }));
+                    recorded?;
+                    journal.event(info.name, || EventKind::SignalReceived);
+                    clock = Instant::now();
+                }
+                Waited::TimedOut => {
+                    cursor.wake_at = None;
+                    let Some(next) = M::signal_timeout(state.clone()) else {
+                        // A deadline without a default is not generated; wait on.
+                        continue;
+                    };
+                    let to = graph.states[M::index(&next)].name;
+                    let outcome = Outcome::NoSignal { to };
+                    let duration = Duration::ZERO;
+                    cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
+                    journal.event(info.name, || EventKind::Transitioned { to });
+                    cursor.seq += 1;
+                    if let Err(error) = cursor.enter::<M>(&next, max_steps) {
+                        let end = End::Failed(error);
+                        journal.record(Some(&next), cursor, cx, Some(&end)).await?;
+                        return Ok(announce(journal, to, end));
+                    }
+                    state = next;
+                    arrive::<M, J>(&state, cursor, journal);
+                    journal.record(Some(&state), cursor, cx, None).await?;
+                    clock = Instant::now();
+                    continue;
+                }
+                Waited::Halted => continue,
+                Waited::Unavailable => {
+                    let error = RunError::NoSignal { state: info.name, history: Vec::new() };
+                    let end = End::Failed(error);
+                    journal.record(Some(&state), cursor, cx, Some(&end)).await?;
+                    return Ok(announce(journal, info.name, end));
+                }
+            }
         }
         journal.event(info.name, || EventKind::Entered { attempt });
         // The in-memory runner moves the payload straight into a state's last attempt; a
@@ -439,10 +543,9 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                     journal.record(Some(&next), cursor, cx, Some(&end)).await?;
                     return Ok(announce(journal, graph.states[M::index(&next)].name, end));
                 }
-                let wait = graph.states[M::index(&next)].policy.wait;
-                cursor.wake_at = wait.map(|wait| journal.wake_at(wait));
+                arrive::<M, J>(&next, cursor, journal);
                 journal.record(Some(&next), cursor, cx, None).await?;
-                if cursor.wake_at.is_some() {
+                if cursor.wake_at.is_some() && !M::waits_for_signal(&next) {
                     journal.resume_backoff(cursor).await;
                     cursor.wake_at = None;
                     clock = Instant::now();
@@ -504,6 +607,19 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
             }
         }
     }
+}
+
+/// Sets the deadline a state just entered keeps in its checkpoint: the end of its `wait`, or
+/// of its wait for a signal.
+pub(crate) fn arrive<M: Machine, J: Journal<M>>(
+    state: &M::State,
+    cursor: &mut Cursor,
+    journal: &J,
+) {
+    let info = &M::graph().states[M::index(state)];
+    let signal =
+        info.signal.and_then(|signal| signal.timeout).filter(|_| M::waits_for_signal(state));
+    cursor.wake_at = info.policy.wait.or(signal).map(|delay| journal.wake_at(delay));
 }
 
 /// Tells subscribers how the run ended (after its last checkpoint), and returns the end.

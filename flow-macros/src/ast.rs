@@ -33,8 +33,10 @@ pub struct State {
     pub func: ItemFn,
     /// The first parameter: the context, if the fn takes any parameter.
     pub context: Option<Param>,
-    /// The parameters after the context.
+    /// The parameters after the context, but the signal.
     pub payload: Vec<Param>,
+    /// The parameter marked `#[signal]`: what the state waits for before its first attempt.
+    pub signal: Option<Param>,
     /// `T` in the return type `Result<T>` (any path type whose first generic argument is `T`).
     pub returns: Option<Type>,
 }
@@ -124,12 +126,14 @@ impl Machine {
 }
 
 impl State {
-    fn new(func: ItemFn, attr: StateAttr, errors: &mut Errors) -> State {
+    fn new(mut func: ItemFn, attr: StateAttr, errors: &mut Errors) -> State {
         let mut params = Vec::new();
-        for input in &func.sig.inputs {
+        let mut signal = None;
+        let count = func.sig.inputs.len();
+        for (index, input) in func.sig.inputs.iter_mut().enumerate() {
             match input {
                 FnArg::Receiver(receiver) => errors.push_spanned(
-                    receiver,
+                    &*receiver,
                     "a state cannot take `self`\n= help: a state is a free async fn: its first parameter is the context, `cx: &mut YourContext`",
                 ),
                 FnArg::Typed(typed) => {
@@ -139,7 +143,24 @@ impl State {
                         }
                         _ => None,
                     };
-                    params.push(Param { ident, ty: (*typed.ty).clone(), span: typed.span() });
+                    let marked = typed.attrs.iter().position(|a| a.path().is_ident("signal"));
+                    let param = Param { ident, ty: (*typed.ty).clone(), span: typed.span() };
+                    let Some(position) = marked else {
+                        params.push(param);
+                        continue;
+                    };
+                    let mark = typed.attrs.remove(position);
+                    if index == 0 {
+                        errors.push_spanned(&mark, "the context cannot be the signal\n= help: mark a parameter after the context: `#[signal] decision: Decision`");
+                    } else if index + 1 != count {
+                        errors.push_spanned(&mark, "the #[signal] parameter comes last\n= help: move it after the payload parameters");
+                    } else if signal.is_some() {
+                        errors.push_spanned(&mark, "a state waits for one signal");
+                    } else if param.ident.is_none() {
+                        errors.push(param.span, "the signal parameter needs a plain name\n= help: write `#[signal] decision: Decision`");
+                    } else {
+                        signal = Some(param);
+                    }
                 }
             }
         }
@@ -158,7 +179,7 @@ impl State {
             ReturnType::Type(_, ty) => first_generic(ty),
             ReturnType::Default => None,
         };
-        State { ident: func.sig.ident.clone(), attr, func, context, payload, returns }
+        State { ident: func.sig.ident.clone(), attr, func, context, payload, signal, returns }
     }
 
     /// The `UpperCamelCase` form of the state's name: its variant and its next type.

@@ -3,7 +3,8 @@
 //! ```text
 //! #[flow::machine(max_steps = 1000, name = "checkout", version = 2)]
 //! #[state(start, end, to(a, b), retry(attempts = 5, backoff = "100ms..10s"),
-//!         timeout = "30s", max_visits = 3, wait = "1h")]
+//!         timeout = "30s", max_visits = 3, wait = "1h",
+//!         signal(timeout = "3d", default = escalate))]
 //! ```
 //!
 //! Every problem is pushed to [`Errors`] and parsing goes on, so one compile shows them all.
@@ -18,7 +19,9 @@ use syn::{Attribute, Expr, ExprLit, Ident, Lit, LitStr, Token};
 
 use crate::suggest;
 
-const STATE_KEYS: [&str; 7] = ["start", "end", "to", "retry", "timeout", "max_visits", "wait"];
+const STATE_KEYS: [&str; 8] =
+    ["start", "end", "to", "retry", "timeout", "max_visits", "wait", "signal"];
+const SIGNAL_KEYS: [&str; 2] = ["timeout", "default"];
 const RETRY_KEYS: [&str; 2] = ["attempts", "backoff"];
 const MACHINE_KEYS: [&str; 3] = ["max_steps", "name", "version"];
 const DURATION_HELP: &str =
@@ -63,6 +66,18 @@ pub struct StateAttr {
     pub to: Option<(Span, Vec<Ident>)>,
     /// Retries, timeout and visit limit.
     pub policy: PolicyAttr,
+    /// `signal(timeout = "3d", default = escalate)`, where present.
+    pub signal: Option<SignalAttr>,
+}
+
+/// How long a state waits for its signal, and where it goes without one.
+pub struct SignalAttr {
+    /// The `signal` keyword.
+    pub span: Span,
+    /// `timeout = "..."`, with its value's span.
+    pub timeout: Option<(Span, Duration)>,
+    /// `default = state`.
+    pub default: Option<Ident>,
 }
 
 /// The policy keys of a `#[state(...)]`; `None` where not given.
@@ -85,7 +100,8 @@ pub struct MachineAttr {
 
 /// Reads a `#[state]` or `#[state(...)]` attribute.
 pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
-    let mut out = StateAttr { start: None, end: None, to: None, policy: PolicyAttr::default() };
+    let mut out =
+        StateAttr { start: None, end: None, to: None, policy: PolicyAttr::default(), signal: None };
     if matches!(attr.meta, syn::Meta::Path(_)) {
         return out;
     }
@@ -138,6 +154,13 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
                 let wait = duration_value(&value, "wait", errors);
                 out.policy.wait.replace(wait.unwrap_or_default()).is_some()
             }
+            "signal" => {
+                let mut signal = SignalAttr { span, timeout: None, default: None };
+                if meta.input.peek(syn::token::Paren) {
+                    meta.parse_nested_meta(|option| signal_option(&option, &mut signal, errors))?;
+                }
+                out.signal.replace(signal).is_some()
+            }
             other => {
                 let hint = suggest::hint(other, "keys of #[state(...)]", STATE_KEYS);
                 errors.push(span, format!("unknown key `{other}` in #[state(...)]\n{hint}"));
@@ -153,6 +176,41 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
         errors.add(error);
     }
     out
+}
+
+fn signal_option(
+    meta: &ParseNestedMeta,
+    signal: &mut SignalAttr,
+    errors: &mut Errors,
+) -> syn::Result<()> {
+    let key = meta.path.get_ident().map(Ident::to_string).unwrap_or_default();
+    match key.as_str() {
+        "timeout" => {
+            let value = meta.value()?.parse::<Expr>()?;
+            if let Some(timeout) = duration_value(&value, "timeout", errors) {
+                signal.timeout = Some((value.span(), timeout));
+            }
+        }
+        "default" => {
+            let value = meta.value()?.parse::<Expr>()?;
+            match &value {
+                Expr::Path(path) if path.path.get_ident().is_some() => {
+                    signal.default = path.path.get_ident().cloned();
+                }
+                _ => errors.push_spanned(
+                    &value,
+                    "`default` names a state\n= help: signal(timeout = \"3d\", default = escalate)",
+                ),
+            }
+        }
+        other => {
+            let hint = suggest::hint(other, "keys of signal(...)", SIGNAL_KEYS);
+            errors
+                .push_spanned(&meta.path, format!("unknown key `{other}` in signal(...)\n{hint}"));
+            return skip_value(meta);
+        }
+    }
+    Ok(())
 }
 
 fn retry_option(

@@ -11,6 +11,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::Type;
+use syn::spanned::Spanned;
 
 use crate::ast::{Machine, State, type_text};
 use crate::suggest;
@@ -29,6 +30,7 @@ pub fn machine(machine: &Machine) -> TokenStream {
     let targets = targets(machine);
     let machine_impl = machine_impl(machine);
     let graph = graph(machine);
+    let signal_impls = signal_impls(machine);
     quote! {
         #(#attrs)*
         #vis mod #ident {
@@ -38,6 +40,7 @@ pub fn machine(machine: &Machine) -> TokenStream {
             #(#next_types)*
             #targets
             #machine_impl
+            #signal_impls
             #graph
         }
     }
@@ -71,6 +74,38 @@ fn payload_fields(state: &State) -> TokenStream {
     quote! { { #(#fields),* } }
 }
 
+/// The fields of `state`'s variant of the state enum: its payload, and the signal it waits
+/// for (`None` until it arrives).
+fn state_fields(state: &State) -> TokenStream {
+    let Some(signal) = &state.signal else { return payload_fields(state) };
+    let payload = state.payload.iter().filter_map(|param| {
+        let ident = param.ident.as_ref()?;
+        let ty = &param.ty;
+        let doc = format!("`{ident}`, of the payload of state `{}`.", state.ident);
+        Some(quote! { #[doc = #doc] #ident: #ty, })
+    });
+    let ident = &signal.ident;
+    let ty = &signal.ty;
+    let doc = format!("The signal `{}` waits for; `None` until it arrives.", state.ident);
+    quote! {
+        { #(#payload)* #[doc = #doc] #[serde(default)] #ident: ::core::option::Option<#ty> }
+    }
+}
+
+/// `State::Variant { a, b }` as an expression with the payload in scope: a state just entered,
+/// its signal (if it waits for one) not yet arrived.
+fn entered(state: &State) -> TokenStream {
+    let variant = state.variant();
+    let fields = state.fields();
+    match &state.signal {
+        Some(signal) => {
+            let ident = &signal.ident;
+            quote! { State::#variant { #(#fields,)* #ident: ::core::option::Option::None } }
+        }
+        None => variant_with_fields(&quote!(State), state),
+    }
+}
+
 /// `Variant { a, b }` or `Variant`, as a pattern or an expression with fields in scope.
 fn variant_with_fields(owner: &TokenStream, state: &State) -> TokenStream {
     let variant = state.variant();
@@ -89,7 +124,7 @@ fn state_enum(machine: &Machine) -> TokenStream {
     );
     let variants = machine.states.iter().map(|state| {
         let variant = state.variant();
-        let fields = payload_fields(state);
+        let fields = state_fields(state);
         let doc = format!("In state `{}`.", state.ident);
         quote! { #[doc = #doc] #variant #fields }
     });
@@ -129,7 +164,7 @@ fn next_type(machine: &Machine, state: &State) -> TokenStream {
     let own = quote!(#name);
     let into_state = targets.iter().map(|target| {
         let from = variant_with_fields(&own, target);
-        let to = variant_with_fields(&quote!(State), target);
+        let to = entered(target);
         quote! { #from => #to }
     });
     // Spanned on the user's `to(...)` entry, so "`Validate` implements `Goto<charge>`" points there.
@@ -211,7 +246,7 @@ fn machine_impl(machine: &Machine) -> TokenStream {
         [single] => quote!(#single),
         many => quote!((#(#many),*)),
     };
-    let start_state = variant_with_fields(&quote!(State), start);
+    let start_state = entered(start);
     let bind_input = match input_fields.as_slice() {
         [single] => quote!(let #single = input;),
         many => quote!(let (#(#many),*) = input;),
@@ -221,9 +256,20 @@ fn machine_impl(machine: &Machine) -> TokenStream {
         quote! { State::#variant { .. } => #i }
     });
     let arms = machine.states.iter().map(|state| {
-        let pattern = variant_with_fields(&quote!(State), state);
         let func = &state.ident;
-        let fields = state.fields();
+        let mut fields = state.fields();
+        let variant = state.variant();
+        let pattern = match &state.signal {
+            Some(signal) => {
+                let ident = &signal.ident;
+                let pattern = quote! {
+                    State::#variant { #(#fields,)* #ident: ::core::option::Option::Some(#ident) }
+                };
+                fields.extend(signal.ident.clone());
+                pattern
+            }
+            None => variant_with_fields(&quote!(State), state),
+        };
         let span = state.ident.span();
         let call = quote_spanned!(span=> #func(__flow_cx, #(#fields),*).await);
         let done = if state.is_end() {
@@ -231,15 +277,25 @@ fn machine_impl(machine: &Machine) -> TokenStream {
         } else {
             quote!(::flow::Step::Next(::core::convert::From::from(output)))
         };
+        // The runtime runs no attempt before the signal arrives; were one asked for, it fails
+        // plainly instead of running the body without its value.
+        let unsignalled = state.signal.as_ref().map(|_| {
+            let message = format!("state `{func}` was run before its signal arrived");
+            quote! {
+                State::#variant { .. } => ::core::result::Result::Err(::flow::Error::permanent(#message)),
+            }
+        });
         quote! {
             #pattern => match #call {
                 ::core::result::Result::Ok(output) => ::core::result::Result::Ok(#done),
                 ::core::result::Result::Err(error) => {
                     ::core::result::Result::Err(::core::convert::Into::<::flow::Error>::into(error))
                 }
-            }
+            },
+            #unsignalled
         }
     });
+    let signals = signal_methods(machine);
     let machine_doc = format!(
         "The `{}` machine, as the runtime sees it: `flow::Runner::new().run::<{}::Machine>(input, &mut cx)`.",
         machine.ident, machine.ident
@@ -286,9 +342,11 @@ fn machine_impl(machine: &Machine) -> TokenStream {
                 Output = ::flow::Result<::flow::Step<State, #output>>,
             > + ::core::marker::Send + '_ {
                 async move {
-                    match __flow_state { #(#arms),* }
+                    match __flow_state { #(#arms)* }
                 }
             }
+
+            #signals
         }
 
         #[doc = #run_doc]
@@ -306,6 +364,98 @@ fn machine_impl(machine: &Machine) -> TokenStream {
             &__FLOW_GRAPH
         }
     }
+}
+
+/// `Machine`'s signal methods: which states wait, delivering a signal, the timeout's default.
+fn signal_methods(machine: &Machine) -> TokenStream {
+    let waiting: Vec<&State> = machine.states.iter().filter(|s| s.signal.is_some()).collect();
+    if waiting.is_empty() {
+        return TokenStream::new();
+    }
+    let waits = waiting.iter().map(|state| {
+        let variant = state.variant();
+        let ident = state.signal.as_ref().map(|signal| &signal.ident);
+        quote! { State::#variant { #ident: ::core::option::Option::None, .. } => true, }
+    });
+    let delivers = waiting.iter().map(|state| {
+        let variant = state.variant();
+        let ident = state.signal.as_ref().map(|signal| &signal.ident);
+        quote! {
+            State::#variant { #ident, .. } => {
+                *#ident = ::core::option::Option::Some(
+                    ::flow::__private::serde_json::from_value(signal)?,
+                );
+                ::core::result::Result::Ok(())
+            }
+        }
+    });
+    let timeouts = waiting.iter().filter_map(|state| {
+        let config = state.attr.signal.as_ref()?;
+        let default = config.default.as_ref()?;
+        let target = &machine.states[machine.index_of(default)?];
+        let variant = state.variant();
+        let fields = state.fields();
+        let to = entered(target);
+        // The target's payload fields take this state's values, in order.
+        let renames = target.fields().into_iter().zip(fields.clone()).map(|(to, from)| {
+            quote! { let #to = #from; }
+        });
+        Some(quote! {
+            State::#variant { #(#fields,)* .. } => {
+                #(#renames)*
+                ::core::option::Option::Some(#to)
+            }
+        })
+    });
+    quote! {
+        fn waits_for_signal(state: &State) -> bool {
+            #[allow(unreachable_patterns)]
+            match state { #(#waits)* _ => false }
+        }
+
+        fn deliver_signal(
+            state: &mut State,
+            signal: ::flow::__private::serde_json::Value,
+        ) -> ::core::result::Result<(), ::flow::__private::serde_json::Error> {
+            #[allow(unreachable_patterns)]
+            match state {
+                #(#delivers)*
+                _ => ::core::result::Result::Err(
+                    <::flow::__private::serde_json::Error as ::flow::__private::serde::de::Error>::custom(
+                        "this state waits for no signal",
+                    ),
+                ),
+            }
+        }
+
+        fn signal_timeout(state: State) -> ::core::option::Option<State> {
+            #[allow(unreachable_patterns, unused_variables)]
+            match state { #(#timeouts)* _ => ::core::option::Option::None }
+        }
+    }
+}
+
+/// `impl flow::Signal<Machine> for T` for each signal type `T`, naming the states waiting for
+/// it.
+fn signal_impls(machine: &Machine) -> TokenStream {
+    let mut by_type: Vec<(String, &Type, Vec<String>)> = Vec::new();
+    for state in &machine.states {
+        let Some(signal) = &state.signal else { continue };
+        let text = type_text(&signal.ty);
+        match by_type.iter_mut().find(|(t, ..)| *t == text) {
+            Some((_, _, states)) => states.push(state.ident.to_string()),
+            None => by_type.push((text, &signal.ty, vec![state.ident.to_string()])),
+        }
+    }
+    // `Signal` requires serde; its impl, spanned on the user's type, says so there.
+    let impls = by_type.iter().map(|(_, ty, states)| {
+        quote_spanned! {ty.span()=>
+            impl ::flow::Signal<Machine> for #ty {
+                const STATES: &'static [&'static str] = &[#(#states),*];
+            }
+        }
+    });
+    quote! { #(#impls)* }
 }
 
 fn graph(machine: &Machine) -> TokenStream {
@@ -340,6 +490,16 @@ fn graph(machine: &Machine) -> TokenStream {
         let timeout = option(policy.timeout.map(duration));
         let max_visits = option(policy.max_visits.map(|n| quote!(#n)));
         let wait = option(policy.wait.map(duration));
+        let signal = option(state.signal.as_ref().map(|signal| {
+            let ty = type_text(&signal.ty);
+            let config = state.attr.signal.as_ref();
+            let timeout = option(config.and_then(|c| c.timeout).map(|(_, t)| duration(t)));
+            let default = option(config.and_then(|c| c.default.as_ref()).map(|d| {
+                let d = d.to_string();
+                quote!(#d)
+            }));
+            quote! { ::flow::SignalInfo { ty: #ty, timeout: #timeout, default: #default } }
+        }));
         quote! {
             ::flow::StateInfo {
                 name: #name,
@@ -356,6 +516,7 @@ fn graph(machine: &Machine) -> TokenStream {
                     max_visits: #max_visits,
                     wait: #wait,
                 },
+                signal: #signal,
             }
         }
     });
@@ -398,6 +559,9 @@ fn fingerprint(machine: &Machine) -> String {
             shape.push(',');
         }
         shape.push(')');
+        if let Some(signal) = &state.signal {
+            shape.push_str(&format!("?{}", type_text(&signal.ty)));
+        }
         let targets: Vec<_> = state.targets().iter().map(ToString::to_string).collect();
         shape.push_str(&format!("->[{}]", targets.join(",")));
         if let (true, Some(output)) = (state.is_end(), &state.returns) {

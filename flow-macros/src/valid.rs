@@ -12,6 +12,70 @@ use crate::ast::{Machine, State, context_type, type_text};
 use crate::attr::Errors;
 use crate::suggest;
 
+/// A state's `signal(...)` must configure a `#[signal]` parameter, a timeout needs a default
+/// and a default a timeout, and the default must be a declared target taking this state's
+/// payload (the run goes there with it).
+fn signals(machine: &Machine, errors: &mut Errors) {
+    for state in &machine.states {
+        let Some(config) = &state.attr.signal else { continue };
+        if state.signal.is_none() {
+            errors.push(
+                config.span,
+                format!(
+                    "state `{}` has signal(...) but no #[signal] parameter\n= help: add the value it waits for as its last parameter: `#[signal] decision: Decision`",
+                    state.ident
+                ),
+            );
+            continue;
+        }
+        if state.attr.policy.wait.is_some() {
+            errors.push(
+                config.span,
+                "a state waits either for a time (`wait`) or for a signal, not both\n= help: put the `wait` on a state before this one",
+            );
+        }
+        match (&config.timeout, &config.default) {
+            (Some((span, _)), None) => errors.push(
+                *span,
+                format!(
+                    "a signal timeout needs a default target\n= help: say where the run goes when no signal comes in time: signal(timeout = \"...\", default = {})",
+                    state.targets().first().map_or_else(|| "...".to_owned(), ToString::to_string)
+                ),
+            ),
+            (None, Some(default)) => errors.push_spanned(
+                default,
+                "a default target needs a timeout\n= help: signal(timeout = \"3d\", default = ...): the run goes to the default when the timeout passes",
+            ),
+            (Some(_), Some(default)) => {
+                if !state.targets().contains(default) {
+                    errors.push_spanned(
+                        default,
+                        format!(
+                            "the default `{default}` is not among the targets of `{}`\n= help: add it to #[state(to(...))]",
+                            state.ident
+                        ),
+                    );
+                } else if let Some(target) = machine.index_of(default).map(|i| &machine.states[i]) {
+                    let ours: Vec<String> = state.payload.iter().map(|p| type_text(&p.ty)).collect();
+                    let theirs: Vec<String> = target.payload.iter().map(|p| type_text(&p.ty)).collect();
+                    if ours != theirs {
+                        errors.push_spanned(
+                            default,
+                            format!(
+                                "the default `{default}` takes ({}), but `{}` has ({}) to give it\n= help: on a timeout the run goes to the default with this state's payload; make the two payloads the same",
+                                theirs.join(", "),
+                                state.ident,
+                                ours.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+    }
+}
+
 /// Names `#[flow::machine]` generates in the module besides each state's next type.
 const GENERATED: [&str; 4] = ["State", "Machine", "run", "graph"];
 
@@ -34,6 +98,7 @@ pub fn check(machine: &Machine, errors: &mut Errors) {
         reachability(machine, errors);
     }
     outputs(machine, errors);
+    signals(machine, errors);
     collisions(machine, errors);
     for state in &machine.states {
         let declared_ok = state.targets().iter().all(|t| names.iter().any(|n| t == n));

@@ -15,9 +15,9 @@ use super::{Durable, Ended, EngineError, Inner, Migrate};
 use crate::event::{EventKind, Reporter};
 use crate::history::Entry;
 use crate::id::{Cancel, Halt};
-use crate::run::{Cursor, End, Jitter, Journal, drive};
+use crate::run::{Cursor, End, Jitter, Journal, Waited, drive};
 use crate::store::{Checkpoint, Status, StoreError};
-use crate::{Graph, RunError, RunId};
+use crate::{Graph, RunError, RunId, Signal};
 
 /// What a checkpoint's `snapshot` holds, written from borrowed parts.
 #[derive(Serialize)]
@@ -90,6 +90,10 @@ impl<M: Durable> DurableJournal<M> {
         let graph = M::graph();
         if let Some(state) = state {
             self.state_name = graph.states[M::index(state)].name;
+            // Open to signals from the moment the wait is being checkpointed: a signal sent as
+            // soon as the checkpoint shows the wait is taken, not refused.
+            let waits = end.is_none() && M::waits_for_signal(state);
+            *lock(&self.cancel.waiting) = waits.then_some(self.state_name);
         }
         let (status, output, error) = match end {
             None => (Status::Running, None, None),
@@ -217,6 +221,42 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
 
     fn halt(&self) -> Option<Halt> {
         self.cancel.halt()
+    }
+
+    fn wait_signal(
+        &mut self,
+        state: &'static str,
+        cursor: &Cursor,
+    ) -> impl Future<Output = Waited> + Send {
+        let left = cursor.wake_at.map(|wake_at| wake_at.saturating_sub(self.inner.now_ms()));
+        let control = Arc::clone(&self.cancel);
+        *lock(&control.waiting) = Some(state);
+        async move {
+            let deadline = async {
+                match left {
+                    Some(left) => tokio::time::sleep(Duration::from_millis(left)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let mail = async {
+                loop {
+                    let delivered = control.delivered.notified();
+                    if let Some(delivery) = lock(&control.mailbox).take() {
+                        return delivery;
+                    }
+                    delivered.await;
+                }
+            };
+            let waited = tokio::select! {
+                delivery = mail => Waited::Signal(delivery),
+                () = deadline => Waited::TimedOut,
+                () = control.requested() => Waited::Halted,
+            };
+            *lock(&control.waiting) = None;
+            // A signal that lost the race with the deadline or a stop goes back to its sender.
+            drop(lock(&control.mailbox).take());
+            waited
+        }
     }
 
     fn event(&self, state: &'static str, kind: impl FnOnce() -> EventKind) {
@@ -472,4 +512,94 @@ pub(crate) fn error(latest: &Checkpoint) -> Result<Option<RunError>, String> {
     let snapshot: SnapshotIn<IgnoredAny, IgnoredAny, IgnoredAny> =
         serde_json::from_str(&latest.snapshot).map_err(|error| error.to_string())?;
     Ok(snapshot.error)
+}
+
+/// Locks `mutex`, whose holders never panic while holding it.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A waiting run's last checkpoint with `signal` delivered: the checkpoint that follows it.
+pub(crate) fn deliver_stored<M: Durable, S: Signal<M>>(
+    latest: &Checkpoint,
+    signal: serde_json::Value,
+) -> Result<Checkpoint, EngineError> {
+    let run = latest.run;
+    let graph = M::graph();
+    if latest.version != graph.version || latest.fingerprint != graph.fingerprint {
+        return Err(EngineError::Incompatible {
+            run,
+            machine: M::NAME.into(),
+            stored_version: latest.version,
+            stored_fingerprint: latest.fingerprint.to_string(),
+            version: graph.version,
+            fingerprint: graph.fingerprint,
+            why: "resume the run first (Engine::resume_pending migrates it), then signal it",
+        });
+    }
+    let corrupt = |detail: String| EngineError::Corrupt { run, machine: M::NAME.into(), detail };
+    let mut snapshot: SnapshotIn<M::State, M::Context, IgnoredAny> =
+        serde_json::from_str(&latest.snapshot).map_err(|error| {
+            corrupt(format!("checkpoint {} does not read as this machine's: {error}", latest.seq))
+        })?;
+    let Some(state) = snapshot.state.as_mut() else {
+        return Err(corrupt(format!("checkpoint {} holds no state", latest.seq)));
+    };
+    let name = graph.states[M::index(state)].name;
+    check_signal::<M, S>(run, Some(name))?;
+    if !M::waits_for_signal(state) {
+        return Err(EngineError::NotWaiting { run, state: Some(name.into()) });
+    }
+    M::deliver_signal(state, signal).map_err(|error| EngineError::Serialize {
+        run,
+        machine: M::NAME,
+        detail: format!("the signal does not read back as the state's: {error}"),
+    })?;
+    let out = SnapshotOut::<M::State, M::Context, ()> {
+        state: Some(state),
+        context: &snapshot.context,
+        attempt: snapshot.attempt,
+        visit: snapshot.visit,
+        steps: snapshot.steps,
+        visits: graph
+            .states
+            .iter()
+            .filter_map(|info| snapshot.visits.get(info.name).map(|count| (info.name, *count)))
+            .collect(),
+        output: None,
+        error: None,
+    };
+    let snapshot = serde_json::to_string(&out).map_err(|error| EngineError::Serialize {
+        run,
+        machine: M::NAME,
+        detail: error.to_string(),
+    })?;
+    Ok(Checkpoint {
+        seq: latest.seq + 1,
+        wake_at: None,
+        snapshot,
+        entries: "[]".into(),
+        ..latest.clone()
+    })
+}
+
+/// Refuses a signal of type `S` for a run waiting in `waiting` (or in no state).
+pub(crate) fn check_signal<M: Durable, S: Signal<M>>(
+    run: RunId,
+    waiting: Option<&'static str>,
+) -> Result<(), EngineError> {
+    let Some(state) = waiting else {
+        return Err(EngineError::NotWaiting { run, state: None });
+    };
+    let expected = M::graph().state(state).and_then(|info| info.signal).map(|signal| signal.ty);
+    match expected {
+        None => Err(EngineError::NotWaiting { run, state: Some(state.into()) }),
+        Some(_) if S::STATES.contains(&state) => Ok(()),
+        Some(expected) => Err(EngineError::WrongSignal {
+            run,
+            state: state.into(),
+            expected,
+            got: std::any::type_name::<S>(),
+        }),
+    }
 }

@@ -21,7 +21,7 @@ use crate::run::{Cursor, End, Journal};
 use crate::store::{
     CheckpointStore, DynStore, Filter, MemoryStore, RunSummary, Status, StoreError,
 };
-use crate::{Error, Machine, RunError, RunId};
+use crate::{Error, Machine, RunError, RunId, Signal};
 use durable::{DurableJournal, Migration, Registered, Registration};
 
 /// A machine the engine can keep: its context and output are serde types.
@@ -90,7 +90,7 @@ impl Clock for SystemClock {
 /// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 /// # pub enum State { Tick(u32) }
 /// # static STATES: [StateInfo; 1] = [StateInfo {
-/// #     name: "tick", start: true, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT,
+/// #     name: "tick", start: true, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT, signal: None,
 /// # }];
 /// # static GRAPH: Graph = Graph { name: "countdown", states: &STATES, edges: &[("tick", "tick")],
 /// #     start: 0, max_steps: 100, version: 1, fingerprint: "countdown-1" };
@@ -558,6 +558,29 @@ pub enum EngineError {
         /// The run.
         run: RunId,
     },
+    /// The run is not waiting for a signal: it is running an attempt, or finished, or its
+    /// state takes none.
+    #[error("run {run} is not waiting for a signal{}; nothing was delivered", .state.as_ref().map_or_else(String::new, |state| format!(" (it is in state `{state}`)")))]
+    NotWaiting {
+        /// The run.
+        run: RunId,
+        /// The state it is in, if known.
+        state: Option<String>,
+    },
+    /// The run waits for another type of signal.
+    #[error(
+        "run {run} waits in state `{state}` for a {expected}, not a {got}; nothing was delivered"
+    )]
+    WrongSignal {
+        /// The run.
+        run: RunId,
+        /// The waiting state.
+        state: String,
+        /// The type it waits for, as declared.
+        expected: &'static str,
+        /// The type sent.
+        got: &'static str,
+    },
     /// The run is not paused, so there is nothing to resume.
     #[error("run {run} is not paused ({status}); only a paused run can be resumed")]
     NotPaused {
@@ -661,10 +684,8 @@ impl Engine {
             cancel: Arc::default(),
             machine: PhantomData,
         };
-        if refused.is_none()
-            && let Some(wait) = graph.states[M::index(&state)].policy.wait
-        {
-            cursor.wake_at = Some(journal.wake_at(wait));
+        if refused.is_none() {
+            crate::run::arrive::<M, _>(&state, &mut cursor, &journal);
         }
         let first = journal.record(Some(&state), &cursor, &context, refused.as_ref()).await;
         match first {
@@ -826,6 +847,67 @@ impl Engine {
     /// If the store cannot list them.
     pub async fn list(&self, filter: Filter) -> Result<Vec<RunSummary>, EngineError> {
         Ok(self.inner.store.list(filter).await?)
+    }
+
+    /// Delivers `signal` to run `run`, waiting for it in a state with a `#[signal]` parameter
+    /// of type `S`, and returns once the signal is checkpointed: the run goes on with it, in
+    /// this process or, after a restart, in the next.
+    ///
+    /// A run this engine is not running (its process stopped) gets the signal in the store,
+    /// and this engine resumes it.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NotWaiting`] if the run waits for no signal now,
+    /// [`EngineError::WrongSignal`] if it waits for another type, [`EngineError::UnknownRun`],
+    /// [`EngineError::WrongMachine`]. In each case nothing was delivered and the run is as it
+    /// was.
+    pub async fn signal<M: Durable, S: Signal<M>>(
+        &self,
+        run: RunId,
+        signal: S,
+    ) -> Result<(), EngineError> {
+        let value = serde_json::to_value(&signal).map_err(|error| EngineError::Serialize {
+            run,
+            machine: M::NAME,
+            detail: error.to_string(),
+        })?;
+        let live = self.inner.live().get(&run).cloned();
+        if let Some(live) = live {
+            if live.machine != M::NAME {
+                let found = live.machine.into();
+                return Err(EngineError::WrongMachine { run, expected: M::NAME, found });
+            }
+            let (answer, answered) = tokio::sync::oneshot::channel();
+            {
+                let waiting = durable::lock(&live.cancel.waiting);
+                durable::check_signal::<M, S>(run, *waiting)?;
+                let mut mailbox = durable::lock(&live.cancel.mailbox);
+                if mailbox.is_some() {
+                    return Err(EngineError::NotWaiting { run, state: waiting.map(Into::into) });
+                }
+                *mailbox = Some((value, answer));
+            }
+            live.cancel.delivered.notify_waiters();
+            return match answered.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(reason)) => Err(EngineError::Stopped { run, reason }),
+                // The wait ended (timeout or stop) before the signal was taken.
+                Err(_) => Err(EngineError::NotWaiting { run, state: None }),
+            };
+        }
+        let latest = self.latest::<M>(run).await?;
+        if latest.status.is_finished() {
+            return Err(EngineError::NotWaiting { run, state: Some(latest.state.into_owned()) });
+        }
+        let delivered = durable::deliver_stored::<M, S>(&latest, value)?;
+        self.inner.store.save(delivered).await?;
+        if matches!(latest.status, Status::Running | Status::Stuck)
+            && let Some(summary) = self.inner.store.summary(run).await?
+        {
+            self.resume_one(&summary).await?;
+        }
+        Ok(())
     }
 
     /// Every run's events, from now on.
