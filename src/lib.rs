@@ -70,6 +70,7 @@
 //! | `retry(attempts = 5, backoff = "100ms..10s")` | attempts in all, and the jittered exponential backoff between them (`"1s"` alone: every wait up to 1s) |
 //! | `timeout = "30s"` | the longest one attempt may run |
 //! | `max_visits = 3` | how often a run may enter this state |
+//! | `signal(timeout = "3d", default = escalate)` | for a state with a `#[signal] name: T` parameter: how long it waits for a `T` ([`Engine::signal`]) before going to `default` with its payload |
 //! | `wait = "1h"` | a durable timer: entering the state, the run waits this long before its first attempt (on an [`Engine`], across restarts) |
 //!
 //! `#[flow::machine(max_steps = 1000, name = "checkout", version = 2)]` bounds the states one

@@ -5,7 +5,7 @@
 //! # async fn watch(engine: flow_core::Engine, run: flow_core::RunId) {
 //! let mut events = engine.events_of(run); // or engine.events() for every run
 //! while let Some(event) = events.next().await {
-//!     println!("{event}"); // "… charge: attempt 2 failed: error: declined; retry in 180ms"
+//!     println!("{event}"); // "…4e1c5a checkout/charge: attempt 2 failed: …; retry in 180ms"
 //! }
 //! # }
 //! ```
@@ -107,10 +107,11 @@ pub enum EventKind {
 }
 
 impl fmt::Display for Event {
-    /// `0190…c3 checkout/charge: attempt 2 failed: error: declined; retry in 180ms`
+    /// `…4e1c5a checkout/charge: attempt 2 failed: error: declined; retry in 180ms`: the run
+    /// by the end of its id (the random part), the machine, the state, what happened.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let run = self.run.to_string();
-        write!(f, "{}… {}/{}: ", &run[..8], self.machine, self.state)?;
+        write!(f, "…{} {}/{}: ", &run[26..], self.machine, self.state)?;
         match &self.kind {
             EventKind::Started => f.write_str("started"),
             EventKind::Resumed { seq } => write!(f, "resumed from checkpoint {seq}"),
