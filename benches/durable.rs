@@ -6,10 +6,10 @@
 //! 1. Floor A: raw rusqlite, one ~200-byte row per transaction (autocommit): commits/s.
 //! 2. Floor B: raw rusqlite, 100 rows per transaction through a prepared statement: rows/s.
 //! 3. One durable run at a time: a 10-state chain on an [`Engine`] over [`SqliteStore`],
-//!    started and awaited one after the other. Each run writes 11 checkpoints (its start, 9
-//!    transitions, its end); every checkpoint is a "durable step". Compared with floor A's
-//!    latency per commit (target: within 1.3×). Floor A and this case alternate over a few
-//!    rounds, so a drift in the disk's latency hits both alike.
+//!    started and awaited one after the other, on a current-thread runtime. Each run writes
+//!    11 checkpoints (its start, 9 transitions, its end); every checkpoint is a "durable
+//!    step". Compared with floor A's latency per commit (target: within 1.3×). Floor A and
+//!    this case alternate over a few rounds, so a drift in the disk's latency hits both alike.
 //! 4. 1,000 concurrent durable runs of a 100-state self-loop on one engine (multi-thread
 //!    runtime, 2 workers), from the first start until every output is awaited. Compared with
 //!    floor B's rows/s and with the 100,000 steps/s target.
@@ -255,25 +255,39 @@ struct Serial {
 /// Floor A, the one-run-at-a-time case and its store-only diagnostic, alternating over
 /// `ROUNDS` rounds.
 fn serial(dir: &Path, runtime: &tokio::runtime::Runtime) -> Serial {
+    serial_on(dir, runtime)
+}
+
+/// [`serial`] on `runtime`, with its files in `dir`.
+fn serial_on(dir: &Path, runtime: &tokio::runtime::Runtime) -> Serial {
     let connection = raw(&dir.join("floor-a.db"));
     let mut insert = connection.prepare(INSERT_ROW).unwrap();
     let payload = payload();
-    let store = SqliteStore::open(dir.join("durable-serial.db")).unwrap();
+    let path = dir.join("durable-serial.db");
+    let store = SqliteStore::open(&path).unwrap();
     let engine =
         Engine::builder().store(store.clone()).machine::<chain::Machine>().build().unwrap();
-    // Warm-ups, long enough for both WALs to pass their first checkpoint (1,000 pages) and
-    // be rewritten in place: a WAL that still grows costs more per fsync, which would favour
-    // whichever side wraps first. The durable one also says how many checkpoints a run writes.
+    // Warm-ups, long enough for both WALs to pass their first checkpoint and be rewritten in
+    // place: a WAL that still grows costs more per fsync, which would favour whichever side
+    // wraps first. Floor A's passes 1,000 pages (SQLite's default) in `WARM_UP_COMMITS`
+    // commits of one page; the store's passes 4,000 (its `wal_autocheckpoint`) at ~2.3 pages
+    // a checkpoint, so the durable warm-up goes on until the database file grows: its WAL
+    // was copied back. It also says how many checkpoints a run writes.
     for _ in 0..WARM_UP_COMMITS {
         insert.execute((RunId::random().to_string(), &payload)).unwrap();
     }
+    let file_size = || std::fs::metadata(&path).map_or(0, |metadata| metadata.len());
+    let unwrapped = file_size();
     let (per_run, template) = runtime.block_on(async {
         let handle = engine.start::<chain::Machine>(0).await.unwrap();
         let run = handle.id();
         assert_eq!(handle.output().await.unwrap(), (10, 10));
-        for n in 0..WARM_UP_COMMITS / 11 {
+        let mut n = 0;
+        while n < WARM_UP_COMMITS / 11 || (file_size() == unwrapped && n < 10 * WARM_UP_COMMITS) {
             engine.start::<chain::Machine>(n).await.unwrap().output().await.unwrap();
+            n += 1;
         }
+        assert!(file_size() > unwrapped, "the store's WAL was never copied back");
         (checkpoints(&engine, run).await, store.checkpoints(run).await.unwrap())
     });
     assert_eq!(per_run, 11, "a 10-state chain: start, 9 transitions, end");
@@ -523,12 +537,25 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("machine: {cores} cores ({}); databases in {}", cpu_model(), dir.display());
     println!(
-        "every database: journal_mode=WAL, synchronous=FULL; runtime: tokio multi-thread, 2 workers"
+        "every database: journal_mode=WAL, synchronous=FULL; runtime: tokio current-thread for \
+         1 run at a time, multi-thread with 2 workers for the concurrent runs"
     );
 
+    // One run at a time needs no worker threads. On the multi-thread runtime every
+    // checkpoint's reply wakes a parked worker from the store's writer thread, and that
+    // worker wakes the other to search for work (tokio's wake-up chain): 20-35 µs per step on
+    // 2 cores, spent by the scheduler, not by the engine or the store (the store-only
+    // diagnostic, awaited on the `block_on` thread, never paid it).
+    let current = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let serial = serial(&dir, &current);
+    drop(current);
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let serial = serial(&dir, &runtime);
+    // The same case on the multi-thread runtime, in its own files, so the scheduler's share
+    // is in the table too.
+    let multi_dir = dir.join("multi-thread");
+    std::fs::create_dir_all(&multi_dir).unwrap();
+    let multi = serial_on(&multi_dir, &runtime);
     let (rows, batched, batched_io) = floor_batched(&dir);
     let (concurrent, template) = runtime.block_on(durable_concurrent(&dir));
     let checkpoint_bytes = template.iter().map(text_bytes).sum::<usize>() / template.len();
@@ -574,6 +601,9 @@ fn main() {
     let row_us = us(batched, rows);
     let serial_us = us(serial.durable, serial_steps);
     let saved_us = us(serial.direct, serial.saved);
+    let multi_steps = multi.runs * multi.per_run;
+    let multi_us = us(multi.durable, multi_steps);
+    let multi_commit_us = us(multi.floor, multi.commits);
     let concurrent_us = us(concurrent.elapsed, concurrent_steps);
     let direct_us = us(direct.elapsed, direct_steps);
     let target_us = 1e6 / TARGET_STEPS_PER_S;
@@ -600,6 +630,13 @@ fn main() {
             format!("{serial_us:.1} µs/step"),
             format!("floor A: {commit_us:.1} µs/commit (target ≤ 1.3×)"),
             ratio(Some(serial_us / commit_us)),
+        ],
+        [
+            "durable, 1 run at a time, multi-thread runtime (2 workers)".to_owned(),
+            format!("{} steps/s", grouped(per_s(multi.durable, multi_steps))),
+            format!("{multi_us:.1} µs/step"),
+            format!("floor A: {multi_commit_us:.1} µs/commit (same rounds)"),
+            ratio(Some(multi_us / multi_commit_us)),
         ],
         [
             "diagnostic: the same checkpoints, 1 at a time, store only".to_owned(),
