@@ -252,14 +252,9 @@ struct Serial {
     rounds: Vec<[f64; 3]>,
 }
 
-/// Floor A, the one-run-at-a-time case and its store-only diagnostic, alternating over
-/// `ROUNDS` rounds.
-fn serial(dir: &Path, runtime: &tokio::runtime::Runtime) -> Serial {
-    serial_on(dir, runtime)
-}
-
-/// [`serial`] on `runtime`, with its files in `dir`.
-fn serial_on(dir: &Path, runtime: &tokio::runtime::Runtime) -> Serial {
+/// Floor A, the one-run-at-a-time case on `runtime` and its store-only diagnostic,
+/// alternating over `ROUNDS` rounds, with their files in `dir`.
+fn one_at_a_time(dir: &Path, runtime: &tokio::runtime::Runtime) -> Serial {
     let connection = raw(&dir.join("floor-a.db"));
     let mut insert = connection.prepare(INSERT_ROW).unwrap();
     let payload = payload();
@@ -547,7 +542,7 @@ fn main() {
     // 2 cores, spent by the scheduler, not by the engine or the store (the store-only
     // diagnostic, awaited on the `block_on` thread, never paid it).
     let current = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let serial = serial(&dir, &current);
+    let serial = one_at_a_time(&dir, &current);
     drop(current);
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -555,7 +550,7 @@ fn main() {
     // is in the table too.
     let multi_dir = dir.join("multi-thread");
     std::fs::create_dir_all(&multi_dir).unwrap();
-    let multi = serial_on(&multi_dir, &runtime);
+    let multi = one_at_a_time(&multi_dir, &runtime);
     let (rows, batched, batched_io) = floor_batched(&dir);
     let (concurrent, template) = runtime.block_on(durable_concurrent(&dir));
     let checkpoint_bytes = template.iter().map(text_bytes).sum::<usize>() / template.len();

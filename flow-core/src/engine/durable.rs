@@ -63,6 +63,16 @@ fn visits(graph: &Graph, counts: &[u32]) -> BTreeMap<&'static str, u32> {
         .collect()
 }
 
+/// Visit counts read back from a snapshot, keyed by `graph`'s own names; names the graph does
+/// not have are dropped.
+fn stored_visits(graph: &Graph, counts: &BTreeMap<String, u32>) -> BTreeMap<&'static str, u32> {
+    graph
+        .states
+        .iter()
+        .filter_map(|info| counts.get(info.name).map(|count| (info.name, *count)))
+        .collect()
+}
+
 /// The journal of a durable run: a checkpoint per step, written before the run moves on.
 pub(crate) struct DurableJournal<M> {
     pub inner: Arc<Inner>,
@@ -329,11 +339,7 @@ fn migrate<Old: Durable, New: Durable + Migrate<Old>>(
         visit: old.visit,
         steps: old.steps,
         // Visit counts follow state names; a renamed state starts counting again.
-        visits: graph
-            .states
-            .iter()
-            .filter_map(|info| old.visits.get(info.name).map(|count| (info.name, *count)))
-            .collect(),
+        visits: stored_visits(graph, &old.visits),
         output: None,
         error: None,
     };
@@ -561,11 +567,7 @@ pub(crate) fn deliver_stored<M: Durable, S: Signal<M>>(
         attempt: snapshot.attempt,
         visit: snapshot.visit,
         steps: snapshot.steps,
-        visits: graph
-            .states
-            .iter()
-            .filter_map(|info| snapshot.visits.get(info.name).map(|count| (info.name, *count)))
-            .collect(),
+        visits: stored_visits(graph, &snapshot.visits),
         output: None,
         error: None,
     };

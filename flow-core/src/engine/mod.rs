@@ -184,7 +184,7 @@ impl Inner {
     }
 
     fn live(&self) -> MutexGuard<'_, HashMap<RunId, Live>> {
-        self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        durable::lock(&self.live)
     }
 
     fn forget(&self, run: RunId) {
@@ -958,9 +958,10 @@ impl Engine {
     pub async fn resume(&self, run: RunId) -> Result<(), EngineError> {
         let summary = self.inner.store.summary(run).await?;
         let summary = summary.ok_or(EngineError::UnknownRun { run })?;
-        if summary.status != Status::Paused || self.inner.live().contains_key(&run) {
-            let status =
-                if self.inner.live().contains_key(&run) { Status::Running } else { summary.status };
+        // A live run is still on its way to its safe point.
+        let status =
+            if self.inner.live().contains_key(&run) { Status::Running } else { summary.status };
+        if status != Status::Paused {
             return Err(EngineError::NotPaused { run, status });
         }
         self.resume_one(&summary).await?;
