@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flow::{Backoff, Machine, Policy, RetryPolicy};
+use flow::{Backoff, Machine, OnFailure, Policy, RetryPolicy};
 
 #[allow(dead_code)]
 #[path = "../examples/checkout.rs"]
@@ -41,8 +41,11 @@ fn checkout_graph_edge_by_edge() {
             timeout: Some(Duration::from_secs(1)),
             max_visits: None,
             wait: None,
+            on_failure: OnFailure::Fail,
         }
     );
+    assert_eq!(charge.compensate, Some("refund"));
+    assert_eq!(validate.compensate, None);
     assert_eq!(graph.max_steps, 10_000);
 }
 
@@ -51,7 +54,7 @@ fn checkout_mermaid() {
     assert_eq!(
         checkout::graph().to_mermaid(),
         "stateDiagram-v2
-    charge : charge (5 attempts, timeout 1s)
+    charge : charge (5 attempts, timeout 1s, undone by refund)
     [*] --> validate
     validate --> charge
     validate --> reject
@@ -71,7 +74,7 @@ fn checkout_dot() {
     node [shape=box, style=rounded];
     __start [shape=point];
     validate;
-    charge [label=\"charge\\n5 attempts, timeout 1s\"];
+    charge [label=\"charge\\n5 attempts, timeout 1s, undone by refund\"];
     ship [peripheries=2];
     reject [peripheries=2];
     __start -> validate;

@@ -93,6 +93,23 @@ pub enum EventKind {
     },
     /// The signal arrived and is checkpointed.
     SignalReceived,
+    /// The run is rolling back: an attempt of the state's compensation begins.
+    Compensating {
+        /// 1 for the first attempt.
+        attempt: u32,
+    },
+    /// The state's compensation ran; its visit is undone.
+    Compensated,
+    /// An attempt of the state's compensation failed.
+    CompensationFailed {
+        /// Which attempt.
+        attempt: u32,
+        /// Why.
+        failure: Failure,
+        /// The backoff before the next attempt; `None` when none follows (the rollback goes
+        /// on with the next compensation, and the run's error names this one).
+        retry_in: Option<Duration>,
+    },
     /// The run completed with an output.
     Completed,
     /// The run failed.
@@ -130,6 +147,14 @@ impl fmt::Display for Event {
             EventKind::Progress { message, fraction: None } => f.write_str(message),
             EventKind::WaitingForSignal { signal } => write!(f, "waiting for a {signal}"),
             EventKind::SignalReceived => f.write_str("signal received"),
+            EventKind::Compensating { attempt } => write!(f, "compensating, attempt {attempt}"),
+            EventKind::Compensated => f.write_str("compensated"),
+            EventKind::CompensationFailed { attempt, failure, retry_in: Some(delay) } => {
+                write!(f, "compensation attempt {attempt} failed: {failure}; retry in {delay:?}")
+            }
+            EventKind::CompensationFailed { attempt, failure, retry_in: None } => {
+                write!(f, "compensation attempt {attempt} failed: {failure}; no retry")
+            }
             EventKind::Completed => f.write_str("completed"),
             EventKind::Failed { error } => write!(f, "failed: {error}"),
             EventKind::Cancelled => f.write_str("cancelled"),

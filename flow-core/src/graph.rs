@@ -7,8 +7,8 @@
 //! use flow_core::{Graph, Policy, StateInfo};
 //!
 //! static STATES: [StateInfo; 2] = [
-//!     StateInfo { name: "work", start: true, end: false, payload: &[("left", "u32")], output: None, policy: Policy::DEFAULT, signal: None },
-//!     StateInfo { name: "done", start: false, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT, signal: None },
+//!     StateInfo { name: "work", start: true, end: false, payload: &[("left", "u32")], output: None, policy: Policy::DEFAULT, signal: None, compensate: None },
+//!     StateInfo { name: "done", start: false, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT, signal: None, compensate: None },
 //! ];
 //! static JOB: Graph = Graph {
 //!     name: "job", states: &STATES, edges: &[("work", "work"), ("work", "done")], start: 0, max_steps: 100,
@@ -23,7 +23,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::Policy;
+use crate::{OnFailure, Policy};
 
 /// The shape of a machine: its states, its edges, where it starts and where it may end.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -64,6 +64,9 @@ pub struct StateInfo {
     /// The signal the state waits for before its first attempt, if it has a `#[signal]`
     /// parameter.
     pub signal: Option<SignalInfo>,
+    /// The fn that undoes a completed visit of this state when the run fails later
+    /// (`compensate = refund`), by name.
+    pub compensate: Option<&'static str>,
 }
 
 /// What a state waits for: [`StateInfo::signal`].
@@ -98,7 +101,16 @@ impl Graph {
         self.edges.iter().filter(move |(f, _)| *f == from).map(|(_, to)| *to)
     }
 
-    /// The graph as a Mermaid `stateDiagram-v2`, with each non-default policy noted on its state.
+    /// The fallback edges, as `(from, to)`: where a state's failure leads (`fallback = to`).
+    pub fn fallbacks(&self) -> impl Iterator<Item = (&'static str, &'static str)> + 'static {
+        self.states.iter().filter_map(|state| match state.policy.on_failure {
+            OnFailure::Fallback(to) => Some((state.name, to)),
+            _ => None,
+        })
+    }
+
+    /// The graph as a Mermaid `stateDiagram-v2`, with each non-default policy noted on its
+    /// state and each fallback edge labelled `on failure`.
     pub fn to_mermaid(&self) -> String {
         let mut out = String::from("stateDiagram-v2\n");
         for state in self.states {
@@ -110,13 +122,17 @@ impl Graph {
         for (from, to) in self.edges {
             let _ = writeln!(out, "    {from} --> {to}");
         }
+        for (from, to) in self.fallbacks() {
+            let _ = writeln!(out, "    {from} --> {to} : on failure");
+        }
         for end in self.ends() {
             let _ = writeln!(out, "    {} --> [*]", end.name);
         }
         out
     }
 
-    /// The graph in Graphviz DOT: start marked by a point, end states doubly outlined.
+    /// The graph in Graphviz DOT: start marked by a point, end states doubly outlined,
+    /// fallback edges dashed.
     pub fn to_dot(&self) -> String {
         let mut out = format!("digraph {} {{\n", self.name);
         out.push_str("    rankdir=LR;\n    node [shape=box, style=rounded];\n");
@@ -138,6 +154,9 @@ impl Graph {
         let _ = writeln!(out, "    __start -> {};", self.start().name);
         for (from, to) in self.edges {
             let _ = writeln!(out, "    {from} -> {to};");
+        }
+        for (from, to) in self.fallbacks() {
+            let _ = writeln!(out, "    {from} -> {to} [style=dashed, label=\"on failure\"];");
         }
         out.push_str("}\n");
         out
@@ -167,6 +186,12 @@ fn describe(state: &StateInfo) -> Option<String> {
     }
     if let Some(wait) = policy.wait {
         parts.push(format!("waits {wait:?}"));
+    }
+    if policy.on_failure == OnFailure::Pause {
+        parts.push("pauses on failure".to_owned());
+    }
+    if let Some(compensate) = state.compensate {
+        parts.push(format!("undone by {compensate}"));
     }
     (!parts.is_empty()).then(|| parts.join(", "))
 }

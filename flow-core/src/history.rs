@@ -38,6 +38,21 @@ pub enum Outcome {
         #[serde(deserialize_with = "name")]
         to: Name,
     },
+    /// The state failed for good and the run went to its fallback, with the failure.
+    Caught {
+        /// The fallback state.
+        #[serde(deserialize_with = "name")]
+        to: Name,
+    },
+    /// The state's compensation ran (the run is rolling back).
+    Compensated,
+    /// An attempt of the state's compensation failed.
+    CompensationFailed {
+        /// Why.
+        failure: Failure,
+        /// The backoff before the next attempt; `None` when none follows.
+        retry_in: Option<Duration>,
+    },
     /// The attempt failed.
     Failed {
         /// Why.
@@ -87,6 +102,62 @@ impl fmt::Display for Failure {
     }
 }
 
+/// What a fallback state receives: which state failed for good, and each of its attempts'
+/// failures. Declared as the fallback's one payload parameter:
+///
+/// ```ignore
+/// #[state(to(ship), retry(attempts = 3), fallback = review)]
+/// async fn charge(cx: &mut Shop, order: Order) -> Result<Charge> { ... }
+///
+/// #[state(end)]
+/// async fn review(cx: &mut Shop, failure: flow::Caught) -> Result<Receipt> { ... }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caught {
+    /// The state that failed.
+    pub state: String,
+    /// Its attempts' failures, in order; the last one ended the visit.
+    pub attempts: Vec<Failure>,
+}
+
+impl Caught {
+    /// The failure that ended the visit.
+    pub fn last(&self) -> Option<&Failure> {
+        self.attempts.last()
+    }
+}
+
+/// `state `charge` failed after 3 attempt(s); last: error: declined`.
+impl fmt::Display for Caught {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "state `{}` failed after {} attempt(s)", self.state, self.attempts.len())?;
+        match self.last() {
+            Some(last) => write!(f, "; last: {last}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A type a fallback state's payload can be: it is built from the [`Caught`] failure.
+///
+/// Implemented for [`Caught`] itself; implement it for your own type to keep only what the
+/// fallback needs.
+#[diagnostic::on_unimplemented(
+    message = "a fallback state's payload must take the failure, and `{Self}` cannot",
+    label = "this fallback's payload is `{Self}`",
+    note = "give the fallback state one payload parameter `failure: flow::Caught`, or implement `flow::FromCaught` for `{Self}`"
+)]
+pub trait FromCaught: Sized {
+    /// Builds the fallback's payload from the failure.
+    fn from_caught(caught: Caught) -> Self;
+}
+
+impl FromCaught for Caught {
+    fn from_caught(caught: Caught) -> Caught {
+        caught
+    }
+}
+
 /// `→ charge`, `completed`, or `error: …; retry in 16ms`.
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -94,6 +165,14 @@ impl fmt::Display for Outcome {
             Outcome::Transitioned { to } => write!(f, "→ {to}"),
             Outcome::Completed => f.write_str("completed"),
             Outcome::NoSignal { to } => write!(f, "no signal in time → {to}"),
+            Outcome::Caught { to } => write!(f, "failed → fallback {to}"),
+            Outcome::Compensated => f.write_str("compensated"),
+            Outcome::CompensationFailed { failure, retry_in: Some(delay) } => {
+                write!(f, "compensation {failure}; retry in {delay:?}")
+            }
+            Outcome::CompensationFailed { failure, retry_in: None } => {
+                write!(f, "compensation {failure}; no retry")
+            }
             Outcome::Failed { failure, retry_in: Some(delay) } => {
                 write!(f, "{failure}; retry in {delay:?}")
             }
@@ -112,6 +191,16 @@ impl fmt::Display for Entry {
 /// A state's name. (An alias, so serde's derive reads it through [`name`] instead of
 /// borrowing it from the input.)
 pub(crate) type Name = &'static str;
+
+/// Reads a list of state names back, as [`name`] does one.
+pub(crate) fn names<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<&'static str>, D::Error> {
+    #[derive(Deserialize)]
+    struct One(#[serde(deserialize_with = "name")] Name);
+    let all = Vec::<One>::deserialize(deserializer)?;
+    Ok(all.into_iter().map(|One(name)| name).collect())
+}
 
 /// Reads a state name back from a checkpoint as the `&'static str` the history holds.
 ///

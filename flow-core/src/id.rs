@@ -188,16 +188,25 @@ pub struct Current {
     pub visit: u64,
     /// 1 for the first attempt of the visit, 2 for its first retry, and so on.
     pub attempt: u32,
+    /// Whether what runs is the state's compensation (`compensate = fn`), undoing the visit,
+    /// rather than its body.
+    pub compensating: bool,
 }
 
 impl Current {
-    /// A key naming this visit of this state in this run: `"{run}/{visit}"`.
+    /// A key naming this visit of this state in this run: `"{run}/{visit}"`, and
+    /// `"{run}/{visit}/undo"` for the compensation undoing the visit.
     ///
     /// Stable across the retries of the visit and across a crash and resume, so a payment
     /// provider, a database or a queue given this key applies the visit's side effect once
-    /// even when the state body runs more than once (it runs at least once per visit).
+    /// even when the state body runs more than once (it runs at least once per visit). The
+    /// same holds for a compensation, under its own key.
     pub fn idempotency_key(&self) -> String {
-        format!("{}/{}", self.run, self.visit)
+        if self.compensating {
+            format!("{}/{}/undo", self.run, self.visit)
+        } else {
+            format!("{}/{}", self.run, self.visit)
+        }
     }
 }
 

@@ -31,10 +31,11 @@ pub use engine::{
 pub use error::{BoxError, Error, Result, ResultExt};
 pub use event::{Event, EventKind, Events, progress};
 pub use graph::{Graph, SignalInfo, StateInfo};
+pub use history::{Caught, FromCaught};
 pub use id::{Current, ParseRunIdError, RunId, cancelled, current, idempotency_key};
 pub use machine::{Goto, Machine, Signal, Step};
-pub use policy::{Backoff, Policy, RetryPolicy};
-pub use run::{Finished, RunError, Runner};
+pub use policy::{Backoff, OnFailure, Policy, RetryPolicy};
+pub use run::{FailedCompensation, Finished, RunError, Runner};
 
 #[doc(hidden)]
 pub mod __private {

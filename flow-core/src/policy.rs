@@ -1,4 +1,5 @@
-//! Per-state policy: attempts, backoff, timeout, the visit guard and a durable wait.
+//! Per-state policy: attempts, backoff, timeout, the visit guard, a durable wait, and what a
+//! failure leads to.
 //!
 //! The macro builds a [`Policy`] for every state from its attribute;
 //! `#[state(retry(attempts = 5, backoff = "100ms..10s"), timeout = "30s", max_visits = 3)]`
@@ -6,7 +7,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use flow_core::{Backoff, Policy, RetryPolicy};
+//! use flow_core::{Backoff, OnFailure, Policy, RetryPolicy};
 //!
 //! let policy = Policy {
 //!     retry: RetryPolicy {
@@ -16,6 +17,7 @@
 //!     timeout: Some(Duration::from_secs(30)),
 //!     max_visits: Some(3),
 //!     wait: None,
+//!     on_failure: OnFailure::Fail,
 //! };
 //! // The n-th retry waits a random time in [0, min(cap, base * 2^(n-1))] ("full jitter").
 //! assert_eq!(policy.retry.backoff.ceiling(1), Duration::from_millis(100));
@@ -40,12 +42,35 @@ pub struct Policy {
     /// attempt, `#[state(wait = "1h")]`. The wake-up time is checkpointed, so the wait survives
     /// a restart (and waits only what is left of it).
     pub wait: Option<Duration>,
+    /// What the run does when a visit's attempts are exhausted, or one fails permanently.
+    pub on_failure: OnFailure,
+}
+
+/// What a run does when a state fails for good: its last attempt failed, or an attempt
+/// failed with a permanent error. Declared with `on_failure = pause` or `fallback = state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum OnFailure {
+    /// The run fails, after the compensations of the states it completed have run, newest
+    /// first. The default.
+    Fail,
+    /// The run pauses, for an operator to mend the cause and
+    /// [`Engine::resume`](crate::Engine::resume) it; the state then gets a fresh set of
+    /// attempts. A run without an engine to resume it (the in-memory runner) fails instead.
+    Pause,
+    /// The run goes to this state, which takes the failure ([`Caught`](crate::Caught)) as
+    /// its payload: a typed `Catch`.
+    Fallback(&'static str),
 }
 
 impl Policy {
     /// One attempt, no timeout, no visit limit: the policy of a state that declares none.
-    pub const DEFAULT: Policy =
-        Policy { retry: RetryPolicy::NONE, timeout: None, max_visits: None, wait: None };
+    pub const DEFAULT: Policy = Policy {
+        retry: RetryPolicy::NONE,
+        timeout: None,
+        max_visits: None,
+        wait: None,
+        on_failure: OnFailure::Fail,
+    };
 }
 
 impl Default for Policy {

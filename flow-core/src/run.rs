@@ -15,14 +15,14 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::time::Instant;
 
-use crate::history::{Entry, Failure, Outcome};
+use crate::history::{Caught, Entry, Failure, Outcome};
 use std::sync::Arc;
 
 use tracing::Instrument;
 
 use crate::event::{EventKind, Reporter};
 use crate::id::{Attempt, Cancel, Current, Delivery, Halt, RunId};
-use crate::{Graph, Machine, Step};
+use crate::{Graph, Machine, OnFailure, Step};
 
 /// Runs machines in memory: no store, no engine. Cheap to build; reusable.
 #[derive(Debug, Clone, Default)]
@@ -102,6 +102,50 @@ pub enum RunError {
         #[serde(skip)]
         history: Vec<Entry>,
     },
+    /// The run failed, and the compensations of the states it had completed ran, newest
+    /// first. The cause names the failed state; `failed` names each compensation that failed
+    /// too (the others still ran).
+    #[error("{cause}; rollback: {}", rolled_back(.undone, .failed))]
+    RolledBack {
+        /// Why the run failed.
+        cause: Box<RunError>,
+        /// The states whose compensation ran, in the order they ran.
+        #[serde(deserialize_with = "crate::history::names")]
+        undone: Vec<crate::history::Name>,
+        /// The compensations that failed, in the order they ran.
+        failed: Vec<FailedCompensation>,
+        /// The run's history, the compensations included.
+        #[serde(skip)]
+        history: Vec<Entry>,
+    },
+}
+
+/// A compensation that failed during a rollback: [`RunError::RolledBack`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedCompensation {
+    /// The state whose compensation it is.
+    #[serde(deserialize_with = "crate::history::name")]
+    pub state: crate::history::Name,
+    /// Every attempt's failure, in order.
+    pub attempts: Vec<Failure>,
+}
+
+/// `undid `hold`, `reserve`; the compensation of `charge` failed after 2 attempt(s); last: …`.
+fn rolled_back(undone: &[&str], failed: &[FailedCompensation]) -> String {
+    let mut parts = Vec::new();
+    if !undone.is_empty() {
+        let names: Vec<String> = undone.iter().map(|name| format!("`{name}`")).collect();
+        parts.push(format!("undid {}", names.join(", ")));
+    }
+    for failure in failed {
+        parts.push(format!(
+            "the compensation of `{}` failed after {} attempt(s); last: {}",
+            failure.state,
+            failure.attempts.len(),
+            last(&failure.attempts)
+        ));
+    }
+    parts.join("; ")
 }
 
 fn last(attempts: &[Failure]) -> String {
@@ -115,7 +159,27 @@ impl RunError {
             RunError::StateFailed { history, .. }
             | RunError::MaxVisits { history, .. }
             | RunError::MaxSteps { history, .. }
-            | RunError::NoSignal { history, .. } => history,
+            | RunError::NoSignal { history, .. }
+            | RunError::RolledBack { history, .. } => history,
+        }
+    }
+
+    /// What failed the run: the error itself, or for [`RunError::RolledBack`] its cause.
+    pub fn cause(&self) -> &RunError {
+        match self {
+            RunError::RolledBack { cause, .. } => cause.cause(),
+            other => other,
+        }
+    }
+
+    /// The state the run failed in (or was refused entry to, for a loop guard).
+    pub fn state(&self) -> &'static str {
+        match self {
+            RunError::StateFailed { state, .. }
+            | RunError::MaxVisits { state, .. }
+            | RunError::MaxSteps { state, .. }
+            | RunError::NoSignal { state, .. } => state,
+            RunError::RolledBack { cause, .. } => cause.state(),
         }
     }
 
@@ -124,7 +188,8 @@ impl RunError {
             RunError::StateFailed { history, .. }
             | RunError::MaxVisits { history, .. }
             | RunError::MaxSteps { history, .. }
-            | RunError::NoSignal { history, .. } => *history = entries,
+            | RunError::NoSignal { history, .. }
+            | RunError::RolledBack { history, .. } => *history = entries,
         }
         self
     }
@@ -179,7 +244,7 @@ impl Runner {
             Ok(End::Done(output)) => Ok(Finished { output, history }),
             Ok(End::Failed(error)) => Err(error.with_history(history)),
             // Nothing cancels or pauses an in-memory run.
-            Ok(End::Cancelled | End::Paused) => unreachable!("an in-memory run was halted"),
+            Ok(End::Cancelled | End::Paused(_)) => unreachable!("an in-memory run was halted"),
             Err(never) => match never {},
         }
     }
@@ -187,7 +252,7 @@ impl Runner {
 
 /// Where a run stands between attempts: what a checkpoint holds besides the state and context.
 #[derive(Debug, Clone)]
-pub(crate) struct Cursor {
+pub(crate) struct Cursor<S> {
     /// The attempt of the current visit to run next.
     pub attempt: u32,
     /// The sequence number of the last checkpoint (in memory: of the last one there would be).
@@ -202,10 +267,14 @@ pub(crate) struct Cursor {
     pub wake_at: Option<u64>,
     /// Every attempt so far.
     pub history: Vec<Entry>,
+    /// The completed visits of states with a compensation, oldest first: what a failure undoes.
+    pub undo: Vec<Done<S>>,
+    /// While the run rolls back after a failure: why, and how far it got.
+    pub rollback: Option<Rollback>,
 }
 
-impl Cursor {
-    pub(crate) fn new(graph: &Graph) -> Cursor {
+impl<S> Cursor<S> {
+    pub(crate) fn new(graph: &Graph) -> Cursor<S> {
         Cursor {
             attempt: 1,
             seq: 0,
@@ -214,13 +283,15 @@ impl Cursor {
             steps: 0,
             wake_at: None,
             history: Vec::with_capacity(graph.states.len()),
+            undo: Vec::new(),
+            rollback: None,
         }
     }
 
     /// Counts the run's entering `state`, or refuses it when a loop guard says so.
-    pub(crate) fn enter<M: Machine>(
+    pub(crate) fn enter<M: Machine<State = S>>(
         &mut self,
-        state: &M::State,
+        state: &S,
         max_steps: u64,
     ) -> Result<(), RunError> {
         let index = M::index(state);
@@ -245,6 +316,24 @@ impl Cursor {
     }
 }
 
+/// A completed visit of a state with a compensation: what a rollback would undo.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Done<S> {
+    /// The state, with the payload it was entered with.
+    pub state: S,
+    /// The visit, for the compensation's idempotency key.
+    pub visit: u64,
+}
+
+/// A rollback under way: why the run failed, and what the compensations have done so far.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Rollback {
+    pub cause: RunError,
+    #[serde(deserialize_with = "crate::history::names")]
+    pub undone: Vec<crate::history::Name>,
+    pub failed: Vec<FailedCompensation>,
+}
+
 /// How a run ended, as far as the run loop is concerned.
 pub(crate) enum End<O> {
     Done(O),
@@ -252,8 +341,9 @@ pub(crate) enum End<O> {
     Failed(RunError),
     /// The run was asked to stop, and did at a safe point.
     Cancelled,
-    /// The run was asked to hold, and did at a safe point; it resumes later.
-    Paused,
+    /// The run was asked to hold, and did at a safe point, or its state failed with
+    /// `on_failure = pause` (the error says how); it resumes later.
+    Paused(Option<RunError>),
 }
 
 /// How a wait for a signal ended.
@@ -277,6 +367,9 @@ pub(crate) trait Journal<M: Machine> {
     /// Whether a state's payload must outlive its last attempt (to be checkpointed).
     const KEEPS_STATE: bool;
 
+    /// Whether a paused run can be resumed: a state with `on_failure = pause` pauses only then.
+    const CAN_PAUSE: bool;
+
     /// The run's id, for [`crate::current`].
     fn run(&self) -> RunId;
 
@@ -288,7 +381,7 @@ pub(crate) trait Journal<M: Machine> {
     fn record(
         &mut self,
         state: Option<&M::State>,
-        cursor: &Cursor,
+        cursor: &Cursor<M::State>,
         cx: &M::Context,
         end: Option<&End<M::Output>>,
     ) -> impl Future<Output = Result<(), Self::Stop>> + Send;
@@ -298,14 +391,14 @@ pub(crate) trait Journal<M: Machine> {
     fn backoff(
         &mut self,
         state: &M::State,
-        cursor: &mut Cursor,
+        cursor: &mut Cursor<M::State>,
         cx: &M::Context,
         delay: Duration,
     ) -> impl Future<Output = Result<(), Self::Stop>> + Send;
 
     /// Waits until `cursor.wake_at`: the rest of a backoff a restored run was in, or a state's
     /// `wait`. Returns early if the run is cancelled.
-    fn resume_backoff(&mut self, cursor: &mut Cursor) -> impl Future<Output = ()> + Send;
+    fn resume_backoff(&mut self, cursor: &mut Cursor<M::State>) -> impl Future<Output = ()> + Send;
 
     /// The wake-up time `delay` from now, in the journal's clock (Unix milliseconds for a
     /// durable run).
@@ -318,7 +411,7 @@ pub(crate) trait Journal<M: Machine> {
     fn wait_signal(
         &mut self,
         state: &'static str,
-        cursor: &Cursor,
+        cursor: &Cursor<M::State>,
     ) -> impl Future<Output = Waited> + Send;
 
     /// Tells subscribers, if any, what happened in `state`; `kind` is built only for them.
@@ -338,6 +431,7 @@ struct InMemory {
 impl<M: Machine> Journal<M> for InMemory {
     type Stop = std::convert::Infallible;
     const KEEPS_STATE: bool = false;
+    const CAN_PAUSE: bool = false;
 
     fn run(&self) -> RunId {
         self.run
@@ -346,7 +440,7 @@ impl<M: Machine> Journal<M> for InMemory {
     fn record(
         &mut self,
         _: Option<&M::State>,
-        _: &Cursor,
+        _: &Cursor<M::State>,
         _: &M::Context,
         _: Option<&End<M::Output>>,
     ) -> impl Future<Output = Result<(), Self::Stop>> + Send {
@@ -356,7 +450,7 @@ impl<M: Machine> Journal<M> for InMemory {
     fn backoff(
         &mut self,
         _: &M::State,
-        _: &mut Cursor,
+        _: &mut Cursor<M::State>,
         _: &M::Context,
         delay: Duration,
     ) -> impl Future<Output = Result<(), Self::Stop>> + Send {
@@ -368,7 +462,7 @@ impl<M: Machine> Journal<M> for InMemory {
         }
     }
 
-    fn resume_backoff(&mut self, cursor: &mut Cursor) -> impl Future<Output = ()> + Send {
+    fn resume_backoff(&mut self, cursor: &mut Cursor<M::State>) -> impl Future<Output = ()> + Send {
         let wake = self.base + Duration::from_millis(cursor.wake_at.unwrap_or(0));
         tokio::time::sleep_until(wake)
     }
@@ -385,7 +479,7 @@ impl<M: Machine> Journal<M> for InMemory {
     fn wait_signal(
         &mut self,
         _: &'static str,
-        cursor: &Cursor,
+        cursor: &Cursor<M::State>,
     ) -> impl Future<Output = Waited> + Send {
         // Nothing delivers signals in memory: only a timeout ends the wait.
         let wake = cursor.wake_at.map(|ms| self.base + Duration::from_millis(ms));
@@ -429,13 +523,17 @@ impl Jitter {
 /// backoffs, transitions, each told to the journal before the run moves on.
 pub(crate) async fn drive<M: Machine, J: Journal<M>>(
     mut state: M::State,
-    cursor: &mut Cursor,
+    cursor: &mut Cursor<M::State>,
     cx: &mut M::Context,
     journal: &mut J,
     jitter: &mut Jitter,
     max_steps: u64,
 ) -> Result<End<M::Output>, J::Stop> {
     let graph = M::graph();
+    // A run restored in the middle of a rollback finishes it before anything else.
+    if let Some(rollback) = cursor.rollback.clone() {
+        return roll_back::<M, J>(Some(state), rollback, cursor, cx, journal, jitter).await;
+    }
     // A restored run waiting for a signal keeps its deadline for the wait below.
     if cursor.wake_at.is_some() && !M::waits_for_signal(&state) {
         journal.resume_backoff(cursor).await;
@@ -444,14 +542,15 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
     // Each attempt ends when it is measured; the next starts then, unless a backoff intervened.
     let mut clock = Instant::now();
     loop {
-        let info = &graph.states[M::index(&state)];
+        let index = M::index(&state);
+        let info = &graph.states[index];
         let retry = &info.policy.retry;
         let attempt = cursor.attempt;
         if let Some(halt) = journal.halt() {
             // A checkpoint of its own: no attempt precedes it.
             cursor.seq += 1;
             let end = match halt {
-                Halt::Pause => End::Paused,
+                Halt::Pause => End::Paused(None),
                 Halt::Cancel => End::Cancelled,
             };
             journal.record(Some(&state), cursor, cx, Some(&end)).await?;
@@ -488,37 +587,39 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                     cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
                     journal.event(info.name, || EventKind::Transitioned { to });
                     cursor.seq += 1;
-                    if let Err(error) = cursor.enter::<M>(&next, max_steps) {
-                        let end = End::Failed(error);
-                        journal.record(Some(&next), cursor, cx, Some(&end)).await?;
-                        return Ok(announce(journal, to, end));
-                    }
-                    state = next;
-                    arrive::<M, J>(&state, cursor, journal);
-                    journal.record(Some(&state), cursor, cx, None).await?;
+                    state = match go_to::<M, J>(next, cursor, cx, journal, max_steps).await? {
+                        Entered::Now(next) | Entered::Waited(next) => next,
+                        Entered::Refused(next, error) => {
+                            return fail::<M, J>(Some(next), error, cursor, cx, journal, jitter)
+                                .await;
+                        }
+                    };
                     clock = Instant::now();
                     continue;
                 }
                 Waited::Halted => continue,
                 Waited::Unavailable => {
                     let error = RunError::NoSignal { state: info.name, history: Vec::new() };
-                    let end = End::Failed(error);
-                    journal.record(Some(&state), cursor, cx, Some(&end)).await?;
-                    return Ok(announce(journal, info.name, end));
+                    cursor.seq += 1;
+                    return fail::<M, J>(Some(state), error, cursor, cx, journal, jitter).await;
                 }
             }
         }
         journal.event(info.name, || EventKind::Entered { attempt });
         // The in-memory runner moves the payload straight into a state's last attempt; a
-        // durable run keeps it for the failure's checkpoint.
-        let keep = J::KEEPS_STATE || attempt < retry.attempts;
+        // durable run keeps it for the failure's checkpoint, and a state with a compensation
+        // for its rollback.
+        let keep = J::KEEPS_STATE || attempt < retry.attempts || info.compensate.is_some();
         let (this_try, kept) = if keep { (state.clone(), Some(state)) } else { (state, None) };
         let (reporter, cancel) = journal.attempt_scope(info.name);
-        let scope = Attempt {
-            current: Current { run: journal.run(), state: info.name, visit: cursor.visit, attempt },
-            reporter,
-            cancel,
+        let current = Current {
+            run: journal.run(),
+            state: info.name,
+            visit: cursor.visit,
+            attempt,
+            compensating: false,
         };
+        let scope = Attempt { current, reporter, cancel };
         let span = tracing::info_span!(
             "attempt",
             run = %journal.run(),
@@ -527,7 +628,7 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
             attempt,
         );
         let started = clock;
-        let body = attempt_once::<M>(this_try, cx, info.policy.timeout);
+        let body = guarded(M::step(this_try, cx), info.policy.timeout);
         let result = scope.scope(body).instrument(span).await;
         clock = Instant::now();
         let duration = clock - started;
@@ -537,20 +638,22 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                 let outcome = Outcome::Transitioned { to };
                 cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
                 journal.event(info.name, || EventKind::Transitioned { to });
+                if info.compensate.is_some()
+                    && let Some(state) = kept
+                {
+                    cursor.undo.push(Done { state, visit: cursor.visit });
+                }
                 cursor.seq += 1;
-                if let Err(error) = cursor.enter::<M>(&next, max_steps) {
-                    let end = End::Failed(error);
-                    journal.record(Some(&next), cursor, cx, Some(&end)).await?;
-                    return Ok(announce(journal, graph.states[M::index(&next)].name, end));
-                }
-                arrive::<M, J>(&next, cursor, journal);
-                journal.record(Some(&next), cursor, cx, None).await?;
-                if cursor.wake_at.is_some() && !M::waits_for_signal(&next) {
-                    journal.resume_backoff(cursor).await;
-                    cursor.wake_at = None;
-                    clock = Instant::now();
-                }
-                state = next;
+                state = match go_to::<M, J>(next, cursor, cx, journal, max_steps).await? {
+                    Entered::Now(next) => next,
+                    Entered::Waited(next) => {
+                        clock = Instant::now();
+                        next
+                    }
+                    Entered::Refused(next, error) => {
+                        return fail::<M, J>(Some(next), error, cursor, cx, journal, jitter).await;
+                    }
+                };
                 continue;
             }
             Ok(Step::Done(output)) => {
@@ -592,28 +695,225 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                 return Ok(announce(journal, info.name, end));
             }
             (_, kept) => {
-                let attempts = cursor.history[cursor.history.len() - attempt as usize..]
+                let attempts: Vec<Failure> = cursor.history
+                    [cursor.history.len() - attempt as usize..]
                     .iter()
                     .filter_map(|entry| match &entry.outcome {
                         Outcome::Failed { failure, .. } => Some(failure.clone()),
                         _ => None,
                     })
                     .collect();
+                match info.policy.on_failure {
+                    OnFailure::Fallback(_) => {
+                        let caught =
+                            Caught { state: info.name.to_owned(), attempts: attempts.clone() };
+                        if let Some(next) = M::fallback(index, caught) {
+                            let to = graph.states[M::index(&next)].name;
+                            let outcome = Outcome::Caught { to };
+                            let duration = Duration::ZERO;
+                            cursor.history.push(Entry {
+                                state: info.name,
+                                attempt,
+                                outcome,
+                                duration,
+                            });
+                            journal.event(info.name, || EventKind::Transitioned { to });
+                            state =
+                                match go_to::<M, J>(next, cursor, cx, journal, max_steps).await? {
+                                    Entered::Now(next) | Entered::Waited(next) => next,
+                                    Entered::Refused(next, error) => {
+                                        return fail::<M, J>(
+                                            Some(next),
+                                            error,
+                                            cursor,
+                                            cx,
+                                            journal,
+                                            jitter,
+                                        )
+                                        .await;
+                                    }
+                                };
+                            clock = Instant::now();
+                            continue;
+                        }
+                    }
+                    OnFailure::Pause if J::CAN_PAUSE => {
+                        // Resumed by an operator, the visit starts over with all its attempts.
+                        cursor.attempt = 1;
+                        let error = RunError::StateFailed {
+                            state: info.name,
+                            attempts,
+                            history: Vec::new(),
+                        };
+                        let end = End::Paused(Some(error));
+                        journal.record(kept.as_ref(), cursor, cx, Some(&end)).await?;
+                        return Ok(announce(journal, info.name, end));
+                    }
+                    OnFailure::Pause | OnFailure::Fail => {}
+                }
                 let error =
                     RunError::StateFailed { state: info.name, attempts, history: Vec::new() };
-                let end = End::Failed(error);
-                journal.record(kept.as_ref(), cursor, cx, Some(&end)).await?;
-                return Ok(announce(journal, info.name, end));
+                return fail::<M, J>(kept, error, cursor, cx, journal, jitter).await;
             }
         }
     }
+}
+
+/// How entering a state went: [`go_to`].
+enum Entered<S> {
+    /// The run is in the state.
+    Now(S),
+    /// The run is in the state, after waiting out its `wait`.
+    Waited(S),
+    /// A loop guard refused the visit.
+    Refused(S, RunError),
+}
+
+/// Enters `next` (the cursor's `seq` already advanced): counts the visit, sets its deadline,
+/// checkpoints, and waits out its `wait`.
+///
+/// Takes the state by value: a reference held across the awaits would need it to be `Sync`.
+async fn go_to<M: Machine, J: Journal<M>>(
+    next: M::State,
+    cursor: &mut Cursor<M::State>,
+    cx: &mut M::Context,
+    journal: &mut J,
+    max_steps: u64,
+) -> Result<Entered<M::State>, J::Stop> {
+    if let Err(error) = cursor.enter::<M>(&next, max_steps) {
+        return Ok(Entered::Refused(next, error));
+    }
+    arrive::<M, J>(&next, cursor, journal);
+    journal.record(Some(&next), cursor, cx, None).await?;
+    if cursor.wake_at.is_none() || M::waits_for_signal(&next) {
+        return Ok(Entered::Now(next));
+    }
+    journal.resume_backoff(cursor).await;
+    cursor.wake_at = None;
+    Ok(Entered::Waited(next))
+}
+
+/// Ends the run with `error` (the cursor's `seq` already advanced), after rolling back the
+/// completed states that have a compensation.
+async fn fail<M: Machine, J: Journal<M>>(
+    state: Option<M::State>,
+    error: RunError,
+    cursor: &mut Cursor<M::State>,
+    cx: &mut M::Context,
+    journal: &mut J,
+    jitter: &mut Jitter,
+) -> Result<End<M::Output>, J::Stop> {
+    if cursor.undo.is_empty() {
+        let at = error.state();
+        let end = End::Failed(error);
+        journal.record(state.as_ref(), cursor, cx, Some(&end)).await?;
+        return Ok(announce(journal, at, end));
+    }
+    let rollback = Rollback { cause: error, undone: Vec::new(), failed: Vec::new() };
+    // Checkpointed before the first compensation runs: a crash from here on resumes the
+    // rollback, not the failed state.
+    cursor.rollback = Some(rollback.clone());
+    journal.record(state.as_ref(), cursor, cx, None).await?;
+    roll_back::<M, J>(state, rollback, cursor, cx, journal, jitter).await
+}
+
+/// Runs the compensations still to run, newest first, each with its state's retries and
+/// timeout, a checkpoint after each; then fails the run with [`RunError::RolledBack`].
+///
+/// A failed compensation is recorded and the rollback goes on. Cancelling or pausing does
+/// not interrupt a rollback. A crash does: the compensation that was running runs again
+/// (under the same idempotency key).
+async fn roll_back<M: Machine, J: Journal<M>>(
+    state: Option<M::State>,
+    mut rollback: Rollback,
+    cursor: &mut Cursor<M::State>,
+    cx: &mut M::Context,
+    journal: &mut J,
+    jitter: &mut Jitter,
+) -> Result<End<M::Output>, J::Stop> {
+    let graph = M::graph();
+    while let Some(done) = cursor.undo.last() {
+        let (undo, visit) = (done.state.clone(), done.visit);
+        let info = &graph.states[M::index(&undo)];
+        let retry = &info.policy.retry;
+        let mut failures = Vec::new();
+        let mut compensated = false;
+        for attempt in 1..=retry.attempts {
+            journal.event(info.name, || EventKind::Compensating { attempt });
+            let (reporter, cancel) = journal.attempt_scope(info.name);
+            let current = Current {
+                run: journal.run(),
+                state: info.name,
+                visit,
+                attempt,
+                compensating: true,
+            };
+            let scope = Attempt { current, reporter, cancel };
+            let span = tracing::info_span!(
+                "compensate",
+                run = %journal.run(),
+                machine = M::NAME,
+                state = info.name,
+                attempt,
+            );
+            let started = Instant::now();
+            let body = guarded(M::compensate(undo.clone(), cx), info.policy.timeout);
+            let result = scope.scope(body).instrument(span).await;
+            let duration = started.elapsed();
+            let failure = match result {
+                Ok(()) => {
+                    let outcome = Outcome::Compensated;
+                    cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
+                    journal.event(info.name, || EventKind::Compensated);
+                    compensated = true;
+                    break;
+                }
+                Err(failure) => failure,
+            };
+            let retry_in = (attempt < retry.attempts && !failure.is_permanent())
+                .then(|| retry.backoff.delay(attempt, jitter.rng()));
+            journal.event(info.name, || EventKind::CompensationFailed {
+                attempt,
+                failure: failure.clone(),
+                retry_in,
+            });
+            let outcome = Outcome::CompensationFailed { failure: failure.clone(), retry_in };
+            cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
+            failures.push(failure);
+            match retry_in {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => break,
+            }
+        }
+        cursor.undo.pop();
+        if compensated {
+            rollback.undone.push(info.name);
+        } else {
+            rollback.failed.push(FailedCompensation { state: info.name, attempts: failures });
+        }
+        cursor.seq += 1;
+        cursor.rollback = Some(rollback.clone());
+        journal.record(state.as_ref(), cursor, cx, None).await?;
+    }
+    cursor.rollback = None;
+    let at = rollback.cause.state();
+    let error = RunError::RolledBack {
+        cause: Box::new(rollback.cause),
+        undone: rollback.undone,
+        failed: rollback.failed,
+        history: Vec::new(),
+    };
+    cursor.seq += 1;
+    let end = End::Failed(error);
+    journal.record(state.as_ref(), cursor, cx, Some(&end)).await?;
+    Ok(announce(journal, at, end))
 }
 
 /// Sets the deadline a state just entered keeps in its checkpoint: the end of its `wait`, or
 /// of its wait for a signal.
 pub(crate) fn arrive<M: Machine, J: Journal<M>>(
     state: &M::State,
-    cursor: &mut Cursor,
+    cursor: &mut Cursor<M::State>,
     journal: &J,
 ) {
     let info = &M::graph().states[M::index(state)];
@@ -632,18 +932,18 @@ fn announce<M: Machine, J: Journal<M>>(
         End::Done(_) => EventKind::Completed,
         End::Failed(error) => EventKind::Failed { error: error.to_string() },
         End::Cancelled => EventKind::Cancelled,
-        End::Paused => EventKind::Paused,
+        End::Paused(_) => EventKind::Paused,
     });
     end
 }
 
-/// One attempt of a state body, with its timeout, a panic caught as a failure.
-async fn attempt_once<M: Machine>(
-    state: M::State,
-    cx: &mut M::Context,
+/// One attempt of a state body or a compensation, with its timeout, a panic caught as a
+/// failure.
+async fn guarded<T>(
+    body: impl Future<Output = crate::Result<T>>,
     timeout: Option<Duration>,
-) -> Result<Step<M::State, M::Output>, Failure> {
-    let guarded = catching_panics(M::step(state, cx));
+) -> Result<T, Failure> {
+    let guarded = catching_panics(body);
     let result = match timeout {
         Some(after) => match tokio::time::timeout(after, guarded).await {
             Ok(result) => result,
@@ -652,7 +952,7 @@ async fn attempt_once<M: Machine>(
         None => guarded.await,
     };
     match result {
-        Ok(Ok(step)) => Ok(step),
+        Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => {
             Err(Failure::Error { message: error.message(), permanent: error.is_permanent() })
         }

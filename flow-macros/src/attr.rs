@@ -4,7 +4,8 @@
 //! #[flow::machine(max_steps = 1000, name = "checkout", version = 2)]
 //! #[state(start, end, to(a, b), retry(attempts = 5, backoff = "100ms..10s"),
 //!         timeout = "30s", max_visits = 3, wait = "1h",
-//!         signal(timeout = "3d", default = escalate))]
+//!         signal(timeout = "3d", default = escalate), compensate = refund,
+//!         fallback = review, on_failure = pause)]
 //! ```
 //!
 //! Every problem is pushed to [`Errors`] and parsing goes on, so one compile shows them all.
@@ -19,8 +20,19 @@ use syn::{Attribute, Expr, ExprLit, Ident, Lit, LitStr, Token};
 
 use crate::suggest;
 
-const STATE_KEYS: [&str; 8] =
-    ["start", "end", "to", "retry", "timeout", "max_visits", "wait", "signal"];
+const STATE_KEYS: [&str; 11] = [
+    "start",
+    "end",
+    "to",
+    "retry",
+    "timeout",
+    "max_visits",
+    "wait",
+    "signal",
+    "compensate",
+    "fallback",
+    "on_failure",
+];
 const SIGNAL_KEYS: [&str; 2] = ["timeout", "default"];
 const RETRY_KEYS: [&str; 2] = ["attempts", "backoff"];
 const MACHINE_KEYS: [&str; 3] = ["max_steps", "name", "version"];
@@ -68,6 +80,19 @@ pub struct StateAttr {
     pub policy: PolicyAttr,
     /// `signal(timeout = "3d", default = escalate)`, where present.
     pub signal: Option<SignalAttr>,
+    /// `compensate = refund`: the fn undoing a completed visit.
+    pub compensate: Option<syn::Path>,
+    /// `fallback = review`: where the run goes when this state fails for good.
+    pub fallback: Option<Ident>,
+    /// `on_failure = pause` (or `fail`), with its value's span.
+    pub on_failure: Option<(Span, OnFailure)>,
+}
+
+/// What `on_failure = ...` says.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    Fail,
+    Pause,
 }
 
 /// How long a state waits for its signal, and where it goes without one.
@@ -100,8 +125,16 @@ pub struct MachineAttr {
 
 /// Reads a `#[state]` or `#[state(...)]` attribute.
 pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
-    let mut out =
-        StateAttr { start: None, end: None, to: None, policy: PolicyAttr::default(), signal: None };
+    let mut out = StateAttr {
+        start: None,
+        end: None,
+        to: None,
+        policy: PolicyAttr::default(),
+        signal: None,
+        compensate: None,
+        fallback: None,
+        on_failure: None,
+    };
     if matches!(attr.meta, syn::Meta::Path(_)) {
         return out;
     }
@@ -160,6 +193,46 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
                     meta.parse_nested_meta(|option| signal_option(&option, &mut signal, errors))?;
                 }
                 out.signal.replace(signal).is_some()
+            }
+            "compensate" => {
+                let value = meta.value()?.parse::<Expr>()?;
+                let path = match value {
+                    Expr::Path(path) if path.qself.is_none() => Some(path.path),
+                    other => {
+                        errors.push_spanned(&other, "`compensate` names an async fn\n= help: compensate = refund, where `async fn refund(cx: &mut Context, <this state's payload>) -> Result<()>`");
+                        None
+                    }
+                };
+                out.compensate.replace(path.unwrap_or_else(|| meta.path.clone())).is_some()
+            }
+            "fallback" => {
+                let value = meta.value()?.parse::<Expr>()?;
+                let target = match &value {
+                    Expr::Path(path) if path.path.get_ident().is_some() => path.path.get_ident().cloned(),
+                    _ => {
+                        errors.push_spanned(&value, "`fallback` names a state of this machine\n= help: fallback = review, where `review` takes the failure: `failure: flow::Caught`");
+                        None
+                    }
+                };
+                match target {
+                    Some(target) => out.fallback.replace(target).is_some(),
+                    None => false,
+                }
+            }
+            "on_failure" => {
+                let value = meta.value()?.parse::<Expr>()?;
+                let choice = match &value {
+                    Expr::Path(path) if path.path.is_ident("pause") => Some(OnFailure::Pause),
+                    Expr::Path(path) if path.path.is_ident("fail") => Some(OnFailure::Fail),
+                    _ => {
+                        errors.push_spanned(&value, "`on_failure` is `fail` or `pause`\n= help: on_failure = pause holds the run for an operator to resume; to go to another state, write fallback = state");
+                        None
+                    }
+                };
+                match choice {
+                    Some(choice) => out.on_failure.replace((value.span(), choice)).is_some(),
+                    None => false,
+                }
             }
             other => {
                 let hint = suggest::hint(other, "keys of #[state(...)]", STATE_KEYS);

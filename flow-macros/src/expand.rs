@@ -14,6 +14,7 @@ use syn::Type;
 use syn::spanned::Spanned;
 
 use crate::ast::{Machine, State, type_text};
+use crate::attr::OnFailure;
 use crate::suggest;
 
 /// Runs that enter this many states without ending fail, unless `max_steps` says otherwise.
@@ -296,6 +297,7 @@ fn machine_impl(machine: &Machine) -> TokenStream {
         }
     });
     let signals = signal_methods(machine);
+    let failures = failure_methods(machine);
     let machine_doc = format!(
         "The `{}` machine, as the runtime sees it: `flow::Runner::new().run::<{}::Machine>(input, &mut cx)`.",
         machine.ident, machine.ident
@@ -347,6 +349,7 @@ fn machine_impl(machine: &Machine) -> TokenStream {
             }
 
             #signals
+            #failures
         }
 
         #[doc = #run_doc]
@@ -435,6 +438,80 @@ fn signal_methods(machine: &Machine) -> TokenStream {
     }
 }
 
+/// `Machine`'s `compensate` and `fallback`, for the states that declare them.
+fn failure_methods(machine: &Machine) -> TokenStream {
+    let context = context(machine);
+    let compensations: Vec<TokenStream> = machine
+        .states
+        .iter()
+        .filter_map(|state| {
+            let path = state.attr.compensate.as_ref()?;
+            let variant = state.variant();
+            let fields = state.fields();
+            // Spanned on the user's `compensate = path`, so a signature mismatch shows there.
+            let call = quote_spanned!(path.span()=> #path(__flow_cx, #(#fields),*).await);
+            Some(quote! {
+                State::#variant { #(#fields,)* .. } => match #call {
+                    ::core::result::Result::Ok(_) => ::core::result::Result::Ok(()),
+                    ::core::result::Result::Err(error) => ::core::result::Result::Err(
+                        ::core::convert::Into::<::flow::Error>::into(error),
+                    ),
+                },
+            })
+        })
+        .collect();
+    let compensate = (!compensations.is_empty()).then(|| {
+        quote! {
+            fn compensate(
+                __flow_state: State,
+                __flow_cx: &mut #context,
+            ) -> impl ::core::future::Future<Output = ::flow::Result<()>> + ::core::marker::Send + '_ {
+                async move {
+                    #[allow(unreachable_patterns)]
+                    match __flow_state {
+                        #(#compensations)*
+                        _ => ::core::result::Result::Ok(()),
+                    }
+                }
+            }
+        }
+    });
+    let fallbacks: Vec<TokenStream> = machine
+        .states
+        .iter()
+        .enumerate()
+        .filter_map(|(index, state)| {
+            let fallback = state.attr.fallback.as_ref()?;
+            let target = &machine.states[machine.index_of(fallback)?];
+            let param = target.payload.first()?;
+            let field = param.ident.as_ref()?;
+            let ty = &param.ty;
+            let to = entered(target);
+            // Spanned on the user's `fallback = target`: the edge that needs the conversion.
+            let take = quote_spanned! {fallback.span()=>
+                <#ty as ::flow::FromCaught>::from_caught(caught)
+            };
+            Some(quote! {
+                #index => {
+                    let #field = #take;
+                    ::core::option::Option::Some(#to)
+                }
+            })
+        })
+        .collect();
+    let fallback = (!fallbacks.is_empty()).then(|| {
+        quote! {
+            fn fallback(index: usize, caught: ::flow::Caught) -> ::core::option::Option<State> {
+                match index {
+                    #(#fallbacks)*
+                    _ => ::core::option::Option::None,
+                }
+            }
+        }
+    });
+    quote! { #compensate #fallback }
+}
+
 /// `impl flow::Signal<Machine> for T` for each signal type `T`, naming the states waiting for
 /// it.
 fn signal_impls(machine: &Machine) -> TokenStream {
@@ -490,6 +567,18 @@ fn graph(machine: &Machine) -> TokenStream {
         let timeout = option(policy.timeout.map(duration));
         let max_visits = option(policy.max_visits.map(|n| quote!(#n)));
         let wait = option(policy.wait.map(duration));
+        let on_failure = match (&state.attr.fallback, state.attr.on_failure) {
+            (Some(fallback), _) => {
+                let fallback = fallback.to_string();
+                quote!(::flow::OnFailure::Fallback(#fallback))
+            }
+            (None, Some((_, OnFailure::Pause))) => quote!(::flow::OnFailure::Pause),
+            (None, _) => quote!(::flow::OnFailure::Fail),
+        };
+        let compensate = option(state.attr.compensate.as_ref().map(|path| {
+            let text = type_text(path);
+            quote!(#text)
+        }));
         let signal = option(state.signal.as_ref().map(|signal| {
             let ty = type_text(&signal.ty);
             let config = state.attr.signal.as_ref();
@@ -515,8 +604,10 @@ fn graph(machine: &Machine) -> TokenStream {
                     timeout: #timeout,
                     max_visits: #max_visits,
                     wait: #wait,
+                    on_failure: #on_failure,
                 },
                 signal: #signal,
+                compensate: #compensate,
             }
         }
     });
@@ -564,6 +655,9 @@ fn fingerprint(machine: &Machine) -> String {
         }
         let targets: Vec<_> = state.targets().iter().map(ToString::to_string).collect();
         shape.push_str(&format!("->[{}]", targets.join(",")));
+        if let Some(fallback) = &state.attr.fallback {
+            shape.push_str(&format!("!{fallback}"));
+        }
         if let (true, Some(output)) = (state.is_end(), &state.returns) {
             shape.push_str(&format!("=>{}", type_text(output)));
         }

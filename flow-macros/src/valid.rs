@@ -76,6 +76,121 @@ fn signals(machine: &Machine, errors: &mut Errors) {
     }
 }
 
+/// `compensate = f` names an async fn taking the context and the state's payload, on a state
+/// the run can leave; `fallback = s` names a state taking the failure as its one payload, and
+/// is not combined with `on_failure`.
+fn failures(machine: &Machine, names: &[String], errors: &mut Errors) {
+    let context = machine.context().map_or_else(|| "Context".to_owned(), |(_, ty)| type_text(ty));
+    for state in &machine.states {
+        let name = &state.ident;
+        if let Some(path) = &state.attr.compensate {
+            compensation(machine, state, path, &context, errors);
+        }
+        let Some(fallback) = &state.attr.fallback else { continue };
+        if let Some((span, _)) = state.attr.on_failure {
+            errors.push(
+                span,
+                format!("state `{name}` has both a fallback and on_failure\n= help: a failure goes to the fallback `{fallback}`; remove one of the two"),
+            );
+        }
+        let Some(target) = machine.index_of(fallback).map(|i| &machine.states[i]) else {
+            let hint =
+                suggest::hint(&fallback.to_string(), "states", names.iter().map(String::as_str));
+            errors.push(
+                fallback.span(),
+                format!("no state named `{fallback}` in machine `{}`\n{hint}", machine.ident),
+            );
+            continue;
+        };
+        if target.payload.len() != 1 {
+            let types: Vec<String> = target.payload.iter().map(|p| type_text(&p.ty)).collect();
+            errors.push_spanned(
+                fallback,
+                format!(
+                    "the fallback `{fallback}` takes ({}), but a fallback takes one payload: the failure\n= help: write `async fn {fallback}(cx: &mut {context}, failure: flow::Caught) -> ...`",
+                    types.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// The checks of `compensate = path` that need no types: the rest is the compiler's, on the
+/// generated call spanned on `path`.
+fn compensation(
+    machine: &Machine,
+    state: &State,
+    path: &syn::Path,
+    context: &str,
+    errors: &mut Errors,
+) {
+    let name = &state.ident;
+    let payload: Vec<String> = state
+        .payload
+        .iter()
+        .map(|p| {
+            let field = p.ident.as_ref().map_or("_".to_owned(), ToString::to_string);
+            format!("{field}: {}", type_text(&p.ty))
+        })
+        .collect();
+    let mut params = vec![format!("cx: &mut {context}")];
+    params.extend(payload);
+    let wanted = |f: &dyn std::fmt::Display| {
+        format!(
+            "= help: a compensation takes the context and the state's payload: `async fn {f}({}) -> Result<()>`",
+            params.join(", ")
+        )
+    };
+    if state.is_end() {
+        errors.push_spanned(
+            path,
+            format!("end state `{name}` ends the run, so its compensation would never run\n= help: compensate the states a run leaves; remove `compensate` here"),
+        );
+        return;
+    }
+    let Some(ident) = path.get_ident() else { return };
+    if machine.index_of(ident).is_some() {
+        errors.push_spanned(
+            path,
+            format!("`{ident}` is a state; a compensation is a plain async fn\n{}", wanted(ident)),
+        );
+        return;
+    }
+    let found = machine.items.iter().find_map(|item| match item {
+        Item::Fn(func) if func.sig.ident == *ident => Some(func),
+        _ => None,
+    });
+    // Not in the module (imported, or a typo): the compiler says which.
+    let Some(func) = found else { return };
+    let sig = &func.sig;
+    if sig.asyncness.is_none() {
+        errors.push(
+            sig.fn_token.span,
+            format!("compensation `{ident}` of state `{name}` is not async\n{}", wanted(ident)),
+        );
+    }
+    if sig.inputs.len() != params.len() {
+        errors.push(
+            sig.paren_token.span.join(),
+            format!(
+                "compensation `{ident}` of state `{name}` takes {} parameter(s), but is given {}: the context and `{name}`'s payload\n{}",
+                sig.inputs.len(),
+                params.len(),
+                wanted(ident)
+            ),
+        );
+    }
+    if matches!(sig.output, syn::ReturnType::Default) {
+        errors.push(
+            sig.paren_token.span.close(),
+            format!(
+                "compensation `{ident}` of state `{name}` must return a `Result`\n{}",
+                wanted(ident)
+            ),
+        );
+    }
+}
+
 /// Names `#[flow::machine]` generates in the module besides each state's next type.
 const GENERATED: [&str; 4] = ["State", "Machine", "run", "graph"];
 
@@ -99,6 +214,7 @@ pub fn check(machine: &Machine, errors: &mut Errors) {
     }
     outputs(machine, errors);
     signals(machine, errors);
+    failures(machine, &names, errors);
     collisions(machine, errors);
     for state in &machine.states {
         let declared_ok = state.targets().iter().all(|t| names.iter().any(|n| t == n));
@@ -284,7 +400,10 @@ fn reachability(machine: &Machine, errors: &mut Errors) {
     let edges: Vec<Vec<usize>> = machine
         .states
         .iter()
-        .map(|state| state.targets().iter().filter_map(|t| machine.index_of(t)).collect())
+        .map(|state| {
+            let fallback = state.attr.fallback.iter();
+            state.targets().iter().chain(fallback).filter_map(|t| machine.index_of(t)).collect()
+        })
         .collect();
     let count = machine.states.len();
     let forward = closure(count, &[start], |i| edges[i].clone());

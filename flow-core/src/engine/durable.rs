@@ -15,7 +15,7 @@ use super::{Durable, Ended, EngineError, Inner, Migrate};
 use crate::event::{EventKind, Reporter};
 use crate::history::Entry;
 use crate::id::{Cancel, Halt};
-use crate::run::{Cursor, End, Jitter, Journal, Waited, drive};
+use crate::run::{Cursor, Done, End, Jitter, Journal, Rollback, Waited, drive};
 use crate::store::{Checkpoint, Status, StoreError};
 use crate::{Graph, RunError, RunId, Signal};
 
@@ -32,6 +32,10 @@ struct SnapshotOut<'a, S, C, O> {
     output: Option<&'a O>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a RunError>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    undo: &'a [Done<S>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback: Option<&'a Rollback>,
 }
 
 /// What a checkpoint's `snapshot` holds, read back.
@@ -47,6 +51,12 @@ pub(crate) struct SnapshotIn<S, C, O> {
     pub output: Option<O>,
     #[serde(default)]
     pub error: Option<RunError>,
+    /// The completed visits a failure would undo.
+    #[serde(default = "Vec::new")]
+    pub undo: Vec<Done<S>>,
+    /// A rollback under way.
+    #[serde(default)]
+    pub rollback: Option<Rollback>,
 }
 
 fn none<O>() -> Option<O> {
@@ -93,7 +103,7 @@ impl<M: Durable> DurableJournal<M> {
     fn checkpoint(
         &mut self,
         state: Option<&M::State>,
-        cursor: &Cursor,
+        cursor: &Cursor<M::State>,
         cx: &M::Context,
         end: Option<&End<M::Output>>,
     ) -> Result<Checkpoint, EngineError> {
@@ -102,7 +112,7 @@ impl<M: Durable> DurableJournal<M> {
             self.state_name = graph.states[M::index(state)].name;
             // Open to signals from the moment the wait is being checkpointed: a signal sent as
             // soon as the checkpoint shows the wait is taken, not refused.
-            let waits = end.is_none() && M::waits_for_signal(state);
+            let waits = end.is_none() && cursor.rollback.is_none() && M::waits_for_signal(state);
             *lock(&self.cancel.waiting) = waits.then_some(self.state_name);
         }
         let (status, output, error) = match end {
@@ -110,7 +120,7 @@ impl<M: Durable> DurableJournal<M> {
             Some(End::Done(output)) => (Status::Completed, Some(output), None),
             Some(End::Failed(error)) => (Status::Failed, None, Some(error)),
             Some(End::Cancelled) => (Status::Cancelled, None, None),
-            Some(End::Paused) => (Status::Paused, None, None),
+            Some(End::Paused(error)) => (Status::Paused, None, error.as_ref()),
         };
         let snapshot = SnapshotOut {
             state,
@@ -121,6 +131,8 @@ impl<M: Durable> DurableJournal<M> {
             visits: visits(graph, &cursor.visits),
             output,
             error,
+            undo: &cursor.undo,
+            rollback: cursor.rollback.as_ref(),
         };
         let serialize_error = |error: serde_json::Error| EngineError::Serialize {
             run: self.run,
@@ -177,6 +189,7 @@ impl<M: Durable> DurableJournal<M> {
 impl<M: Durable> Journal<M> for DurableJournal<M> {
     type Stop = EngineError;
     const KEEPS_STATE: bool = true;
+    const CAN_PAUSE: bool = true;
 
     fn run(&self) -> RunId {
         self.run
@@ -185,7 +198,7 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
     fn record(
         &mut self,
         state: Option<&M::State>,
-        cursor: &Cursor,
+        cursor: &Cursor<M::State>,
         cx: &M::Context,
         end: Option<&End<M::Output>>,
     ) -> impl Future<Output = Result<(), EngineError>> + Send {
@@ -196,7 +209,7 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
     fn backoff(
         &mut self,
         state: &M::State,
-        cursor: &mut Cursor,
+        cursor: &mut Cursor<M::State>,
         cx: &M::Context,
         delay: Duration,
     ) -> impl Future<Output = Result<(), EngineError>> + Send {
@@ -214,7 +227,7 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
         }
     }
 
-    fn resume_backoff(&mut self, cursor: &mut Cursor) -> impl Future<Output = ()> + Send {
+    fn resume_backoff(&mut self, cursor: &mut Cursor<M::State>) -> impl Future<Output = ()> + Send {
         let left = cursor.wake_at.map_or(0, |wake_at| wake_at.saturating_sub(self.inner.now_ms()));
         let cancel = Arc::clone(&self.cancel);
         async move {
@@ -236,7 +249,7 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
     fn wait_signal(
         &mut self,
         state: &'static str,
-        cursor: &Cursor,
+        cursor: &Cursor<M::State>,
     ) -> impl Future<Output = Waited> + Send {
         let left = cursor.wake_at.map(|wake_at| wake_at.saturating_sub(self.inner.now_ms()));
         let control = Arc::clone(&self.cancel);
@@ -328,6 +341,11 @@ fn migrate<Old: Durable, New: Durable + Migrate<Old>>(
     let old: SnapshotIn<Old::State, Old::Context, IgnoredAny> =
         serde_json::from_str(snapshot).map_err(|error| error.to_string())?;
     let state = old.state.ok_or("the checkpoint holds no state to migrate")?;
+    if !old.undo.is_empty() || old.rollback.is_some() {
+        return Err("the run has completed states with compensations still to run if it fails, \
+                    and migrating those is not supported yet: let it finish on the old version"
+            .to_owned());
+    }
     let (state, context) = New::migrate(state, old.context)
         .map_err(|error| format!("the migration failed: {error}"))?;
     let graph = New::graph();
@@ -342,6 +360,8 @@ fn migrate<Old: Durable, New: Durable + Migrate<Old>>(
         visits: stored_visits(graph, &old.visits),
         output: None,
         error: None,
+        undo: &[],
+        rollback: None,
     };
     Ok((serde_json::to_string(&new).map_err(|error| error.to_string())?, name))
 }
@@ -394,6 +414,8 @@ impl<M: Durable> Registered for Registration<M> {
         }
         cursor.wake_at = latest.wake_at;
         cursor.history = history;
+        cursor.undo = snapshot.undo;
+        cursor.rollback = snapshot.rollback;
         let journal = DurableJournal::<M> {
             inner: Arc::clone(inner),
             run,
@@ -467,7 +489,7 @@ fn upgrade<M: Durable>(
 pub(crate) fn spawn<M: Durable>(
     mut journal: DurableJournal<M>,
     state: M::State,
-    mut cursor: Cursor,
+    mut cursor: Cursor<M::State>,
     mut cx: M::Context,
     done: watch::Sender<Option<Ended>>,
     unmark: bool,
@@ -570,6 +592,8 @@ pub(crate) fn deliver_stored<M: Durable, S: Signal<M>>(
         visits: stored_visits(graph, &snapshot.visits),
         output: None,
         error: None,
+        undo: &snapshot.undo,
+        rollback: snapshot.rollback.as_ref(),
     };
     let snapshot = serde_json::to_string(&out).map_err(|error| EngineError::Serialize {
         run,

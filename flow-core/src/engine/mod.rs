@@ -90,7 +90,7 @@ impl Clock for SystemClock {
 /// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 /// # pub enum State { Tick(u32) }
 /// # static STATES: [StateInfo; 1] = [StateInfo {
-/// #     name: "tick", start: true, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT, signal: None,
+/// #     name: "tick", start: true, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT, signal: None, compensate: None,
 /// # }];
 /// # static GRAPH: Graph = Graph { name: "countdown", states: &STATES, edges: &[("tick", "tick")],
 /// #     start: 0, max_steps: 100, version: 1, fingerprint: "countdown-1" };
@@ -419,6 +419,8 @@ pub struct RunStatus {
     pub wake_at: Option<SystemTime>,
     /// Why it is stuck, if it is.
     pub note: Option<String>,
+    /// Why it failed, or why it paused itself (a state with `on_failure = pause` failed).
+    pub error: Option<RunError>,
     /// Every attempt so far, in order.
     pub history: Vec<Entry>,
 }
@@ -836,6 +838,8 @@ impl Engine {
             seq: latest.seq,
             wake_at: latest.wake_at.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
             note,
+            // A snapshot that does not read back has no error to show; `resume` reports it.
+            error: durable::error(latest).ok().flatten(),
             history,
         })
     }

@@ -1,0 +1,31 @@
+use flow::prelude::*;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Order {
+    pub id: u32,
+}
+
+pub struct Shop;
+
+#[flow::machine]
+pub mod checkout {
+    use super::*;
+
+    #[state(start, to(ship), compensate = refund)]
+    async fn charge(_cx: &mut Shop, order: Order) -> Result<Charge> {
+        goto!(ship(order))
+    }
+
+    #[state(end)]
+    async fn ship(_cx: &mut Shop, order: Order) -> Result<u32> {
+        Ok(order.id)
+    }
+
+    // Takes the order's id, but `charge` holds the whole order.
+    async fn refund(_cx: &mut Shop, order: u32) -> Result<()> {
+        let _ = order;
+        Ok(())
+    }
+}
+
+fn main() {}
