@@ -8,11 +8,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use flow::prelude::*;
 use flow::store::{CheckpointStore, Filter, MemoryStore, SqliteStore, Status, StoreError};
-use flow::{Clock, Engine, EngineError, RunError, RunId};
+use flow::testing::TestClock;
+use flow::{Engine, EngineError, RunError, RunId};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 use tokio::sync::Barrier;
@@ -175,24 +176,6 @@ fn a_crashed_run_resumes_from_its_last_checkpoint() {
     });
 }
 
-/// Wall time `base` plus the tokio time since the clock was made (virtual on a paused runtime).
-struct TestClock {
-    base: SystemTime,
-    start: tokio::time::Instant,
-}
-
-impl TestClock {
-    fn at(base: SystemTime) -> TestClock {
-        TestClock { base, start: tokio::time::Instant::now() }
-    }
-}
-
-impl Clock for TestClock {
-    fn now(&self) -> SystemTime {
-        self.base + self.start.elapsed()
-    }
-}
-
 #[test]
 fn a_backoff_survives_a_restart_and_waits_only_the_rest() {
     let store = MemoryStore::new();
@@ -202,7 +185,7 @@ fn a_backoff_survives_a_restart_and_waits_only_the_rest() {
         let engine = Engine::builder()
             .store(store.clone())
             .machine::<order::Machine>()
-            .clock(TestClock::at(t0))
+            .clock(TestClock::starting_at(t0))
             .seed(11)
             .build()
             .unwrap();
@@ -224,7 +207,7 @@ fn a_backoff_survives_a_restart_and_waits_only_the_rest() {
         let engine = Engine::builder()
             .store(store.clone())
             .machine::<order::Machine>()
-            .clock(TestClock::at(restart))
+            .clock(TestClock::starting_at(restart))
             .build()
             .unwrap();
         let started = tokio::time::Instant::now();

@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flow::prelude::*;
 use flow::store::{MemoryStore, Status};
-use flow::{Clock, Engine, EngineError};
+use flow::testing::TestClock;
+use flow::{Engine, EngineError};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -50,23 +51,11 @@ async fn an_in_memory_run_waits_before_each_waiting_state() {
     assert_eq!(trial::graph().state("remind").unwrap().policy.wait, Some(3 * DAY));
 }
 
-/// Wall time `base` plus the tokio time since the clock was made.
-struct TestClock {
-    base: SystemTime,
-    start: Instant,
-}
-
-impl Clock for TestClock {
-    fn now(&self) -> SystemTime {
-        self.base + self.start.elapsed()
-    }
-}
-
 fn engine(store: &MemoryStore, base: SystemTime) -> Engine {
     Engine::builder()
         .store(store.clone())
         .machine::<trial::Machine>()
-        .clock(TestClock { base, start: Instant::now() })
+        .clock(TestClock::starting_at(base))
         .build()
         .unwrap()
 }

@@ -179,6 +179,25 @@ impl Events {
         Events { inner: BroadcastStream::new(receiver), run, missed: 0 }
     }
 
+    /// The next event `wanted` accepts, skipping the others; `None` once the engine is gone.
+    ///
+    /// ```no_run
+    /// # async fn demo(engine: flow_core::Engine, run: flow_core::RunId) {
+    /// use flow_core::EventKind;
+    ///
+    /// let mut events = engine.events_of(run);
+    /// let waiting = events.until(|e| matches!(e.kind, EventKind::WaitingForSignal { .. })).await;
+    /// # }
+    /// ```
+    pub async fn until(&mut self, mut wanted: impl FnMut(&Event) -> bool) -> Option<Event> {
+        while let Some(event) = self.next().await {
+            if wanted(&event) {
+                return Some(event);
+            }
+        }
+        None
+    }
+
     /// The next event, or `None` once the engine is gone.
     pub async fn next(&mut self) -> Option<Event> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await

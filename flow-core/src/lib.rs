@@ -10,6 +10,7 @@
 //! - [`Error`]: what a state returns on failure, retryable or permanent.
 //! - [`Graph`]: the static shape of a machine, rendered as Mermaid or DOT.
 //! - [`history`]: what happened in a run, attempt by attempt.
+//! - [`testing`]: time-skipping tests of workflows, with injected failures.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -23,6 +24,7 @@ mod machine;
 mod policy;
 mod run;
 pub mod store;
+pub mod testing;
 
 pub use engine::{
     Clock, Durable, Engine, EngineBuilder, EngineError, Migrate, Resumed, RunHandle, RunStatus,

@@ -419,6 +419,14 @@ pub(crate) trait Journal<M: Machine> {
 
     /// Where an attempt of `state` reports progress and learns of cancellation.
     fn attempt_scope(&self, state: &'static str) -> (Option<Reporter>, Option<Arc<Cancel>>);
+
+    /// Whether attempt `attempt` of `state` is to fail without running ([`Faults`]).
+    ///
+    /// [`Faults`]: crate::testing::Faults
+    fn injected(&self, state: &'static str, attempt: u32) -> bool {
+        let _ = (state, attempt);
+        false
+    }
 }
 
 /// The journal of [`Runner`]: nothing is kept, backoffs are plain sleeps.
@@ -628,8 +636,14 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
             attempt,
         );
         let started = clock;
-        let body = guarded(M::step(this_try, cx), info.policy.timeout);
-        let result = scope.scope(body).instrument(span).await;
+        let result = if journal.injected(info.name, attempt) {
+            drop(this_try);
+            let message = crate::testing::INJECTED.to_owned();
+            Err(Failure::Error { message, permanent: false })
+        } else {
+            let body = guarded(M::step(this_try, cx), info.policy.timeout);
+            scope.scope(body).instrument(span).await
+        };
         clock = Instant::now();
         let duration = clock - started;
         let failure = match result {

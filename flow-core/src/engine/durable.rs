@@ -291,6 +291,10 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
     fn attempt_scope(&self, state: &'static str) -> (Option<Reporter>, Option<Arc<Cancel>>) {
         (Some(self.reporter(state)), Some(Arc::clone(&self.cancel)))
     }
+
+    fn injected(&self, state: &'static str, attempt: u32) -> bool {
+        self.inner.faults.as_ref().is_some_and(|faults| faults.fails(M::NAME, state, attempt))
+    }
 }
 
 /// A machine as the engine's registry holds it: typed inside, erased outside, so runs can be

@@ -21,6 +21,7 @@ use crate::run::{Cursor, End, Journal};
 use crate::store::{
     CheckpointStore, DynStore, Filter, MemoryStore, RunSummary, Status, StoreError,
 };
+use crate::testing::Faults;
 use crate::{Error, Machine, RunError, RunId, Signal};
 use durable::{DurableJournal, Migration, Registered, Registration};
 
@@ -156,6 +157,8 @@ pub(crate) struct Inner {
     events: broadcast::Sender<Event>,
     /// Runs this engine is running.
     live: Mutex<HashMap<RunId, Live>>,
+    /// Attempts that fail without running (tests).
+    pub(crate) faults: Option<Faults>,
 }
 
 /// A run this engine is running: how it ends, and how to stop it.
@@ -216,6 +219,7 @@ pub struct EngineBuilder {
     clock: Arc<dyn Clock>,
     seed: Option<u64>,
     event_capacity: usize,
+    faults: Option<Faults>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -279,12 +283,20 @@ impl EngineBuilder {
         self
     }
 
+    /// Makes the chosen attempts fail without running them: for tests, see
+    /// [`testing`](crate::testing).
+    pub fn faults(mut self, faults: Faults) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
     /// The engine.
     ///
     /// # Errors
     ///
-    /// [`EngineError::Config`] if two machines share a name, or a migration does not lead
-    /// from a lower version to a registered machine of the same name.
+    /// [`EngineError::Config`] if two machines share a name, a migration does not lead
+    /// from a lower version to a registered machine of the same name, or [`Faults`] name a
+    /// state no registered machine has.
     pub fn build(self) -> Result<Engine, EngineError> {
         let mut problems = Vec::new();
         let mut machines: HashMap<&'static str, Arc<dyn Registered>> = HashMap::new();
@@ -329,6 +341,23 @@ impl EngineBuilder {
                 migrations.entry(name).or_default().push(migration);
             }
         }
+        for (machine, state) in self.faults.iter().flat_map(Faults::states) {
+            match machines.get(machine).map(|registered| registered.graph()) {
+                None => problems.push(format!(
+                    "faults are injected into machine `{machine}`, which is not registered; \
+                     add .machine::<...>() for it"
+                )),
+                Some(graph) if graph.state(state).is_none() => {
+                    let names: Vec<&str> = graph.states.iter().map(|info| info.name).collect();
+                    problems.push(format!(
+                        "faults are injected into state `{state}`, which machine `{machine}` \
+                         does not have; its states are: {}",
+                        names.join(", ")
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
         if !problems.is_empty() {
             return Err(EngineError::Config { problems: problems.join("; ") });
         }
@@ -342,6 +371,7 @@ impl EngineBuilder {
                 seed: self.seed,
                 events: broadcast::channel(self.event_capacity).0,
                 live: Mutex::new(HashMap::new()),
+                faults: self.faults,
             }),
         })
     }
@@ -630,6 +660,7 @@ impl Engine {
             clock: Arc::new(SystemClock),
             seed: None,
             event_capacity: 4096,
+            faults: None,
         }
     }
 
