@@ -72,10 +72,66 @@
 //! | `max_visits = 3` | how often a run may enter this state |
 //! | `signal(timeout = "3d", default = escalate)` | for a state with a `#[signal] name: T` parameter: how long it waits for a `T` ([`Engine::signal`]) before going to `default` with its payload |
 //! | `wait = "1h"` | a durable timer: entering the state, the run waits this long before its first attempt (on an [`Engine`], across restarts) |
+//! | `compensate = refund` | what undoes a completed visit if the run fails later: `async fn refund(cx: &mut C, <the state's payload>) -> Result<()>` |
+//! | `fallback = review` | where the run goes when this state fails for good (last attempt, or a permanent error), with the failure ([`Caught`]) as the payload |
+//! | `on_failure = pause` | instead, pause the run for an operator to [`Engine::resume`] (`fail`, the default, fails the run) |
 //!
 //! `#[flow::machine(max_steps = 1000, name = "checkout", version = 2)]` bounds the states one
 //! run may enter (10,000 unless set), renames the machine, and declares its version (1 unless
 //! set; stored with durable runs, see [`Migrate`]).
+//!
+//! # When a state fails for good
+//!
+//! By default the run fails, but first the compensations of the states it completed run,
+//! newest first (a saga); the error, [`RunError::RolledBack`], names the cause and every
+//! compensation that failed. A state may instead route its failure to a fallback state, an
+//! edge the compiler checks like any other:
+//!
+//! ```
+//! use flow::prelude::*;
+//!
+//! #[derive(Default)]
+//! pub struct Bank { pub held: u64 }
+//!
+//! #[flow::machine]
+//! pub mod payout {
+//!     use super::*;
+//!
+//!     #[state(start, to(send), compensate = release)]
+//!     async fn hold(cx: &mut Bank, cents: u64) -> Result<Hold> {
+//!         cx.held += cents;
+//!         goto!(send(cents))
+//!     }
+//!
+//!     /// Undoes `hold`, with the payload `hold` was entered with.
+//!     async fn release(cx: &mut Bank, cents: u64) -> Result<()> {
+//!         cx.held -= cents;
+//!         Ok(())
+//!     }
+//!
+//!     #[state(end, retry(attempts = 3, backoff = "1ms"), fallback = manual)]
+//!     async fn send(_cx: &mut Bank, cents: u64) -> Result<String> {
+//!         Err(Error::retryable(format!("the bank refused {cents} cents")))
+//!     }
+//!
+//!     #[state(end)]
+//!     async fn manual(_cx: &mut Bank, failure: flow::Caught) -> Result<String> {
+//!         Ok(format!("for a person: {failure}"))
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let mut bank = Bank::default();
+//! let done = payout::run(500, &mut bank).await.unwrap();
+//! assert_eq!(
+//!     done.output,
+//!     "for a person: state `send` failed after 3 attempt(s); last: error: the bank refused 500 cents"
+//! );
+//! // The fallback caught the failure: the run did not fail, so nothing was undone.
+//! assert_eq!(bank.held, 500);
+//! # }
+//! ```
 //!
 //! # Durable runs
 //!
@@ -84,6 +140,11 @@
 //! [`store::SqliteStore`]), [`Engine::resume_pending`] after a restart, and an
 //! [idempotency key](idempotency_key) per state visit for the side effects a state causes. The
 //! [`Engine`] docs show a complete run; `examples/durable.rs` one you can interrupt.
+//!
+//! # Testing
+//!
+//! [`testing`] runs workflows on tokio's paused clock, so retries, timers and signal timeouts
+//! of days take no time, with failures injected into chosen attempts.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -92,6 +153,6 @@ pub use flow_macros::{machine, state};
 
 /// What a module of states needs: `use flow::prelude::*;`.
 pub mod prelude {
-    pub use flow_core::{Error, Result, ResultExt, goto};
+    pub use flow_core::{Caught, Error, Result, ResultExt, goto};
     pub use flow_macros::state;
 }

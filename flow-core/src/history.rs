@@ -103,9 +103,10 @@ impl fmt::Display for Failure {
 }
 
 /// What a fallback state receives: which state failed for good, and each of its attempts'
-/// failures. Declared as the fallback's one payload parameter:
+/// failures. Declared as the fallback's one payload parameter (the `flow` crate's docs show a
+/// whole machine):
 ///
-/// ```ignore
+/// ```text
 /// #[state(to(ship), retry(attempts = 3), fallback = review)]
 /// async fn charge(cx: &mut Shop, order: Order) -> Result<Charge> { ... }
 ///

@@ -38,8 +38,9 @@ pub mod publishing {
         goto!(review(doc))
     }
 
-    // A back-edge to an earlier state; a user error type through `?`.
-    #[state(to(draft, publish), retry(attempts = 2))]
+    // A back-edge to an earlier state; a user error type through `?`; a compensation; a
+    // fallback taking the failure.
+    #[state(to(draft, publish), retry(attempts = 2), compensate = withdraw, fallback = shelve)]
     async fn review(cx: &mut Desk, doc: Doc) -> Result<Review> {
         cx.reviews += 1;
         if cx.reviews > 100 {
@@ -51,9 +52,21 @@ pub mod publishing {
         goto!(publish(doc.text))
     }
 
-    #[state(end)]
+    // Undoes a review: the context and the state's payload.
+    async fn withdraw(cx: &mut Desk, _doc: Doc) -> Result<()> {
+        cx.reviews -= 1;
+        Ok(())
+    }
+
+    // A pause for an operator when its attempt fails.
+    #[state(end, on_failure = pause)]
     async fn publish(_cx: &mut Desk, text: String) -> Result<usize> {
         Ok(text.len())
+    }
+
+    #[state(end)]
+    async fn shelve(_cx: &mut Desk, failure: flow::Caught) -> Result<usize> {
+        Ok(failure.attempts.len())
     }
 
     // No payload at all.
