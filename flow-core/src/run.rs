@@ -619,22 +619,7 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
         // for its rollback.
         let keep = J::KEEPS_STATE || attempt < retry.attempts || info.compensate.is_some();
         let (this_try, kept) = if keep { (state.clone(), Some(state)) } else { (state, None) };
-        let (reporter, cancel) = journal.attempt_scope(info.name);
-        let current = Current {
-            run: journal.run(),
-            state: info.name,
-            visit: cursor.visit,
-            attempt,
-            compensating: false,
-        };
-        let scope = Attempt { current, reporter, cancel };
-        let span = tracing::info_span!(
-            "attempt",
-            run = %journal.run(),
-            machine = M::NAME,
-            state = info.name,
-            attempt,
-        );
+        let (scope, span) = scoped::<M, J>(journal, info.name, cursor.visit, attempt, false);
         let started = clock;
         let result = if journal.injected(info.name, attempt) {
             drop(this_try);
@@ -773,6 +758,29 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
     }
 }
 
+/// What one attempt of `state`'s body, or of its compensation, runs in: the task-local scope
+/// [`crate::current`] reads, and a `tracing` span.
+fn scoped<M: Machine, J: Journal<M>>(
+    journal: &J,
+    state: &'static str,
+    visit: u64,
+    attempt: u32,
+    compensating: bool,
+) -> (Attempt, tracing::Span) {
+    let (reporter, cancel) = journal.attempt_scope(state);
+    let run = journal.run();
+    let current = Current { run, state, visit, attempt, compensating };
+    let span = tracing::info_span!(
+        "attempt",
+        run = %run,
+        machine = M::NAME,
+        state,
+        attempt,
+        compensating,
+    );
+    (Attempt { current, reporter, cancel }, span)
+}
+
 /// How entering a state went: [`go_to`].
 enum Entered<S> {
     /// The run is in the state.
@@ -854,22 +862,7 @@ async fn roll_back<M: Machine, J: Journal<M>>(
         let mut compensated = false;
         for attempt in 1..=retry.attempts {
             journal.event(info.name, || EventKind::Compensating { attempt });
-            let (reporter, cancel) = journal.attempt_scope(info.name);
-            let current = Current {
-                run: journal.run(),
-                state: info.name,
-                visit,
-                attempt,
-                compensating: true,
-            };
-            let scope = Attempt { current, reporter, cancel };
-            let span = tracing::info_span!(
-                "compensate",
-                run = %journal.run(),
-                machine = M::NAME,
-                state = info.name,
-                attempt,
-            );
+            let (scope, span) = scoped::<M, J>(journal, info.name, visit, attempt, true);
             let started = Instant::now();
             let body = guarded(M::compensate(undo.clone(), cx), info.policy.timeout);
             let result = scope.scope(body).instrument(span).await;

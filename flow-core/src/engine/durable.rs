@@ -579,7 +579,8 @@ pub(crate) fn deliver_stored<M: Durable, S: Signal<M>>(
     };
     let name = graph.states[M::index(state)].name;
     check_signal::<M, S>(run, Some(name))?;
-    if !M::waits_for_signal(state) {
+    // A run rolling back waits for nothing, whatever state it failed in.
+    if !M::waits_for_signal(state) || snapshot.rollback.is_some() {
         return Err(EngineError::NotWaiting { run, state: Some(name.into()) });
     }
     M::deliver_signal(state, signal).map_err(|error| EngineError::Serialize {
