@@ -2,6 +2,8 @@
 //! newest first; a failed compensation is reported and the others still run; a crash in the
 //! middle of a rollback resumes the rollback.
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -177,14 +179,6 @@ async fn a_failed_compensation_is_reported_and_the_others_still_run() {
     );
 }
 
-fn db(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("compensation-{name}.db"));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-    path
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
@@ -199,7 +193,7 @@ fn engine(path: &PathBuf) -> Engine {
 
 #[test]
 fn a_rollback_interrupted_by_a_crash_resumes_where_it_stopped() {
-    let path = db("crash");
+    let path = common::db("compensation-crash");
     HANG.lock().unwrap().get_or_insert_with(HashSet::new).insert("crash".into());
     let run = runtime().block_on(async {
         let engine = engine(&path);

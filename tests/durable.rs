@@ -5,6 +5,8 @@
 //! process, and the store keeps only what was committed. (`tests/crash.rs` kills real
 //! processes.)
 
+mod common;
+
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -101,14 +103,6 @@ fn paused_runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap()
 }
 
-fn db(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("durable-{name}.db"));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-    path
-}
-
 fn engine(store: impl CheckpointStore) -> Engine {
     Engine::builder().store(store).machine::<order::Machine>().seed(7).build().unwrap()
 }
@@ -129,7 +123,7 @@ async fn until(engine: &Engine, run: RunId, done: impl Fn(&flow::RunStatus) -> b
 
 #[test]
 fn a_run_checkpoints_every_step_and_reports_its_status() {
-    let path = db("status");
+    let path = common::db("durable-status");
     runtime().block_on(async {
         let engine = engine(SqliteStore::open(&path).unwrap());
         let handle = engine.start::<order::Machine>(1).await.unwrap();
@@ -151,7 +145,7 @@ fn a_run_checkpoints_every_step_and_reports_its_status() {
 
 #[test]
 fn a_crashed_run_resumes_from_its_last_checkpoint() {
-    let path = db("resume");
+    let path = common::db("durable-resume");
     script(2, [Act::Hang]);
     let run = runtime().block_on(async {
         let engine = engine(SqliteStore::open(&path).unwrap());
@@ -255,7 +249,7 @@ fn the_idempotency_key_is_stable_across_retries_and_resumes_of_a_visit() {
 
 #[test]
 fn two_engines_cannot_both_apply_a_transition() {
-    let path = db("cas");
+    let path = common::db("durable-cas");
     script(5, [Act::Hang]);
     let run = runtime().block_on(async {
         let engine = engine(SqliteStore::open(&path).unwrap());
@@ -345,7 +339,7 @@ fn unknown_machines_and_runs_are_clear_errors() {
 
 #[test]
 fn a_corrupt_checkpoint_marks_its_run_and_harms_no_other() {
-    let path = db("corrupt");
+    let path = common::db("durable-corrupt");
     script(8, [Act::Hang]);
     script(9, [Act::Hang]);
     let (bad, good) = runtime().block_on(async {
@@ -395,7 +389,7 @@ fn an_unwritable_store_path_is_a_clear_error() {
     assert!(message.ends_with("check that its directory exists and is writable"), "{message}");
 
     // A file that is not a database is refused too, and left as it was.
-    let not_a_db = db("not-a-db");
+    let not_a_db = common::db("durable-not-a-db");
     std::fs::write(&not_a_db, "plain text, not SQLite").unwrap();
     assert!(matches!(SqliteStore::open(&not_a_db), Err(StoreError::Open { .. })));
     assert_eq!(std::fs::read_to_string(&not_a_db).unwrap(), "plain text, not SQLite");
@@ -403,7 +397,7 @@ fn an_unwritable_store_path_is_a_clear_error() {
 
 #[test]
 fn a_failed_run_reports_its_error_and_history_after_a_restart() {
-    let path = db("failed");
+    let path = common::db("durable-failed");
     script(10, [Act::Fail, Act::Fail, Act::Fail]);
     let run = paused_runtime().block_on(async {
         let engine = engine(SqliteStore::open(&path).unwrap());

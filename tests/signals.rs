@@ -1,7 +1,8 @@
 //! Typed durable signals: a state waits for a value from outside (a reviewer's decision),
 //! across restarts, with a timeout that takes a declared default path.
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::Duration;
 
 use flow::history::Outcome;
@@ -65,14 +66,6 @@ fn engine(store: impl flow::store::CheckpointStore) -> Engine {
     Engine::builder().store(store).machine::<Approval>().build().unwrap()
 }
 
-fn db(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("signals-{name}.db"));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-    path
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
@@ -90,7 +83,7 @@ async fn until_waiting(events: &mut flow::Events, run: RunId, state: &str) {
 
 #[test]
 fn a_signal_sent_after_a_restart_resumes_the_run() {
-    let path = db("restart");
+    let path = common::db("signals-restart");
     let run = runtime().block_on(async {
         let engine = engine(SqliteStore::open(&path).unwrap());
         let mut events = engine.events();

@@ -1,6 +1,8 @@
 //! Versions and migrations: runs checkpointed by version 1 of a machine, resumed by version 2
 //! through a typed migration; and the runs no known version matches, refused by name.
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex};
@@ -106,14 +108,6 @@ impl Migrate<signup_v1::Machine> for signup::Machine {
     }
 }
 
-fn db(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("versions-{name}.db"));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-    path
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
@@ -142,7 +136,7 @@ fn leave_v1_runs(path: &PathBuf, emails: &[&str]) -> Vec<RunId> {
 
 #[test]
 fn a_v1_run_resumes_on_v2_through_its_migration() {
-    let path = db("migrate");
+    let path = common::db("versions-migrate");
     let runs = leave_v1_runs(&path, &["ada@example.org"]);
     HANG.lock().unwrap().remove("ada@example.org");
 
@@ -172,7 +166,7 @@ fn a_v1_run_resumes_on_v2_through_its_migration() {
 
 #[test]
 fn a_run_of_an_unknown_version_is_stuck_with_both_versions_named_and_others_go_on() {
-    let path = db("unknown-version");
+    let path = common::db("versions-unknown-version");
     let stale = leave_v1_runs(&path, &["bob@example.org"])[0];
     HANG.lock().unwrap().remove("bob@example.org");
 
@@ -250,7 +244,7 @@ pub mod signup_changed_in_place {
 
 #[test]
 fn a_shape_change_without_a_version_bump_is_refused() {
-    let path = db("no-bump");
+    let path = common::db("versions-no-bump");
     let run = leave_v1_runs(&path, &["dee@example.org"])[0];
     runtime().block_on(async {
         let engine = Engine::builder()
