@@ -74,7 +74,7 @@
 //! | `wait = "1h"` | a durable timer: entering the state, the run waits this long before its first attempt (on an [`Engine`], across restarts) |
 //! | `compensate = refund` | what undoes a completed visit if the run fails later: `async fn refund(cx: &mut C, <the state's payload>) -> Result<()>` |
 //! | `fallback = review` | where the run goes when this state fails for good (last attempt, or a permanent error), with the failure ([`Caught`]) as the payload |
-//! | `on_failure = pause` | instead, pause the run for an operator to [`Engine::resume`] (`fail`, the default, fails the run) |
+//! | `on_failure = pause` | instead, pause the run for an operator to [`Engine::resume`] (on an [`Engine`]; in memory the run fails); `fail`, the default, fails the run |
 //!
 //! `#[flow::machine(max_steps = 1000, name = "checkout", version = 2)]` bounds the states one
 //! run may enter (10,000 unless set), renames the machine, and declares its version (1 unless
@@ -82,10 +82,11 @@
 //!
 //! # When a state fails for good
 //!
-//! By default the run fails, but first the compensations of the states it completed run,
-//! newest first (a saga); the error, [`RunError::RolledBack`], names the cause and every
-//! compensation that failed. A state may instead route its failure to a fallback state, an
-//! edge the compiler checks like any other:
+//! By default the run fails. If it completed states that declare a compensation, those run
+//! first, newest first (a saga), and the error is [`RunError::RolledBack`], naming the cause
+//! and every compensation that failed (the same happens when a loop guard stops the run). A
+//! state may instead route its failure to a fallback state, an edge the compiler checks like
+//! any other:
 //!
 //! ```
 //! use flow::prelude::*;

@@ -38,7 +38,8 @@ pub enum Outcome {
         #[serde(deserialize_with = "name")]
         to: Name,
     },
-    /// The state failed for good and the run went to its fallback, with the failure.
+    /// The state failed for good and the run went to its fallback, with the failure: an entry
+    /// of its own after the last attempt's `Failed` one, with the same attempt number.
     Caught {
         /// The fallback state.
         #[serde(deserialize_with = "name")]

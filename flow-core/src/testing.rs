@@ -37,10 +37,17 @@
 //!     .build()
 //!     .unwrap();
 //! let started = tokio::time::Instant::now();
-//! let output = engine.start::<Mailer>(7).await.unwrap().output().await.unwrap();
-//! assert_eq!(output, 7);
-//! // Up to three hours of backoff went by on the paused clock, in no time at all.
-//! assert!(started.elapsed() <= Duration::from_secs(3 * 3600));
+//! let run = engine.start::<Mailer>(7).await.unwrap();
+//! let id = run.id();
+//! assert_eq!(run.output().await.unwrap(), 7);
+//! // Three backoffs of up to an hour each went by on the paused clock, in no time at all.
+//! let history = engine.status(id).await.unwrap().history;
+//! let backoff: Duration = history.iter().filter_map(|entry| match &entry.outcome {
+//!     flow_core::history::Outcome::Failed { retry_in, .. } => *retry_in,
+//!     _ => None,
+//! }).sum();
+//! assert_eq!(history.len(), 4);
+//! assert!(started.elapsed() >= backoff && backoff <= Duration::from_secs(3 * 3600));
 //! # });
 //! ```
 

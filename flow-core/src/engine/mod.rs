@@ -53,6 +53,10 @@ impl<M> Durable for M where
 /// goes through `1 → 2`, then `2 → 3` if registered, and so on, before it runs on.
 ///
 /// The run keeps its history, attempt and visit counts (by state name).
+///
+/// A run that has completed a state with a compensation (so it has visits a failure would
+/// undo) is not migrated: it is reported and marked stuck, and the old version's binary can
+/// finish it.
 pub trait Migrate<Old: Machine>: Machine {
     /// Maps an old run's state and context to this version's.
     ///
@@ -621,6 +625,16 @@ pub enum EngineError {
         /// Where it stands.
         status: Status,
     },
+    /// The run is undoing its completed states after a failure; a rollback is not stopped
+    /// halfway.
+    #[error(
+        "run {run} is rolling back after a failure and cannot be cancelled or paused; \
+         Engine::resume_pending finishes its rollback, and it ends as failed"
+    )]
+    RollingBack {
+        /// The run.
+        run: RunId,
+    },
     /// The run has finished already: there is nothing to cancel or pause.
     #[error("run {run} has finished already ({status}); there is nothing to stop")]
     Finished {
@@ -961,11 +975,14 @@ impl Engine {
     /// left by a stopped process) is cancelled in the store directly.
     ///
     /// Returns once the cancellation is requested; [`RunHandle::output`] returns
-    /// [`EngineError::Cancelled`] once the run has stopped.
+    /// [`EngineError::Cancelled`] once the run has stopped. A run that is rolling back after a
+    /// failure finishes its rollback and ends as failed.
     ///
     /// # Errors
     ///
-    /// [`EngineError::UnknownRun`]; [`EngineError::Finished`] if the run has finished.
+    /// [`EngineError::UnknownRun`]; [`EngineError::Finished`] if the run has finished;
+    /// [`EngineError::RollingBack`] for a run this engine is not running that was stopped in
+    /// the middle of a rollback.
     pub async fn cancel(&self, run: RunId) -> Result<(), EngineError> {
         self.halt(run, Halt::Cancel).await
     }
@@ -973,11 +990,14 @@ impl Engine {
     /// Holds run `run` at its next safe point (as [`Engine::cancel`] stops it), checkpointed
     /// as [`Status::Paused`], until [`Engine::resume`]. A paused run stays paused across
     /// restarts: [`Engine::resume_pending`] leaves it alone. Its handle's
-    /// [`output`](RunHandle::output) returns [`EngineError::Paused`].
+    /// [`output`](RunHandle::output) returns [`EngineError::Paused`]. A run that is rolling
+    /// back after a failure is not paused: it finishes its rollback.
     ///
     /// # Errors
     ///
-    /// [`EngineError::UnknownRun`]; [`EngineError::Finished`] if the run has finished.
+    /// [`EngineError::UnknownRun`]; [`EngineError::Finished`] if the run has finished;
+    /// [`EngineError::RollingBack`] for a run this engine is not running that was stopped in
+    /// the middle of a rollback.
     pub async fn pause(&self, run: RunId) -> Result<(), EngineError> {
         self.halt(run, Halt::Pause).await
     }
@@ -1012,6 +1032,9 @@ impl Engine {
         let latest = latest.ok_or(EngineError::UnknownRun { run })?;
         if latest.status.is_finished() {
             return Err(EngineError::Finished { run, status: latest.status });
+        }
+        if durable::rolling_back(&latest.snapshot) {
+            return Err(EngineError::RollingBack { run });
         }
         let status = match halt {
             Halt::Pause if latest.status == Status::Paused => return Ok(()),
