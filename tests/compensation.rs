@@ -42,6 +42,8 @@ pub struct Trip {
     pub declined: bool,
     /// The hotel refuses to cancel, permanently.
     pub hotel_refuses: bool,
+    /// How many times the car's cancellation fails before it goes through.
+    pub car_outages: u32,
 }
 
 #[flow::machine]
@@ -98,13 +100,17 @@ pub mod trip {
     }
 
     async fn cancel_car(cx: &mut Trip, city: String) -> Result<()> {
+        if cx.car_outages > 0 {
+            cx.car_outages -= 1;
+            return Err(Error::retryable("car rental offline"));
+        }
         effect(&cx.test, format!("cancel car in {city}"));
         Ok(())
     }
 }
 
 fn trip(test: &str) -> Trip {
-    Trip { test: test.into(), declined: true, hotel_refuses: false }
+    Trip { test: test.into(), declined: true, ..Trip::default() }
 }
 
 #[tokio::test]
@@ -150,7 +156,38 @@ async fn a_run_that_completes_undoes_nothing() {
     let mut cx = Trip { test: "complete".into(), ..Trip::default() };
     let done = trip::run("Oslo".into(), &mut cx).await.unwrap();
     assert_eq!(done.output, "off to Oslo");
-    assert!(ledger("complete").iter().all(|line| line.starts_with("book")));
+    assert_eq!(
+        ledger("complete"),
+        ["book flight to Oslo", "book hotel in Oslo", "book car in Oslo"]
+    );
+}
+
+#[tokio::test]
+async fn a_compensation_gets_its_states_retries() {
+    // `car` has two attempts; its compensation fails once, then goes through.
+    let mut cx = Trip { car_outages: 1, ..trip("retried") };
+    let error = trip::run("Riga".into(), &mut cx).await.unwrap_err();
+    let RunError::RolledBack { undone, failed, history, .. } = &error else {
+        panic!("expected a rolled-back run, got {error:?}");
+    };
+    assert_eq!(undone, &["car", "hotel", "flight"]);
+    assert!(failed.is_empty());
+    let car: Vec<String> = history
+        .iter()
+        .filter(|entry| entry.state == "car")
+        .map(|entry| format!("#{} {}", entry.attempt, entry.outcome))
+        .collect();
+    assert_eq!(car.len(), 3, "{car:?}");
+    assert_eq!(car[0], "#1 → pay");
+    assert!(car[1].starts_with("#1 compensation error: car rental offline; retry in"), "{car:?}");
+    assert_eq!(car[2], "#2 compensated");
+
+    // With both attempts failing, the car is reported and the rest is still undone.
+    let mut cx = Trip { car_outages: 2, ..trip("retried twice") };
+    let error = trip::run("Riga".into(), &mut cx).await.unwrap_err();
+    let RunError::RolledBack { undone, failed, .. } = &error else { panic!("{error:?}") };
+    assert_eq!(undone, &["hotel", "flight"]);
+    assert_eq!((failed[0].state, failed[0].attempts.len()), ("car", 2));
 }
 
 #[tokio::test]
@@ -226,6 +263,9 @@ fn a_rollback_interrupted_by_a_crash_resumes_where_it_stopped() {
     HANG.lock().unwrap().get_or_insert_with(HashSet::new).remove("crash");
     runtime().block_on(async {
         let engine = engine(&path);
+        // A rollback is not stopped halfway.
+        let refused = engine.cancel(run).await.unwrap_err();
+        assert!(matches!(refused, EngineError::RollingBack { .. }), "{refused:?}");
         let resumed = engine.resume_pending().await.unwrap();
         assert_eq!(resumed.resumed, [run]);
         let error = engine.handle::<trip::Machine>(run).await.unwrap().output().await.unwrap_err();

@@ -113,8 +113,11 @@ pub trait Machine: Sized + Send + Sync + 'static {
         state: Self::State,
         cx: &mut Self::Context,
     ) -> impl Future<Output = Result<()>> + Send + '_ {
-        let _ = (state, cx);
-        std::future::ready(Ok(()))
+        let _ = cx;
+        // Only a visit recorded by a version of the machine that had a compensation gets here.
+        let name = Self::graph().states[Self::index(&state)].name;
+        let message = format!("state `{name}` has no compensation in this version of the machine");
+        std::future::ready(Err(crate::Error::permanent(message)))
     }
 
     /// Where a run goes when the state at `index` (in [`Graph::states`]) fails for good: its

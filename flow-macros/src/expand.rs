@@ -258,19 +258,27 @@ fn machine_impl(machine: &Machine) -> TokenStream {
     });
     let arms = machine.states.iter().map(|state| {
         let func = &state.ident;
-        let mut fields = state.fields();
         let variant = state.variant();
+        // Fields bound under generated names: a field named like a fn (`order: Order` in
+        // `async fn order`) would otherwise shadow the fn it is passed to.
+        let fields = state.fields();
+        let mut bound = bindings(&fields);
         let pattern = match &state.signal {
             Some(signal) => {
                 let ident = &signal.ident;
+                let value = format_ident!("__flow_signal");
                 let pattern = quote! {
-                    State::#variant { #(#fields,)* #ident: ::core::option::Option::Some(#ident) }
+                    State::#variant {
+                        #(#fields: #bound,)* #ident: ::core::option::Option::Some(#value)
+                    }
                 };
-                fields.extend(signal.ident.clone());
+                bound.push(value);
                 pattern
             }
-            None => variant_with_fields(&quote!(State), state),
+            None if fields.is_empty() => quote!(State::#variant),
+            None => quote!(State::#variant { #(#fields: #bound),* }),
         };
+        let fields = bound;
         let span = state.ident.span();
         let call = quote_spanned!(span=> #func(__flow_cx, #(#fields),*).await);
         let done = if state.is_end() {
@@ -438,6 +446,11 @@ fn signal_methods(machine: &Machine) -> TokenStream {
     }
 }
 
+/// Generated names to bind `fields` to, one each.
+fn bindings(fields: &[syn::Ident]) -> Vec<syn::Ident> {
+    fields.iter().map(|field| format_ident!("__flow_{}", field)).collect()
+}
+
 /// `Machine`'s `compensate` and `fallback`, for the states that declare them.
 fn failure_methods(machine: &Machine) -> TokenStream {
     let context = context(machine);
@@ -448,10 +461,11 @@ fn failure_methods(machine: &Machine) -> TokenStream {
             let path = state.attr.compensate.as_ref()?;
             let variant = state.variant();
             let fields = state.fields();
+            let bound = bindings(&fields);
             // Spanned on the user's `compensate = path`, so a signature mismatch shows there.
-            let call = quote_spanned!(path.span()=> #path(__flow_cx, #(#fields),*).await);
+            let call = quote_spanned!(path.span()=> #path(__flow_cx, #(#bound),*).await);
             Some(quote! {
-                State::#variant { #(#fields,)* .. } => match #call {
+                State::#variant { #(#fields: #bound,)* .. } => match #call {
                     ::core::result::Result::Ok(_) => ::core::result::Result::Ok(()),
                     ::core::result::Result::Err(error) => ::core::result::Result::Err(
                         ::core::convert::Into::<::flow::Error>::into(error),
@@ -470,7 +484,14 @@ fn failure_methods(machine: &Machine) -> TokenStream {
                     #[allow(unreachable_patterns)]
                     match __flow_state {
                         #(#compensations)*
-                        _ => ::core::result::Result::Ok(()),
+                        // A visit recorded by a version that had a compensation here.
+                        other => ::core::result::Result::Err(::flow::Error::permanent(
+                            ::std::format!(
+                                "state `{}` has no compensation in this version of the machine",
+                                <Machine as ::flow::Machine>::graph().states
+                                    [<Machine as ::flow::Machine>::index(&other)].name,
+                            ),
+                        )),
                     }
                 }
             }
