@@ -540,7 +540,8 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
     let graph = M::graph();
     // A run restored in the middle of a rollback finishes it before anything else.
     if let Some(rollback) = cursor.rollback.clone() {
-        return roll_back::<M, J>(Some(state), rollback, cursor, cx, journal, jitter).await;
+        return Box::pin(roll_back::<M, J>(Some(state), rollback, cursor, cx, journal, jitter))
+            .await;
     }
     // A restored run waiting for a signal keeps its deadline for the wait below.
     if cursor.wake_at.is_some() && !M::waits_for_signal(&state) {
@@ -596,10 +597,17 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                     journal.event(info.name, || EventKind::Transitioned { to });
                     cursor.seq += 1;
                     state = match go_to::<M, J>(next, cursor, cx, journal, max_steps).await? {
-                        Entered::Now(next) | Entered::Waited(next) => next,
+                        Entered::In(next) => next,
                         Entered::Refused(next, error) => {
-                            return fail::<M, J>(Some(next), error, cursor, cx, journal, jitter)
-                                .await;
+                            return Box::pin(fail::<M, J>(
+                                Some(next),
+                                error,
+                                cursor,
+                                cx,
+                                journal,
+                                jitter,
+                            ))
+                            .await;
                         }
                     };
                     clock = Instant::now();
@@ -609,7 +617,8 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                 Waited::Unavailable => {
                     let error = RunError::NoSignal { state: info.name, history: Vec::new() };
                     cursor.seq += 1;
-                    return fail::<M, J>(Some(state), error, cursor, cx, journal, jitter).await;
+                    return Box::pin(fail::<M, J>(Some(state), error, cursor, cx, journal, jitter))
+                        .await;
                 }
             }
         }
@@ -642,17 +651,21 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                 {
                     cursor.undo.push(Done { state, visit: cursor.visit });
                 }
+                // `go_to`, written out: on this path, the hot one, the extra async layer cost
+                // about a tenth of a trivial transition (`cargo bench --bench transitions`).
                 cursor.seq += 1;
-                state = match go_to::<M, J>(next, cursor, cx, journal, max_steps).await? {
-                    Entered::Now(next) => next,
-                    Entered::Waited(next) => {
-                        clock = Instant::now();
-                        next
-                    }
-                    Entered::Refused(next, error) => {
-                        return fail::<M, J>(Some(next), error, cursor, cx, journal, jitter).await;
-                    }
-                };
+                if let Err(error) = cursor.enter::<M>(&next, max_steps) {
+                    return Box::pin(fail::<M, J>(Some(next), error, cursor, cx, journal, jitter))
+                        .await;
+                }
+                arrive::<M, J>(&next, cursor, journal);
+                journal.record(Some(&next), cursor, cx, None).await?;
+                if cursor.wake_at.is_some() && !M::waits_for_signal(&next) {
+                    journal.resume_backoff(cursor).await;
+                    cursor.wake_at = None;
+                    clock = Instant::now();
+                }
+                state = next;
                 continue;
             }
             Ok(Step::Done(output)) => {
@@ -719,16 +732,16 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                             journal.event(info.name, || EventKind::Transitioned { to });
                             state =
                                 match go_to::<M, J>(next, cursor, cx, journal, max_steps).await? {
-                                    Entered::Now(next) | Entered::Waited(next) => next,
+                                    Entered::In(next) => next,
                                     Entered::Refused(next, error) => {
-                                        return fail::<M, J>(
+                                        return Box::pin(fail::<M, J>(
                                             Some(next),
                                             error,
                                             cursor,
                                             cx,
                                             journal,
                                             jitter,
-                                        )
+                                        ))
                                         .await;
                                     }
                                 };
@@ -752,7 +765,7 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                 }
                 let error =
                     RunError::StateFailed { state: info.name, attempts, history: Vec::new() };
-                return fail::<M, J>(kept, error, cursor, cx, journal, jitter).await;
+                return Box::pin(fail::<M, J>(kept, error, cursor, cx, journal, jitter)).await;
             }
         }
     }
@@ -783,10 +796,8 @@ fn scoped<M: Machine, J: Journal<M>>(
 
 /// How entering a state went: [`go_to`].
 enum Entered<S> {
-    /// The run is in the state.
-    Now(S),
-    /// The run is in the state, after waiting out its `wait`.
-    Waited(S),
+    /// The run is in the state (its `wait`, if any, waited out).
+    In(S),
     /// A loop guard refused the visit.
     Refused(S, RunError),
 }
@@ -807,12 +818,11 @@ async fn go_to<M: Machine, J: Journal<M>>(
     }
     arrive::<M, J>(&next, cursor, journal);
     journal.record(Some(&next), cursor, cx, None).await?;
-    if cursor.wake_at.is_none() || M::waits_for_signal(&next) {
-        return Ok(Entered::Now(next));
+    if cursor.wake_at.is_some() && !M::waits_for_signal(&next) {
+        journal.resume_backoff(cursor).await;
+        cursor.wake_at = None;
     }
-    journal.resume_backoff(cursor).await;
-    cursor.wake_at = None;
-    Ok(Entered::Waited(next))
+    Ok(Entered::In(next))
 }
 
 /// Ends the run with `error` (the cursor's `seq` already advanced), after rolling back the
