@@ -111,7 +111,8 @@ fn a_signal_sent_after_a_restart_resumes_the_run() {
 
 #[tokio::test(start_paused = true)]
 async fn a_signal_timeout_takes_the_default_path() {
-    let engine = engine(MemoryStore::new());
+    // Deadlines are read on the engine's clock: one that follows tokio's paused clock.
+    let engine = flow::testing::engine().machine::<Approval>().build().unwrap();
     let mut events = engine.events();
     let started = tokio::time::Instant::now();
     let handle = engine.start::<Approval>("plan".into()).await.unwrap();
