@@ -590,25 +590,14 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                         // A deadline without a default is not generated; wait on.
                         continue;
                     };
-                    let to = graph.states[M::index(&next)].name;
-                    let outcome = Outcome::NoSignal { to };
-                    let duration = Duration::ZERO;
-                    cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
-                    journal.event(info.name, || EventKind::Transitioned { to });
                     cursor.seq += 1;
-                    state = match go_to::<M, J>(next, cursor, cx, journal, max_steps).await? {
-                        Entered::In(next) => next,
-                        Entered::Refused(next, error) => {
-                            return Box::pin(fail::<M, J>(
-                                Some(next),
-                                error,
-                                cursor,
-                                cx,
-                                journal,
-                                jitter,
-                            ))
-                            .await;
-                        }
+                    let no_signal = |to| Outcome::NoSignal { to };
+                    let entered = reroute::<M, J>(
+                        info.name, attempt, next, no_signal, cursor, cx, journal, jitter, max_steps,
+                    );
+                    state = match entered.await? {
+                        Ok(next) => next,
+                        Err(end) => return Ok(end),
                     };
                     clock = Instant::now();
                     continue;
@@ -651,8 +640,8 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                 {
                     cursor.undo.push(Done { state, visit: cursor.visit });
                 }
-                // `go_to`, written out: on this path, the hot one, the extra async layer cost
-                // about a tenth of a trivial transition (`cargo bench --bench transitions`).
+                // `reroute`'s steps, written out: on this path, the hot one, an extra async
+                // layer cost about a tenth of a trivial transition (`cargo bench --bench transitions`).
                 cursor.seq += 1;
                 if let Err(error) = cursor.enter::<M>(&next, max_steps) {
                     return Box::pin(fail::<M, J>(Some(next), error, cursor, cx, journal, jitter))
@@ -720,31 +709,15 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                         let caught =
                             Caught { state: info.name.to_owned(), attempts: attempts.clone() };
                         if let Some(next) = M::fallback(index, caught) {
-                            let to = graph.states[M::index(&next)].name;
-                            let outcome = Outcome::Caught { to };
-                            let duration = Duration::ZERO;
-                            cursor.history.push(Entry {
-                                state: info.name,
-                                attempt,
-                                outcome,
-                                duration,
-                            });
-                            journal.event(info.name, || EventKind::Transitioned { to });
-                            state =
-                                match go_to::<M, J>(next, cursor, cx, journal, max_steps).await? {
-                                    Entered::In(next) => next,
-                                    Entered::Refused(next, error) => {
-                                        return Box::pin(fail::<M, J>(
-                                            Some(next),
-                                            error,
-                                            cursor,
-                                            cx,
-                                            journal,
-                                            jitter,
-                                        ))
-                                        .await;
-                                    }
-                                };
+                            let caught = |to| Outcome::Caught { to };
+                            let entered = reroute::<M, J>(
+                                info.name, attempt, next, caught, cursor, cx, journal, jitter,
+                                max_steps,
+                            );
+                            state = match entered.await? {
+                                Ok(next) => next,
+                                Err(end) => return Ok(end),
+                            };
                             clock = Instant::now();
                             continue;
                         }
@@ -794,27 +767,31 @@ fn scoped<M: Machine, J: Journal<M>>(
     (Attempt { current, reporter, cancel }, span)
 }
 
-/// How entering a state went: [`go_to`].
-enum Entered<S> {
-    /// The run is in the state (its `wait`, if any, waited out).
-    In(S),
-    /// A loop guard refused the visit.
-    Refused(S, RunError),
-}
-
-/// Enters `next` (the cursor's `seq` already advanced): counts the visit, sets its deadline,
-/// checkpoints, and waits out its `wait`.
+/// Takes the run from `from` to `next` without an attempt of `next`'s predecessor to show for
+/// it (a signal's default, a fallback): records `outcome` for `from`, enters `next` (the
+/// cursor's `seq` already advanced), checkpoints, and waits out its `wait`. `Err` is how the
+/// run ended instead, when a loop guard refused the visit.
 ///
 /// Takes the state by value: a reference held across the awaits would need it to be `Sync`.
-async fn go_to<M: Machine, J: Journal<M>>(
+#[allow(clippy::too_many_arguments)] // the run loop's state, passed through
+async fn reroute<M: Machine, J: Journal<M>>(
+    from: &'static str,
+    attempt: u32,
     next: M::State,
+    outcome: fn(&'static str) -> Outcome,
     cursor: &mut Cursor<M::State>,
     cx: &mut M::Context,
     journal: &mut J,
+    jitter: &mut Jitter,
     max_steps: u64,
-) -> Result<Entered<M::State>, J::Stop> {
+) -> Result<Result<M::State, End<M::Output>>, J::Stop> {
+    let to = M::graph().states[M::index(&next)].name;
+    let (outcome, duration) = (outcome(to), Duration::ZERO);
+    cursor.history.push(Entry { state: from, attempt, outcome, duration });
+    journal.event(from, || EventKind::Transitioned { to });
     if let Err(error) = cursor.enter::<M>(&next, max_steps) {
-        return Ok(Entered::Refused(next, error));
+        let failed = Box::pin(fail::<M, J>(Some(next), error, cursor, cx, journal, jitter));
+        return Ok(Err(failed.await?));
     }
     arrive::<M, J>(&next, cursor, journal);
     journal.record(Some(&next), cursor, cx, None).await?;
@@ -822,7 +799,7 @@ async fn go_to<M: Machine, J: Journal<M>>(
         journal.resume_backoff(cursor).await;
         cursor.wake_at = None;
     }
-    Ok(Entered::In(next))
+    Ok(Ok(next))
 }
 
 /// Ends the run with `error` (the cursor's `seq` already advanced), after rolling back the
