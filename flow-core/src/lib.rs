@@ -41,6 +41,7 @@ pub use run::{FailedCompensation, Finished, RunError, Runner};
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::machine::no_compensation;
     pub use serde;
     pub use serde_json;
 }

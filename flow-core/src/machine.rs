@@ -114,10 +114,7 @@ pub trait Machine: Sized + Send + Sync + 'static {
         cx: &mut Self::Context,
     ) -> impl Future<Output = Result<()>> + Send + '_ {
         let _ = cx;
-        // Only a visit recorded by a version of the machine that had a compensation gets here.
-        let name = Self::graph().states[Self::index(&state)].name;
-        let message = format!("state `{name}` has no compensation in this version of the machine");
-        std::future::ready(Err(crate::Error::permanent(message)))
+        std::future::ready(Err(no_compensation::<Self>(&state)))
     }
 
     /// Where a run goes when the state at `index` (in [`Graph::states`]) fails for good: its
@@ -126,6 +123,16 @@ pub trait Machine: Sized + Send + Sync + 'static {
         let _ = (index, caught);
         None
     }
+}
+
+/// The failure of compensating `state`, which has no compensation: only a visit recorded by a
+/// version of the machine that had one gets here.
+#[doc(hidden)]
+pub fn no_compensation<M: Machine>(state: &M::State) -> crate::Error {
+    let name = M::graph().states[M::index(state)].name;
+    crate::Error::permanent(format!(
+        "state `{name}` has no compensation in this version of the machine"
+    ))
 }
 
 /// A value a machine's state can wait for: the type of a `#[signal]` parameter. The macro

@@ -485,13 +485,9 @@ fn failure_methods(machine: &Machine) -> TokenStream {
                     match __flow_state {
                         #(#compensations)*
                         // A visit recorded by a version that had a compensation here.
-                        other => ::core::result::Result::Err(::flow::Error::permanent(
-                            ::std::format!(
-                                "state `{}` has no compensation in this version of the machine",
-                                <Machine as ::flow::Machine>::graph().states
-                                    [<Machine as ::flow::Machine>::index(&other)].name,
-                            ),
-                        )),
+                        other => ::core::result::Result::Err(
+                            ::flow::__private::no_compensation::<Machine>(&other),
+                        ),
                     }
                 }
             }

@@ -542,12 +542,8 @@ where
 /// Whether a snapshot was written in the middle of a rollback. One that does not read back
 /// is not: the run's resume reports it.
 pub(crate) fn rolling_back(snapshot: &str) -> bool {
-    #[derive(Deserialize)]
-    struct Probe {
-        #[serde(default)]
-        rollback: Option<IgnoredAny>,
-    }
-    serde_json::from_str::<Probe>(snapshot).is_ok_and(|probe| probe.rollback.is_some())
+    serde_json::from_str::<SnapshotIn<IgnoredAny, IgnoredAny, IgnoredAny>>(snapshot)
+        .is_ok_and(|snapshot| snapshot.rollback.is_some())
 }
 
 /// Reads a failed run's error from its last checkpoint.
