@@ -138,9 +138,57 @@
 //!
 //! [`Engine`] runs machines durably: a checkpoint after every step in a
 //! [`CheckpointStore`](store::CheckpointStore) (SQLite by default with
-//! [`store::SqliteStore`]), [`Engine::resume_pending`] after a restart, and an
+//! [`store::SqliteStore`]), takeover of unfinished runs after a restart, and an
 //! [idempotency key](idempotency_key) per state visit for the side effects a state causes. The
 //! [`Engine`] docs show a complete run; `examples/durable.rs` one you can interrupt.
+//!
+//! Runs live in the store: a run that waits (for a signal, a timer, a retry's backoff) is held
+//! by no engine and costs no memory; any engine on the store claims it when it is due, and
+//! takes over the runs of an engine that died once its lease lapses. See [`Engine`].
+//!
+//! # Resources
+//!
+//! A durable run's context is stored, so clients and pools stay out of it: mark them
+//! `#[serde(skip)]` and give them back to every run with
+//! [`EngineBuilder::machine_with`], which runs before the run executes in that engine (at its
+//! start, and after every restart, wait or takeover).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use flow::prelude::*;
+//!
+//! pub struct Payments { pub name: String }
+//!
+//! #[derive(Default, serde::Serialize, serde::Deserialize)]
+//! pub struct Shop {
+//!     pub charged: u64,                   // data: stored with the run
+//!     #[serde(skip)]
+//!     pub payments: Option<Arc<Payments>>, // a client: given back by the engine
+//! }
+//!
+//! #[flow::machine]
+//! pub mod checkout {
+//!     use super::*;
+//!
+//!     #[state(start, end)]
+//!     async fn charge(cx: &mut Shop, cents: u64) -> Result<String> {
+//!         let payments = cx.payments.as_ref().ok_or_else(|| Error::permanent("no client"))?;
+//!         cx.charged += cents;
+//!         Ok(format!("{} charged {cents}", payments.name))
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let payments = Arc::new(Payments { name: "acme".into() });
+//! let engine = flow::Engine::builder()
+//!     .machine_with::<checkout::Machine>(move |shop| shop.payments = Some(payments.clone()))
+//!     .build()
+//!     .unwrap();
+//! let run = engine.start::<checkout::Machine>(250).await.unwrap();
+//! assert_eq!(run.output().await.unwrap(), "acme charged 250");
+//! # }
+//! ```
 //!
 //! # Testing
 //!

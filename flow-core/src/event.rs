@@ -50,7 +50,9 @@ pub struct Event {
 pub enum EventKind {
     /// The run was started; its first checkpoint is durable.
     Started,
-    /// The run was resumed from its last checkpoint by [`Engine::resume_pending`](crate::Engine::resume_pending).
+    /// An engine claimed the run and goes on from its last checkpoint: after a restart, a
+    /// resume, a takeover from an engine that died, or a signal. (A run waking from its own
+    /// timer or backoff goes on without this event.)
     Resumed {
         /// The checkpoint it resumed from.
         seq: u64,
@@ -121,6 +123,14 @@ pub enum EventKind {
     Cancelled,
     /// The run was paused; [`Engine::resume`](crate::Engine::resume) continues it.
     Paused,
+    /// The store failed to write the run's checkpoint; the engine tries again after
+    /// `retry_in`, as long as its lease holds. The run does not move on meanwhile.
+    StoreFault {
+        /// What the store said.
+        error: String,
+        /// The wait before the next try.
+        retry_in: Duration,
+    },
 }
 
 impl fmt::Display for Event {
@@ -159,6 +169,9 @@ impl fmt::Display for Event {
             EventKind::Failed { error } => write!(f, "failed: {error}"),
             EventKind::Cancelled => f.write_str("cancelled"),
             EventKind::Paused => f.write_str("paused"),
+            EventKind::StoreFault { error, retry_in } => {
+                write!(f, "the store failed to write a checkpoint: {error}; retry in {retry_in:?}")
+            }
         }
     }
 }
@@ -244,7 +257,7 @@ impl Stream for Events {
 /// # }
 /// ```
 pub fn progress(message: impl Into<String>, fraction: Option<f32>) {
-    crate::id::with_reporter(|reporter| {
+    crate::current::with_reporter(|reporter| {
         let fraction = fraction.map(|f| f.clamp(0.0, 1.0));
         reporter.send(EventKind::Progress { message: message.into(), fraction });
     });

@@ -83,6 +83,11 @@ pub enum Failure {
         /// The panic's message, when it was a string.
         message: String,
     },
+    /// The process running the attempt stopped (it crashed, was killed, or lost touch with
+    /// the store) before the attempt ended; another engine took the run over and counted the
+    /// attempt as failed, so a state that crashes its process every time runs out of
+    /// attempts instead of running forever.
+    Interrupted,
 }
 
 impl Failure {
@@ -99,6 +104,7 @@ impl fmt::Display for Failure {
             Failure::Error { message, permanent: false } => write!(f, "error: {message}"),
             Failure::TimedOut { after } => write!(f, "timed out after {after:?}"),
             Failure::Panicked { message } => write!(f, "panicked: {message}"),
+            Failure::Interrupted => f.write_str("interrupted: the process running it stopped"),
         }
     }
 }

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod current;
 mod engine;
 mod error;
 pub mod event;
@@ -26,6 +27,7 @@ mod run;
 pub mod store;
 pub mod testing;
 
+pub use current::{Current, cancelled, current, idempotency_key};
 pub use engine::{
     Clock, Durable, Engine, EngineBuilder, EngineError, Migrate, Resumed, RunHandle, RunStatus,
     SystemClock,
@@ -34,7 +36,7 @@ pub use error::{BoxError, Error, Result, ResultExt};
 pub use event::{Event, EventKind, Events, progress};
 pub use graph::{Graph, SignalInfo, StateInfo};
 pub use history::{Caught, FromCaught};
-pub use id::{Current, ParseRunIdError, RunId, cancelled, current, idempotency_key};
+pub use id::{ParseRunIdError, RunId};
 pub use machine::{Goto, Machine, Signal, Step};
 pub use policy::{Backoff, OnFailure, Policy, RetryPolicy};
 pub use run::{FailedCompensation, Finished, RunError, Runner};

@@ -24,6 +24,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -39,6 +40,9 @@ pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 /// One durable step of a run: everything needed to go on from here.
+///
+/// A store keeps a run's latest checkpoint (its snapshot replaces the one before) and appends
+/// its history entries; it does not keep a full copy per step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     /// The run.
@@ -55,20 +59,158 @@ pub struct Checkpoint {
     pub status: Status,
     /// The name of the state the run is in (or ended in).
     pub state: Cow<'static, str>,
-    /// While a retry backs off: when it is due, in Unix milliseconds.
+    /// A deadline, in Unix milliseconds: when a retry's backoff or a `wait` timer ends, or
+    /// when a wait for a signal times out.
     pub wake_at: Option<u64>,
+    /// Why the run waits, if it does: a waiting run is held by no engine, and becomes
+    /// runnable at `wake_at` (or, waiting for a signal without a deadline, when one comes).
+    /// `None` for a run that goes on at once.
+    pub wait: Option<Wait>,
+    /// The claim this checkpoint is written under, checked by the store (fencing). `None`
+    /// for a write from outside the run (a signal, a cancel), which the store accepts only
+    /// while no engine holds the run.
+    pub lease: Option<Lease>,
     /// The machine-specific part, as JSON: the state's payload, the context, the attempt, the
     /// visit counts, and the output or error of a finished run.
     pub snapshot: String,
-    /// The history entries this checkpoint adds, as a JSON array.
+    /// When it was written, in Unix milliseconds on the writer's clock.
+    pub at: u64,
+    /// The history entries this checkpoint adds, as a JSON array. Reads leave it `"[]"`:
+    /// [`CheckpointStore::history`] gives a run's history.
     pub entries: String,
+}
+
+impl Checkpoint {
+    /// Whether the engine that writes this checkpoint keeps holding the run: it is running
+    /// and goes on at once under the writer's lease.
+    pub fn keeps_lease(&self) -> bool {
+        self.status == Status::Running && self.wait.is_none() && self.lease.is_some()
+    }
+
+    /// When the run becomes claimable after this checkpoint, in Unix milliseconds: `None` for
+    /// a run no engine may claim (held by its writer, finished, paused, stuck, or waiting for
+    /// a signal without a deadline); `Some(0)` for a run that is runnable now.
+    pub fn due_at(&self) -> Option<u64> {
+        if self.status != Status::Running || self.keeps_lease() {
+            return None;
+        }
+        match self.wait {
+            None => Some(0),
+            Some(Wait::Signal) => self.wake_at,
+            Some(Wait::Timer | Wait::Backoff) => Some(self.wake_at.unwrap_or(0)),
+        }
+    }
+}
+
+/// Why a run waits in the store, held by no engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Wait {
+    /// For a `#[signal]`, until its timeout if it has one.
+    Signal,
+    /// For a state's `wait = "..."` timer.
+    Timer,
+    /// For a retry's backoff.
+    Backoff,
+}
+
+impl Wait {
+    /// `"signal"`, `"timer"` or `"backoff"`: how stores write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wait::Signal => "signal",
+            Wait::Timer => "timer",
+            Wait::Backoff => "backoff",
+        }
+    }
+}
+
+impl fmt::Display for Wait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Wait {
+    type Err = StoreError;
+
+    fn from_str(text: &str) -> Result<Wait, StoreError> {
+        match text {
+            "signal" => Ok(Wait::Signal),
+            "timer" => Ok(Wait::Timer),
+            "backoff" => Ok(Wait::Backoff),
+            other => Err(StoreError::Backend(
+                format!("unknown wait `{other}` in the store; expected signal, timer or backoff")
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// An engine's claim on a run: who holds it, and the fencing token of this claim.
+///
+/// Every claim of a run gets a token one higher than the claim before, so a write carrying an
+/// older token comes from an engine that lost the run, and the store refuses it
+/// ([`StoreError::Fenced`]). State bodies read the token from [`crate::current`] to fence the
+/// side effects they make elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// The engine holding the run: its owner id ([`CheckpointStore::heartbeat`] keeps it alive).
+    pub owner: Arc<str>,
+    /// This claim's fencing token.
+    pub token: u64,
+}
+
+/// A run an engine has claimed: its latest checkpoint, and the claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// The run's latest checkpoint (its `entries` left `"[]"`).
+    pub checkpoint: Checkpoint,
+    /// The new claim; write the run's next checkpoints under it.
+    pub lease: Lease,
+    /// Whether the run was taken from an engine whose lease expired, rather than released:
+    /// the attempt that engine was running was interrupted.
+    pub taken_over: bool,
+    /// A cancel or pause requested while the run was held elsewhere, still to be honoured.
+    pub halt: Option<Halt>,
+}
+
+/// A request to stop a run that an engine holds: recorded in the store, and honoured by that
+/// engine at the run's next safe point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Halt {
+    /// Hold the run, to be resumed later.
+    Pause = 1,
+    /// End the run as cancelled.
+    Cancel = 2,
+}
+
+impl Halt {
+    /// `"pause"` or `"cancel"`: how stores write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Halt::Pause => "pause",
+            Halt::Cancel => "cancel",
+        }
+    }
+
+    /// Reads [`Halt::as_str`] back; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Halt> {
+        match text {
+            "pause" => Some(Halt::Pause),
+            "cancel" => Some(Halt::Cancel),
+            _ => None,
+        }
+    }
 }
 
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
-    /// Not finished: running, backing off before a retry, or waiting for a free slot.
+    /// Not finished: executing, runnable, or waiting in the store (for a backoff, a timer or
+    /// a signal; [`RunSummary::wait`] says which).
     Running,
     /// Finished with an output.
     Completed,
@@ -76,12 +218,12 @@ pub enum Status {
     Failed,
     /// Stopped by `Engine::cancel`.
     Cancelled,
-    /// Held by `Engine::pause` until `Engine::resume`; not resumed by `resume_pending`.
+    /// Held by `Engine::pause` until `Engine::resume`; no engine claims it meanwhile.
     Paused,
-    /// Unfinished, but this engine could not resume it: its checkpoint is corrupt, or matches
-    /// no known version of its machine. The run's note says why; nothing was changed, so the
-    /// run resumes once a fixed binary (with the missing migration, say) calls
-    /// `Engine::resume_pending` again.
+    /// Unfinished, but an engine could not run it: its checkpoint is corrupt, matches no known
+    /// version of its machine, or the engine failed while running it. The run's note says why;
+    /// nothing else was changed, so the run goes on once a fixed binary (with the missing
+    /// migration, say) calls `Engine::resume_pending`. No engine claims it meanwhile.
     Stuck,
 }
 
@@ -184,6 +326,12 @@ pub struct RunSummary {
     pub status: Status,
     /// Why a run is stuck; `None` otherwise.
     pub note: Option<String>,
+    /// Why an unfinished run waits, if it does.
+    pub wait: Option<Wait>,
+    /// When it was created, in Unix milliseconds.
+    pub created: u64,
+    /// When its last checkpoint was written, in Unix milliseconds.
+    pub updated: u64,
 }
 
 /// Why a store could not do what was asked.
@@ -203,6 +351,29 @@ pub enum StoreError {
         seq: u64,
         /// The run's last stored sequence number, if it has one.
         stored: Option<u64>,
+    },
+    /// The checkpoint was written under a lease that no longer holds the run: another engine
+    /// claimed it after this one's lease expired, or (for a write from outside the run) an
+    /// engine holds it now. Nothing was written.
+    #[error(
+        "run {run}: the write was refused, the run is held by another claim than this \
+         writer's (its lease expired and another engine took the run over); this engine \
+         lets go of the run"
+    )]
+    Fenced {
+        /// The run.
+        run: RunId,
+    },
+    /// Only finished runs are deleted.
+    #[error(
+        "run {run} is {status}, not finished, and was not deleted; cancel it first \
+         (Engine::cancel), then delete it"
+    )]
+    Unfinished {
+        /// The run.
+        run: RunId,
+        /// Where it stands.
+        status: Status,
     },
     /// The store could not be opened or created.
     #[error("cannot open the store at {}: {source}; check that its directory exists and is writable", .path.display())]
@@ -234,28 +405,95 @@ pub enum StoreError {
     Backend(#[source] BoxError),
 }
 
-/// Keeps the checkpoints of durable runs. Implement it to add a backend.
+/// Keeps durable runs. Implement it to add a backend; `tests/store.rs` holds the contract
+/// every store passes.
 ///
 /// Every method is one atomic operation. [`save`](CheckpointStore::save) returns only once
-/// the checkpoint is durable: the engine moves a run on only after that.
+/// the checkpoint is durable: the engine moves a run on only after that. Times are Unix
+/// milliseconds on the calling engine's clock.
+///
+/// A run is held by at most one engine at a time: the engine that started it, or one that
+/// claimed it ([`claim`](CheckpointStore::claim)). An engine's hold lasts while its owner
+/// lease is renewed ([`heartbeat`](CheckpointStore::heartbeat)); once that lapses, another
+/// engine may take the run over, and the old holder's writes are refused.
 pub trait CheckpointStore: Send + Sync + 'static {
-    /// Appends `checkpoint` to its run's log if its `seq` follows the run's last stored one
-    /// (for `seq` 0: if the run does not exist yet, which also records the run and its
-    /// machine); otherwise fails with [`StoreError::Conflict`] and writes nothing. A
-    /// checkpoint whose status is not `Running` also sets the run's status.
+    /// Writes `checkpoint` as its run's latest, and appends its history entries, if:
+    ///
+    /// - its `seq` follows the run's last one (for `seq` 0: the run does not exist yet, which
+    ///   also records the run and its machine); otherwise [`StoreError::Conflict`];
+    /// - it carries the lease the run is held under, or none while no engine holds the run;
+    ///   otherwise [`StoreError::Fenced`].
+    ///
+    /// Refused, it writes nothing. Written, the run is held by the checkpoint's lease if
+    /// [`Checkpoint::keeps_lease`], and released otherwise, claimable from
+    /// [`Checkpoint::due_at`]. A checkpoint that ends or pauses the run clears any
+    /// [`Halt`] requested for it.
     fn save(&self, checkpoint: Checkpoint) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The run's last checkpoint; `None` for an unknown run.
+    /// Claims up to `limit` runs of the named `machines` for `owner`: running runs that no
+    /// engine holds and that are due by `now`, those due earliest first. Each claim gets a
+    /// fresh token.
+    fn claim(
+        &self,
+        owner: &str,
+        machines: &[&'static str],
+        now: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Claimed>, StoreError>> + Send;
+
+    /// Claims up to `limit` runs of the named `machines` for `owner` whose holder's lease
+    /// expired before `now` (an engine that died, or lost touch with the store). They come
+    /// back with [`Claimed::taken_over`] set; each claim gets a fresh token.
+    fn take_over(
+        &self,
+        owner: &str,
+        machines: &[&'static str],
+        now: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Claimed>, StoreError>> + Send;
+
+    /// When the next run of `machines` that no engine holds becomes due; `None` if none
+    /// waits for a time.
+    fn next_due(
+        &self,
+        machines: &[&'static str],
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Renews `owner`'s lease until `expires` (registering the owner on its first call), and
+    /// returns the halts requested for runs it holds.
+    fn heartbeat(
+        &self,
+        owner: &str,
+        expires: u64,
+    ) -> impl Future<Output = Result<Vec<(RunId, Halt)>, StoreError>> + Send;
+
+    /// Lets go of a run held under `lease` without a checkpoint, runnable at once: how an
+    /// engine hands back the runs it holds when it shuts down, or the runs it cannot run.
+    /// A lease that no longer holds the run is ignored.
+    fn release(
+        &self,
+        run: RunId,
+        lease: Lease,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records that run `run` is to be halted by the engine holding it. Returns `false` if
+    /// the run is unknown or finished.
+    fn request_halt(
+        &self,
+        run: RunId,
+        halt: Halt,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The run's latest checkpoint (with `entries` left `"[]"` and no lease); `None` for an
+    /// unknown run.
     fn latest(
         &self,
         run: RunId,
     ) -> impl Future<Output = Result<Option<Checkpoint>, StoreError>> + Send;
 
-    /// All of the run's checkpoints, in order; empty for an unknown run.
-    fn checkpoints(
-        &self,
-        run: RunId,
-    ) -> impl Future<Output = Result<Vec<Checkpoint>, StoreError>> + Send;
+    /// The run's history: the `entries` of each checkpoint that added some, in order; empty
+    /// for an unknown run.
+    fn history(&self, run: RunId) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
     /// The run's summary; `None` for an unknown run.
     fn summary(
@@ -269,14 +507,33 @@ pub trait CheckpointStore: Send + Sync + 'static {
         filter: Filter,
     ) -> impl Future<Output = Result<Vec<RunSummary>, StoreError>> + Send;
 
-    /// Sets a run's status and note without writing a checkpoint: how the engine marks a run
-    /// it cannot resume as [`Status::Stuck`], and clears the mark once it can.
+    /// Sets a run's status and note without writing a checkpoint, and lets go of it: how the
+    /// engine marks a run it cannot resume as [`Status::Stuck`], and how
+    /// `Engine::resume_pending` makes it [`Status::Running`] (runnable at once) again.
     fn mark(
         &self,
         run: RunId,
         status: Status,
         note: Option<String>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Deletes finished runs that `filter` matches and that finished before `before` (all of
+    /// them with `u64::MAX`), with their history. Returns how many were deleted.
+    fn delete_finished(
+        &self,
+        filter: Filter,
+        before: u64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Deletes run `run` and its history if it has finished. Returns `false` for an unknown
+    /// run; [`StoreError::Unfinished`] for a run that has not finished (nothing is deleted).
+    fn delete(&self, run: RunId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Whether other processes may write this store, so that an engine must poll it to see
+    /// their writes (signals, new runs, expired leases). `true` unless a store says otherwise.
+    fn shared_between_processes(&self) -> bool {
+        true
+    }
 }
 
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -284,22 +541,73 @@ type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 
 /// [`CheckpointStore`] with boxed futures, so the engine can hold any store behind one type.
 pub(crate) trait DynStore: Send + Sync + 'static {
     fn save(&self, checkpoint: Checkpoint) -> Boxed<'_, ()>;
+    fn claim<'a>(
+        &'a self,
+        owner: &'a str,
+        machines: &'a [&'static str],
+        now: u64,
+        limit: usize,
+    ) -> Boxed<'a, Vec<Claimed>>;
+    fn take_over<'a>(
+        &'a self,
+        owner: &'a str,
+        machines: &'a [&'static str],
+        now: u64,
+        limit: usize,
+    ) -> Boxed<'a, Vec<Claimed>>;
+    fn next_due<'a>(&'a self, machines: &'a [&'static str]) -> Boxed<'a, Option<u64>>;
+    fn heartbeat<'a>(&'a self, owner: &'a str, expires: u64) -> Boxed<'a, Vec<(RunId, Halt)>>;
+    fn release(&self, run: RunId, lease: Lease) -> Boxed<'_, ()>;
+    fn request_halt(&self, run: RunId, halt: Halt) -> Boxed<'_, bool>;
     fn latest(&self, run: RunId) -> Boxed<'_, Option<Checkpoint>>;
-    fn checkpoints(&self, run: RunId) -> Boxed<'_, Vec<Checkpoint>>;
+    fn history(&self, run: RunId) -> Boxed<'_, Vec<String>>;
     fn summary(&self, run: RunId) -> Boxed<'_, Option<RunSummary>>;
     fn list(&self, filter: Filter) -> Boxed<'_, Vec<RunSummary>>;
     fn mark(&self, run: RunId, status: Status, note: Option<String>) -> Boxed<'_, ()>;
+    fn delete_finished(&self, filter: Filter, before: u64) -> Boxed<'_, u64>;
+    fn delete(&self, run: RunId) -> Boxed<'_, bool>;
+    fn shared_between_processes(&self) -> bool;
 }
 
 impl<S: CheckpointStore> DynStore for S {
     fn save(&self, checkpoint: Checkpoint) -> Boxed<'_, ()> {
         Box::pin(CheckpointStore::save(self, checkpoint))
     }
+    fn claim<'a>(
+        &'a self,
+        owner: &'a str,
+        machines: &'a [&'static str],
+        now: u64,
+        limit: usize,
+    ) -> Boxed<'a, Vec<Claimed>> {
+        Box::pin(CheckpointStore::claim(self, owner, machines, now, limit))
+    }
+    fn take_over<'a>(
+        &'a self,
+        owner: &'a str,
+        machines: &'a [&'static str],
+        now: u64,
+        limit: usize,
+    ) -> Boxed<'a, Vec<Claimed>> {
+        Box::pin(CheckpointStore::take_over(self, owner, machines, now, limit))
+    }
+    fn next_due<'a>(&'a self, machines: &'a [&'static str]) -> Boxed<'a, Option<u64>> {
+        Box::pin(CheckpointStore::next_due(self, machines))
+    }
+    fn heartbeat<'a>(&'a self, owner: &'a str, expires: u64) -> Boxed<'a, Vec<(RunId, Halt)>> {
+        Box::pin(CheckpointStore::heartbeat(self, owner, expires))
+    }
+    fn release(&self, run: RunId, lease: Lease) -> Boxed<'_, ()> {
+        Box::pin(CheckpointStore::release(self, run, lease))
+    }
+    fn request_halt(&self, run: RunId, halt: Halt) -> Boxed<'_, bool> {
+        Box::pin(CheckpointStore::request_halt(self, run, halt))
+    }
     fn latest(&self, run: RunId) -> Boxed<'_, Option<Checkpoint>> {
         Box::pin(CheckpointStore::latest(self, run))
     }
-    fn checkpoints(&self, run: RunId) -> Boxed<'_, Vec<Checkpoint>> {
-        Box::pin(CheckpointStore::checkpoints(self, run))
+    fn history(&self, run: RunId) -> Boxed<'_, Vec<String>> {
+        Box::pin(CheckpointStore::history(self, run))
     }
     fn summary(&self, run: RunId) -> Boxed<'_, Option<RunSummary>> {
         Box::pin(CheckpointStore::summary(self, run))
@@ -309,5 +617,14 @@ impl<S: CheckpointStore> DynStore for S {
     }
     fn mark(&self, run: RunId, status: Status, note: Option<String>) -> Boxed<'_, ()> {
         Box::pin(CheckpointStore::mark(self, run, status, note))
+    }
+    fn delete_finished(&self, filter: Filter, before: u64) -> Boxed<'_, u64> {
+        Box::pin(CheckpointStore::delete_finished(self, filter, before))
+    }
+    fn delete(&self, run: RunId) -> Boxed<'_, bool> {
+        Box::pin(CheckpointStore::delete(self, run))
+    }
+    fn shared_between_processes(&self) -> bool {
+        CheckpointStore::shared_between_processes(self)
     }
 }

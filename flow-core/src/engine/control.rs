@@ -1,0 +1,533 @@
+//! What callers do with runs: start, signal, cancel, pause, resume, delete, read. Each is a
+//! write to (or read of) the store, so it works from any engine on the store, for a run
+//! waiting, queued, executing here or executing in another process.
+
+use std::any::TypeId;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::journal::{self, DurableJournal};
+use super::registry::spawn;
+use super::scheduler::{self, ensure_lease};
+use super::{Durable, Engine, EngineError, Resumed, RunHandle, RunStatus, duration_ms};
+use crate::current::Halt;
+use crate::event::{EventKind, Events, Reporter};
+use crate::history::Entry;
+use crate::run::{Cursor, End, Journal};
+use crate::store::{Checkpoint, Filter, Lease, RunSummary, Status, StoreError};
+use crate::{RunId, Signal};
+
+/// How often a write from outside a run is tried again when the run moved on meanwhile.
+const RACES: usize = 8;
+
+impl Engine {
+    /// Starts a run of `M` with `input` and a default context. Returns once the run's first
+    /// checkpoint is durable.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownMachine`] if `M` is not registered; [`EngineError::ShuttingDown`];
+    /// a store error if the first checkpoint could not be written.
+    pub async fn start<M: Durable>(&self, input: M::Input) -> Result<RunHandle<M>, EngineError>
+    where
+        M::Context: Default,
+    {
+        self.start_as::<M>(RunId::random(), input, M::Context::default()).await
+    }
+
+    /// Starts a run of `M` with `input` and `context`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::start`].
+    pub async fn start_with<M: Durable>(
+        &self,
+        input: M::Input,
+        context: M::Context,
+    ) -> Result<RunHandle<M>, EngineError> {
+        self.start_as::<M>(RunId::random(), input, context).await
+    }
+
+    /// Starts a run of `M` under the id `run`, chosen by the caller (from an order number,
+    /// say). Starting an id that exists is refused, so a retried request starts one run.
+    ///
+    /// The run executes here at once if a slot is free; otherwise it waits in the store,
+    /// runnable, for the first engine with a free slot.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::AlreadyExists`] if the id is taken; otherwise as [`Engine::start`].
+    pub async fn start_as<M: Durable>(
+        &self,
+        run: RunId,
+        input: M::Input,
+        mut context: M::Context,
+    ) -> Result<RunHandle<M>, EngineError> {
+        let inner = &self.inner;
+        scheduler::start(inner);
+        self.registered::<M>()?;
+        if inner.closing.load(Ordering::SeqCst) {
+            return Err(EngineError::ShuttingDown);
+        }
+        let graph = M::graph();
+        if let Some(registered) = inner.machines.get(M::NAME) {
+            registered.restore(&mut context);
+        }
+        let state = M::start(input);
+        let mut cursor = Cursor::new(graph);
+        let refused = cursor.enter::<M>(&state, graph.max_steps).err().map(End::Failed);
+        let permit = Arc::clone(&inner.slots).try_acquire_owned().ok();
+        if permit.is_some() {
+            ensure_lease(inner).await?;
+        }
+        // A fresh run's first claim: token 1.
+        let lease = permit.as_ref().map(|_| Lease { owner: Arc::clone(&inner.owner), token: 1 });
+        let name = graph.states[M::index(&state)].name;
+        let mut journal = DurableJournal::<M>::new(inner, run, lease, name);
+        if refused.is_none() {
+            crate::run::arrive::<M, _>(&state, &mut cursor, &journal);
+        }
+        match journal.record(Some(&state), &mut cursor, &context, refused.as_ref()).await {
+            Ok(()) => {}
+            Err(journal::Stop::Lost(EngineError::Store(StoreError::Conflict { .. }))) => {
+                return Err(EngineError::AlreadyExists { run });
+            }
+            Err(journal::Stop::Lost(error) | journal::Stop::Failed(error)) => return Err(error),
+            // Shutting down between the check and the write: handed to the store.
+            Err(journal::Stop::Waiting) => {}
+        }
+        journal.event(journal.state_name, || EventKind::Started);
+        match permit {
+            Some(permit) if refused.is_none() && !journal.released => {
+                spawn::<M>(journal, state, cursor, context, permit);
+            }
+            // Waiting in the store (a signal, a timer), ended, or queued for a slot.
+            _ => inner.runnable(),
+        }
+        Ok(RunHandle { run, engine: self.clone(), machine: PhantomData })
+    }
+
+    /// Claims runnable runs now, instead of at the scheduler's next look at the store, and
+    /// gives stuck runs another chance: they are made runnable again, so a binary with a
+    /// missing migration (or a fix) picks them up.
+    ///
+    /// An engine claims runnable runs on its own, from the moment it is built: after a
+    /// restart, call this only to retry stuck runs, or to learn which runs it claimed. Runs
+    /// held by an engine that died are claimed once that engine's lease lapses.
+    ///
+    /// One bad run does not stop the others: a corrupt run, or one that matches no known
+    /// version of its machine, is reported and marked [`Status::Stuck`] with the reason.
+    ///
+    /// # Errors
+    ///
+    /// Only if the store cannot list or claim runs.
+    pub async fn resume_pending(&self) -> Result<Resumed, EngineError> {
+        let inner = &self.inner;
+        scheduler::start(inner);
+        // Claims held off meanwhile, so the stuck runs made runnable are claimed here.
+        let _one = inner.claiming.lock().await;
+        for summary in inner.store.list(Filter::new().status(Status::Stuck)).await? {
+            if inner.names.contains(&summary.machine.as_str()) {
+                inner.store.mark(summary.run, Status::Running, None).await?;
+            }
+        }
+        let (mut resumed, mut failed) = scheduler::claim_now(inner, false).await;
+        let (lapsed, lapsed_failed) = scheduler::claim_now(inner, true).await;
+        resumed.extend(lapsed);
+        failed.extend(lapsed_failed);
+        Ok(Resumed { resumed, failed })
+    }
+
+    /// A handle on run `run` of machine `M`, to wait for its output, wherever it runs.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownRun`], [`EngineError::WrongMachine`].
+    pub async fn handle<M: Durable>(&self, run: RunId) -> Result<RunHandle<M>, EngineError> {
+        scheduler::start(&self.inner);
+        self.latest::<M>(run).await?;
+        Ok(RunHandle { run, engine: self.clone(), machine: PhantomData })
+    }
+
+    /// Where run `run` stands, with its full history.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownRun`] for an id the store does not have;
+    /// [`EngineError::Corrupt`] if its history does not read back.
+    pub async fn status(&self, run: RunId) -> Result<RunStatus, EngineError> {
+        let inner = &self.inner;
+        let Some(latest) = inner.store.latest(run).await? else {
+            return Err(EngineError::UnknownRun { run });
+        };
+        let history = self.history(run, &latest.machine).await?;
+        let summary = inner.store.summary(run).await?;
+        let (status, note, wait) =
+            summary.map_or((latest.status, None, latest.wait), |s| (s.status, s.note, s.wait));
+        Ok(RunStatus {
+            run,
+            machine: latest.machine.to_string(),
+            version: latest.version,
+            status,
+            state: latest.state.to_string(),
+            seq: latest.seq,
+            wait,
+            wake_at: latest.wake_at.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+            note,
+            // A snapshot that does not read back has no error to show; a claim reports it.
+            error: journal::error(&latest).ok().flatten(),
+            history,
+        })
+    }
+
+    /// The runs `filter` matches, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// If the store cannot list them.
+    pub async fn list(&self, filter: Filter) -> Result<Vec<RunSummary>, EngineError> {
+        Ok(self.inner.store.list(filter).await?)
+    }
+
+    /// Delivers `signal` to run `run`, waiting for it in a state with a `#[signal]` parameter
+    /// of type `S`, and returns once the signal is in the store: the run is runnable at once,
+    /// and this engine (or another on the store) claims it and goes on with it.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NotWaiting`] if the run waits for no signal now (it is executing an
+    /// attempt, or has finished, or its state takes none), [`EngineError::WrongSignal`] if it
+    /// waits for another type, [`EngineError::UnknownRun`], [`EngineError::WrongMachine`]. In
+    /// each case nothing was delivered and the run is as it was.
+    pub async fn signal<M: Durable, S: Signal<M>>(
+        &self,
+        run: RunId,
+        signal: S,
+    ) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        scheduler::start(inner);
+        let value = serde_json::to_value(&signal).map_err(|error| EngineError::Serialize {
+            run,
+            machine: M::NAME,
+            detail: error.to_string(),
+        })?;
+        for _ in 0..RACES {
+            let latest = self.latest::<M>(run).await?;
+            let state = latest.state.to_string();
+            if latest.status.is_finished() {
+                return Err(EngineError::NotWaiting { run, state: Some(state) });
+            }
+            let delivered =
+                journal::deliver_stored::<M, S>(&latest, value.clone(), inner.now_ms())?;
+            match inner.store.save(delivered).await {
+                Ok(()) => {
+                    self.reporter::<M>(run, &state).send(EventKind::SignalReceived);
+                    inner.runnable();
+                    return Ok(());
+                }
+                // The run moved on meanwhile: look again.
+                Err(StoreError::Conflict { .. }) => continue,
+                // An engine holds it: it is executing, not waiting.
+                Err(StoreError::Fenced { .. }) => {
+                    return Err(EngineError::NotWaiting { run, state: Some(state) });
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(EngineError::NotWaiting { run, state: None })
+    }
+
+    /// Every run's events, as this engine sees them, from now on.
+    pub fn events(&self) -> Events {
+        Events::new(self.inner.events.subscribe(), None)
+    }
+
+    /// Run `run`'s events, as this engine sees them, from now on.
+    pub fn events_of(&self, run: RunId) -> Events {
+        Events::new(self.inner.events.subscribe(), Some(run))
+    }
+
+    /// Stops run `run` at its next safe point and records it as cancelled: at once if it
+    /// waits in the store (for a backoff, a timer or a signal: its next attempt never runs),
+    /// or before its next attempt if an engine executes it, here or elsewhere. A state body
+    /// that is running finishes its attempt unless it checks [`crate::cancelled`].
+    ///
+    /// Returns once the cancellation is recorded, or requested from the engine executing the
+    /// run; [`RunHandle::output`] returns [`EngineError::Cancelled`] once the run has
+    /// stopped. A run that is rolling back after a failure finishes its rollback and ends as
+    /// failed.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownRun`]; [`EngineError::Finished`] if the run has finished;
+    /// [`EngineError::RollingBack`] for a run that waits in the middle of a rollback.
+    pub async fn cancel(&self, run: RunId) -> Result<(), EngineError> {
+        self.halt(run, Halt::Cancel).await
+    }
+
+    /// Holds run `run` at its next safe point (as [`Engine::cancel`] stops it), recorded as
+    /// [`Status::Paused`], until [`Engine::resume`]: no engine claims it meanwhile. A run
+    /// paused while it waits for a timer keeps the timer's deadline. Its handle's
+    /// [`output`](RunHandle::output) returns [`EngineError::Paused`]. A run that is rolling
+    /// back after a failure is not paused: it finishes its rollback.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::cancel`].
+    pub async fn pause(&self, run: RunId) -> Result<(), EngineError> {
+        self.halt(run, Halt::Pause).await
+    }
+
+    /// Continues a paused run from its checkpoint: it is runnable at once, or when the timer
+    /// it was paused in ends.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NotPaused`] if the run is not paused (or still on its way to its safe
+    /// point); [`EngineError::UnknownRun`].
+    pub async fn resume(&self, run: RunId) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        scheduler::start(inner);
+        for _ in 0..RACES {
+            let latest = inner.store.latest(run).await?;
+            let latest = latest.ok_or(EngineError::UnknownRun { run })?;
+            // A run executing here is still on its way to its safe point.
+            let status =
+                if inner.live().contains_key(&run) { Status::Running } else { latest.status };
+            if status != Status::Paused {
+                return Err(EngineError::NotPaused { run, status });
+            }
+            let resumed = Checkpoint {
+                seq: latest.seq + 1,
+                status: Status::Running,
+                at: inner.now_ms(),
+                entries: "[]".into(),
+                ..latest
+            };
+            let due_at = resumed.due_at();
+            match inner.store.save(resumed).await {
+                Ok(()) => {
+                    if let Some(due_at) = due_at {
+                        inner.due(due_at);
+                    }
+                    return Ok(());
+                }
+                Err(StoreError::Conflict { .. } | StoreError::Fenced { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(EngineError::NotPaused { run, status: Status::Running })
+    }
+
+    /// Deletes finished run `run` and its history.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownRun`]; [`StoreError::Unfinished`] (in [`EngineError::Store`])
+    /// for a run that has not finished: cancel it first.
+    pub async fn delete(&self, run: RunId) -> Result<(), EngineError> {
+        match self.inner.store.delete(run).await? {
+            true => Ok(()),
+            false => Err(EngineError::UnknownRun { run }),
+        }
+    }
+
+    /// Deletes the finished runs (completed, failed, cancelled) that `filter` matches and
+    /// that finished more than `older_than` ago, with their history. Returns how many.
+    ///
+    /// # Errors
+    ///
+    /// If the store fails.
+    pub async fn delete_finished(
+        &self,
+        filter: Filter,
+        older_than: Duration,
+    ) -> Result<u64, EngineError> {
+        let before = self.inner.now_ms().saturating_sub(duration_ms(older_than));
+        Ok(self.inner.store.delete_finished(filter, before).await?)
+    }
+
+    /// Shuts the engine down: it claims and starts nothing more, lets the attempts it is
+    /// executing finish for up to `grace`, and hands their runs back to the store, runnable,
+    /// for the next engine. Runs still executing when `grace` is over are cut off and handed
+    /// back too; their attempt runs again from the start elsewhere.
+    ///
+    /// # Errors
+    ///
+    /// If the store fails while runs are handed back (they are then taken over once this
+    /// engine's lease lapses).
+    pub async fn shutdown(&self, grace: Duration) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        inner.closing.store(true, Ordering::SeqCst);
+        inner.wake.notify_one();
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let changed = inner.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if inner.live().is_empty() {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                break;
+            }
+        }
+        let left: Vec<(RunId, Lease, tokio::task::AbortHandle)> = inner
+            .live()
+            .iter()
+            .map(|(run, live)| (*run, live.lease.clone(), live.abort.clone()))
+            .collect();
+        let mut failed = None;
+        for (run, lease, abort) in left {
+            abort.abort();
+            inner.live().remove(&run);
+            if let Err(error) = inner.store.release(run, lease).await {
+                failed = Some(error);
+            }
+        }
+        inner.changed.notify_waiters();
+        failed.map_or(Ok(()), |error| Err(error.into()))
+    }
+
+    async fn halt(&self, run: RunId, halt: Halt) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        scheduler::start(inner);
+        for _ in 0..RACES {
+            if let Some(live) = inner.live().get(&run) {
+                live.cancel.request(halt);
+                return Ok(());
+            }
+            let latest = inner.store.latest(run).await?;
+            let latest = latest.ok_or(EngineError::UnknownRun { run })?;
+            if latest.status.is_finished() {
+                return Err(EngineError::Finished { run, status: latest.status });
+            }
+            if journal::rolling_back(&latest.snapshot) {
+                return Err(EngineError::RollingBack { run });
+            }
+            let status = match halt {
+                Halt::Pause if latest.status == Status::Paused => return Ok(()),
+                Halt::Pause => Status::Paused,
+                Halt::Cancel => Status::Cancelled,
+            };
+            let state = latest.state.to_string();
+            // A pause keeps the wait and its deadline, for the resume.
+            let halted = Checkpoint {
+                seq: latest.seq + 1,
+                status,
+                at: inner.now_ms(),
+                entries: "[]".into(),
+                ..latest
+            };
+            let machine = halted.machine.to_string();
+            match inner.store.save(halted).await {
+                Ok(()) => {
+                    let kind = match halt {
+                        Halt::Pause => EventKind::Paused,
+                        Halt::Cancel => EventKind::Cancelled,
+                    };
+                    self.reporter_named(run, &machine, &state).send(kind);
+                    inner.changed.notify_waiters();
+                    return Ok(());
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                // An engine holds the run: it honours the request at its next safe point.
+                Err(StoreError::Fenced { .. }) => {
+                    if inner.store.request_halt(run, halt).await? {
+                        // It may have come back here meanwhile.
+                        if let Some(live) = inner.live().get(&run) {
+                            live.cancel.request(halt);
+                        }
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(EngineError::Stopped {
+            run,
+            reason: "the run kept moving on while it was being stopped; try again".into(),
+        })
+    }
+
+    fn registered<M: Durable>(&self) -> Result<(), EngineError> {
+        match self.inner.machines.get(M::NAME) {
+            Some(registered) if registered.type_id() == TypeId::of::<M>() => Ok(()),
+            _ => Err(EngineError::UnknownMachine { name: M::NAME.into() }),
+        }
+    }
+
+    pub(crate) async fn latest<M: Durable>(&self, run: RunId) -> Result<Checkpoint, EngineError> {
+        let latest = self.inner.store.latest(run).await?;
+        let latest = latest.ok_or(EngineError::UnknownRun { run })?;
+        if latest.machine != M::NAME {
+            return Err(EngineError::WrongMachine {
+                run,
+                expected: M::NAME,
+                found: latest.machine.into_owned(),
+            });
+        }
+        Ok(latest)
+    }
+
+    /// The output (or error) of a finished run, read from its last checkpoint.
+    pub(crate) async fn finished<M: Durable>(&self, run: RunId) -> Result<M::Output, EngineError> {
+        let latest = self.latest::<M>(run).await?;
+        let corrupt =
+            |detail: String| EngineError::Corrupt { run, machine: M::NAME.into(), detail };
+        match latest.status {
+            Status::Completed => journal::output::<M>(&latest.snapshot)
+                .map_err(corrupt)?
+                .ok_or_else(|| corrupt("a completed run's checkpoint holds no output".into())),
+            Status::Failed => {
+                let error = journal::error(&latest)
+                    .map_err(corrupt)?
+                    .ok_or_else(|| corrupt("a failed run's checkpoint holds no error".into()))?;
+                let history = self.history(run, &latest.machine).await?;
+                Err(EngineError::Failed { run, error: error.with_history(history) })
+            }
+            Status::Cancelled => Err(EngineError::Cancelled { run }),
+            Status::Paused => Err(EngineError::Paused { run }),
+            Status::Running | Status::Stuck => {
+                Err(EngineError::Stopped { run, reason: "the run has not finished".into() })
+            }
+        }
+    }
+
+    /// A run's full history, from the entries each checkpoint added.
+    async fn history(&self, run: RunId, machine: &str) -> Result<Vec<Entry>, EngineError> {
+        let mut history = Vec::new();
+        for (index, entries) in self.inner.store.history(run).await?.iter().enumerate() {
+            let entries: Vec<Entry> =
+                serde_json::from_str(entries).map_err(|error| EngineError::Corrupt {
+                    run,
+                    machine: machine.into(),
+                    detail: format!("the history entries #{index} do not read back: {error}"),
+                })?;
+            history.extend(entries);
+        }
+        Ok(history)
+    }
+
+    fn reporter<M: Durable>(&self, run: RunId, state: &str) -> Reporter {
+        self.reporter_named(run, M::NAME, state)
+    }
+
+    /// Where events about run `run` go when no journal of it is at hand.
+    fn reporter_named(&self, run: RunId, machine: &str, state: &str) -> Reporter {
+        let registered = self.inner.machines.get(machine);
+        let machine = registered.map_or("?", |registered| registered.name());
+        let graph = registered.map(|registered| registered.graph());
+        let state = graph.and_then(|graph| graph.state(state)).map_or("?", |info| info.name);
+        Reporter {
+            sender: self.inner.events.clone(),
+            clock: Arc::clone(&self.inner.clock),
+            run,
+            machine,
+            state,
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Why the engine could not do what was asked: [`EngineError`].
+
+use thiserror::Error;
+
+use crate::store::{Status, StoreError};
+use crate::{RunError, RunId};
+
+/// Why the engine could not do what was asked.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// No machine of that name is registered.
+    #[error(
+        "no machine named `{name}` is registered with this engine; register it with \
+         Engine::builder().machine::<{name}::Machine>()"
+    )]
+    UnknownMachine {
+        /// The name asked for.
+        name: String,
+    },
+    /// The run belongs to another machine than the one asked for.
+    #[error("run {run} is a run of machine `{found}`, not of `{expected}`")]
+    WrongMachine {
+        /// The run.
+        run: RunId,
+        /// The machine asked for.
+        expected: &'static str,
+        /// The run's machine.
+        found: String,
+    },
+    /// The store has no run with this id.
+    #[error(
+        "there is no run {run} in this engine's store; check the id \
+         (RunHandle::id and Engine::list give the ids of existing runs)"
+    )]
+    UnknownRun {
+        /// The id asked for.
+        run: RunId,
+    },
+    /// A run with this id exists already.
+    #[error("a run with id {run} exists already; start_as refuses to start it twice")]
+    AlreadyExists {
+        /// The id.
+        run: RunId,
+    },
+    /// The run is stuck: an engine could not run it, and its note says why.
+    #[error(
+        "run {run} is stuck: {note}; fix the cause (a missing migration, a corrupt checkpoint), \
+         then call Engine::resume_pending"
+    )]
+    Stuck {
+        /// The run.
+        run: RunId,
+        /// Why, as the engine that marked it wrote.
+        note: String,
+    },
+    /// The engine is shutting down ([`Engine::shutdown`]) and starts nothing more.
+    #[error("the engine is shutting down and starts no more runs; start it on another engine")]
+    ShuttingDown,
+    /// The stored run matches no version of its machine this engine knows.
+    #[error(
+        "run {run} of machine `{machine}` was stored by version {stored_version} (fingerprint \
+         {stored_fingerprint}); this binary has version {version} (fingerprint {fingerprint}): \
+         {why}"
+    )]
+    Incompatible {
+        /// The run.
+        run: RunId,
+        /// Its machine.
+        machine: String,
+        /// The version in its checkpoint.
+        stored_version: u32,
+        /// The fingerprint in its checkpoint.
+        stored_fingerprint: String,
+        /// The registered machine's version.
+        version: u32,
+        /// The registered machine's fingerprint.
+        fingerprint: &'static str,
+        /// What to do about it.
+        why: &'static str,
+    },
+    /// A stored checkpoint does not read back.
+    #[error("run {run} of machine `{machine}` has a corrupt checkpoint: {detail}")]
+    Corrupt {
+        /// The run.
+        run: RunId,
+        /// Its machine.
+        machine: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A registered migration failed on a run.
+    #[error("run {run} of machine `{machine}`: migrating from version {from} to {to}: {detail}")]
+    Migration {
+        /// The run.
+        run: RunId,
+        /// Its machine.
+        machine: String,
+        /// The version migrated from.
+        from: u32,
+        /// The version migrated to.
+        to: u32,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A run's state, context or output would not serialize; the run stopped unfinished.
+    #[error(
+        "run {run} of machine `{machine}` could not be checkpointed: {detail}; the run stopped at \
+         its last checkpoint (check the Serialize impls of its payloads and context)"
+    )]
+    Serialize {
+        /// The run.
+        run: RunId,
+        /// Its machine.
+        machine: &'static str,
+        /// What serde said.
+        detail: String,
+    },
+    /// The run failed.
+    #[error("run {run} failed: {error}")]
+    Failed {
+        /// The run.
+        run: RunId,
+        /// How, with the run's history.
+        error: RunError,
+    },
+    /// The run was cancelled ([`Engine::cancel`]).
+    #[error("run {run} was cancelled")]
+    Cancelled {
+        /// The run.
+        run: RunId,
+    },
+    /// The run is paused ([`Engine::pause`]); [`Engine::resume`] continues it.
+    #[error("run {run} is paused; Engine::resume continues it, then Engine::handle waits for it")]
+    Paused {
+        /// The run.
+        run: RunId,
+    },
+    /// The run is not waiting for a signal: it is running an attempt, or finished, or its
+    /// state takes none.
+    #[error("run {run} is not waiting for a signal{}; nothing was delivered", .state.as_ref().map_or_else(String::new, |state| format!(" (it is in state `{state}`)")))]
+    NotWaiting {
+        /// The run.
+        run: RunId,
+        /// The state it is in, if known.
+        state: Option<String>,
+    },
+    /// The run waits for another type of signal.
+    #[error(
+        "run {run} waits in state `{state}` for a {expected}, not a {got}; nothing was delivered"
+    )]
+    WrongSignal {
+        /// The run.
+        run: RunId,
+        /// The waiting state.
+        state: String,
+        /// The type it waits for, as declared.
+        expected: &'static str,
+        /// The type sent.
+        got: &'static str,
+    },
+    /// The run is not paused, so there is nothing to resume.
+    #[error("run {run} is not paused ({status}); only a paused run can be resumed")]
+    NotPaused {
+        /// The run.
+        run: RunId,
+        /// Where it stands.
+        status: Status,
+    },
+    /// The run is undoing its completed states after a failure; a rollback is not stopped
+    /// halfway.
+    #[error(
+        "run {run} is rolling back after a failure and cannot be cancelled or paused; \
+         it finishes its rollback and ends as failed"
+    )]
+    RollingBack {
+        /// The run.
+        run: RunId,
+    },
+    /// The run has finished already: there is nothing to cancel or pause.
+    #[error("run {run} has finished already ({status}); there is nothing to stop")]
+    Finished {
+        /// The run.
+        run: RunId,
+        /// How it finished.
+        status: Status,
+    },
+    /// The run stopped unfinished and is marked [`Status::Stuck`] with the reason; it goes on
+    /// from its last checkpoint after [`Engine::resume_pending`].
+    #[error("run {run} stopped unfinished: {reason}")]
+    Stopped {
+        /// The run.
+        run: RunId,
+        /// Why.
+        reason: String,
+    },
+    /// The engine's configuration is inconsistent.
+    #[error("the engine cannot be built: {problems}")]
+    Config {
+        /// Every problem found.
+        problems: String,
+    },
+    /// The store failed, or refused a checkpoint ([`StoreError::Conflict`]).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -1,0 +1,142 @@
+//! A run seen from outside: [`RunHandle`] waits for its output, wherever it executes;
+//! [`RunStatus`] says where it stands.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::journal::output;
+use super::{Durable, Ended, Engine, EngineError};
+use crate::history::Entry;
+use crate::store::{Status, Wait};
+use crate::{RunError, RunId};
+
+/// A started run: its id, and its output once it ends.
+///
+/// The run may execute in this engine or in another on the same store, and wait in the store
+/// between; the handle follows it there. Cheap to hold: it is the run's id and the engine.
+pub struct RunHandle<M> {
+    pub(crate) run: RunId,
+    pub(crate) engine: Engine,
+    pub(crate) machine: PhantomData<fn() -> M>,
+}
+
+impl<M> fmt::Debug for RunHandle<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunHandle").field("run", &self.run).finish_non_exhaustive()
+    }
+}
+
+impl<M: Durable> RunHandle<M> {
+    /// The run's id: give it to [`Engine::status`] or [`Engine::handle`], later or from
+    /// another process.
+    pub fn id(&self) -> RunId {
+        self.run
+    }
+
+    /// The run's events from now on, as this engine sees them.
+    pub fn events(&self) -> crate::Events {
+        self.engine.events_of(self.run)
+    }
+
+    /// Waits for the run to end and returns its output.
+    ///
+    /// While the run executes in this engine, the handle hears of its end at once; while it
+    /// waits in the store or executes elsewhere, the handle looks in the store when this
+    /// engine's runs change and at each poll interval.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Failed`] with the run's [`RunError`] (its history included) if the run
+    /// failed; [`EngineError::Cancelled`]; [`EngineError::Paused`] while it is paused;
+    /// [`EngineError::Stuck`] or [`EngineError::Stopped`] if no engine can run it now.
+    pub async fn output(self) -> Result<M::Output, EngineError> {
+        let inner = &self.engine.inner;
+        let run = self.run;
+        loop {
+            let changed = inner.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let live = inner.live().get(&run).map(|live| live.done.clone());
+            if let Some(mut done) = live {
+                let ended =
+                    done.wait_for(Option::is_some).await.ok().and_then(|ended| ended.clone());
+                match ended {
+                    Some(Ended::Finished(Some(snapshot))) => {
+                        if let Ok(Some(output)) = output::<M>(&snapshot) {
+                            return Ok(output);
+                        }
+                        return self.engine.finished::<M>(run).await;
+                    }
+                    Some(Ended::Finished(None)) => return self.engine.finished::<M>(run).await,
+                    Some(Ended::Stopped(reason)) => {
+                        return Err(EngineError::Stopped { run, reason });
+                    }
+                    // It goes on in the store, or in another engine.
+                    Some(Ended::Waiting | Ended::Lost) | None => continue,
+                }
+            }
+            let latest = self.engine.latest::<M>(run).await?;
+            match latest.status {
+                status if status.is_finished() => return self.engine.finished::<M>(run).await,
+                Status::Paused => return Err(EngineError::Paused { run }),
+                Status::Stuck => {
+                    let summary = inner.store.summary(run).await?;
+                    let note = summary.and_then(|summary| summary.note).unwrap_or_default();
+                    return Err(EngineError::Stuck { run, note });
+                }
+                _ => {}
+            }
+            if let Some(summary) = inner.store.summary(run).await?
+                && summary.status == Status::Stuck
+            {
+                let note = summary.note.unwrap_or_default();
+                return Err(EngineError::Stuck { run, note });
+            }
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep(inner.poll) => {}
+            }
+        }
+    }
+}
+
+/// A run as [`Engine::status`] reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunStatus {
+    /// The run.
+    pub run: RunId,
+    /// Its machine's name.
+    pub machine: String,
+    /// The machine version its last checkpoint was written by.
+    pub version: u32,
+    /// Where it stands.
+    pub status: Status,
+    /// The state it is in, or ended in.
+    pub state: String,
+    /// Its last checkpoint's sequence number.
+    pub seq: u64,
+    /// Why it waits, if it does: a signal, a timer or a backoff.
+    pub wait: Option<Wait>,
+    /// The deadline of its wait: when a backoff or timer ends, or a signal times out.
+    pub wake_at: Option<SystemTime>,
+    /// Why it is stuck, if it is.
+    pub note: Option<String>,
+    /// Why it failed, or why it paused itself (a state with `on_failure = pause` failed).
+    pub error: Option<RunError>,
+    /// Every attempt so far, in order.
+    pub history: Vec<Entry>,
+}
+
+/// What [`Engine::resume_pending`] did.
+#[derive(Debug, Default)]
+pub struct Resumed {
+    /// The runs this call claimed and set going. (Runs the engine claimed on its own before
+    /// the call are not listed.)
+    pub resumed: Vec<RunId>,
+    /// The runs it claimed that could not go on, each with why. Corrupt and incompatible runs
+    /// are marked [`Status::Stuck`] in the store with the reason.
+    pub failed: Vec<EngineError>,
+}

@@ -1,0 +1,197 @@
+//! The machines an engine runs: typed inside, erased outside, so a claimed run is rebuilt by
+//! its machine's name and set going.
+
+use std::any::{Any, TypeId};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::IgnoredAny;
+use tokio::sync::{OwnedSemaphorePermit, watch};
+
+use super::journal::{DurableJournal, SnapshotIn, Stop};
+use super::versions::upgrade;
+use super::{Durable, Ended, EngineError, Inner, Live};
+use crate::event::EventKind;
+use crate::run::{Cursor, End, Jitter, Journal, catching_panics, drive, panic_message};
+use crate::store::{Claimed, Status};
+use crate::{Graph, RunId};
+
+/// A machine as the engine's registry holds it.
+pub(crate) trait Registered: Send + Sync {
+    fn type_id(&self) -> TypeId;
+    fn name(&self) -> &'static str;
+    fn graph(&self) -> &'static Graph;
+    /// Gives a context of this machine the engine's resources (`machine_with`).
+    fn restore(&self, context: &mut dyn Any);
+    /// Rebuilds a claimed run from its latest checkpoint and sets it going.
+    fn run_claimed(
+        &self,
+        inner: &Arc<Inner>,
+        claimed: Claimed,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), EngineError>;
+}
+
+type Restore<C> = Arc<dyn Fn(&mut C) + Send + Sync>;
+
+pub(crate) struct Registration<M: Durable> {
+    restore: Option<Restore<M::Context>>,
+    machine: PhantomData<fn() -> M>,
+}
+
+impl<M: Durable> Registration<M> {
+    pub fn new(restore: Option<Restore<M::Context>>) -> Self {
+        Registration { restore, machine: PhantomData }
+    }
+}
+
+impl<M: Durable> Registered for Registration<M> {
+    fn type_id(&self) -> TypeId {
+        TypeId::of::<M>()
+    }
+
+    fn name(&self) -> &'static str {
+        M::NAME
+    }
+
+    fn graph(&self) -> &'static Graph {
+        M::graph()
+    }
+
+    fn restore(&self, context: &mut dyn Any) {
+        if let (Some(restore), Some(context)) = (&self.restore, context.downcast_mut()) {
+            restore(context);
+        }
+    }
+
+    fn run_claimed(
+        &self,
+        inner: &Arc<Inner>,
+        claimed: Claimed,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), EngineError> {
+        let Claimed { checkpoint: mut latest, lease, taken_over, halt } = claimed;
+        let graph = M::graph();
+        let run = latest.run;
+        let migrations = inner.migrations.get(M::NAME).map_or(&[][..], Vec::as_slice);
+        upgrade::<M>(migrations, &mut latest)?;
+        let corrupt =
+            |detail: String| EngineError::Corrupt { run, machine: M::NAME.into(), detail };
+        let snapshot: SnapshotIn<M::State, M::Context, IgnoredAny> =
+            serde_json::from_str(&latest.snapshot).map_err(|error| {
+                corrupt(format!(
+                    "checkpoint {} does not read as this machine's: {error}",
+                    latest.seq
+                ))
+            })?;
+        let state = snapshot.state.ok_or_else(|| {
+            corrupt(format!("checkpoint {} of an unfinished run holds no state", latest.seq))
+        })?;
+        let mut cursor = Cursor::new(graph);
+        cursor.attempt = snapshot.attempt.max(1);
+        cursor.seq = latest.seq;
+        cursor.visit = snapshot.visit;
+        cursor.steps = snapshot.steps;
+        for (index, info) in graph.states.iter().enumerate() {
+            cursor.visits[index] = snapshot.visits.get(info.name).copied().unwrap_or(0);
+        }
+        cursor.wake_at = latest.wake_at;
+        cursor.undo = snapshot.undo;
+        cursor.rollback = snapshot.rollback;
+        cursor.failures = snapshot.failures;
+        let mut context = snapshot.context;
+        self.restore(&mut context);
+        let mut journal =
+            DurableJournal::<M>::new(inner, run, Some(lease), graph.states[M::index(&state)].name);
+        journal.interrupted = taken_over;
+        if let Some(halt) = halt {
+            journal.cancel.request(halt);
+        }
+        // A run waking from its own wait goes on quietly; any other claim is news.
+        if taken_over || latest.wait.is_none() {
+            let seq = latest.seq;
+            journal.event(journal.state_name, || EventKind::Resumed { seq });
+        }
+        spawn::<M>(journal, state, cursor, context, permit);
+        Ok(())
+    }
+}
+
+/// Runs a durable run on the engine's runtime until it waits or ends, holding `permit` (its
+/// slot) meanwhile, and tells its handles how it went.
+pub(crate) fn spawn<M: Durable>(
+    mut journal: DurableJournal<M>,
+    state: M::State,
+    mut cursor: Cursor<M::State>,
+    mut cx: M::Context,
+    permit: OwnedSemaphorePermit,
+) {
+    let inner = Arc::clone(&journal.inner);
+    let run = journal.run;
+    let lease = journal.lease.clone();
+    let cancel = Arc::clone(&journal.cancel);
+    let (done, receiver) = watch::channel(None);
+    // The task is registered before it can run, so that its end finds it.
+    let mut live = inner.live();
+    let task = tokio::spawn({
+        let inner = Arc::clone(&inner);
+        async move {
+            let mut jitter = Jitter::new(inner.seed.map(|seed| seed ^ run.as_u128() as u64));
+            let max_steps = M::graph().max_steps;
+            let driven = catching_panics(async {
+                let ended = drive::<M, _>(
+                    state,
+                    &mut cursor,
+                    &mut cx,
+                    &mut journal,
+                    &mut jitter,
+                    max_steps,
+                )
+                .await;
+                (ended, journal.completed.take())
+            })
+            .await;
+            let ended = match driven {
+                Ok((Ok(End::Done(_)), completed)) => Ended::Finished(completed),
+                Ok((Ok(_), _)) => Ended::Finished(None),
+                Ok((Err(Stop::Waiting), _)) => Ended::Waiting,
+                Ok((Err(Stop::Lost(error)), _)) => {
+                    let reason = error.to_string();
+                    tracing::warn!(run = %run, "{reason}");
+                    Ended::Lost
+                }
+                Ok((Err(Stop::Failed(error)), _)) => stuck(&inner, run, error.to_string()).await,
+                Err(panic) => {
+                    let reason = format!(
+                        "the engine failed while running it (a bug in flow): {}",
+                        panic_message(&*panic)
+                    );
+                    stuck(&inner, run, reason).await
+                }
+            };
+            drop(permit);
+            // Forgotten first: whoever learns of the end must not find the run still here.
+            inner.live().remove(&run);
+            let _ = done.send(Some(ended));
+            inner.changed.notify_waiters();
+            inner.wake.notify_one();
+        }
+    });
+    if let Some(lease) = lease {
+        let abort = task.abort_handle();
+        live.insert(run, Live { done: receiver, cancel, lease, abort });
+    }
+    drop(live);
+    inner.changed.notify_waiters();
+    // The scheduler renews the lease while runs execute.
+    inner.wake.notify_one();
+}
+
+/// Marks `run` stuck with `reason`, letting go of it, and says how it ended.
+async fn stuck(inner: &Inner, run: RunId, reason: String) -> Ended {
+    tracing::error!(run = %run, "run stopped: {reason}");
+    if let Err(error) = inner.store.mark(run, Status::Stuck, Some(reason.clone())).await {
+        tracing::error!(run = %run, "and could not be marked stuck: {error}");
+    }
+    Ended::Stopped(reason)
+}

@@ -1,0 +1,337 @@
+//! Running a machine in memory, from input to output.
+//!
+//! `module::run(input, &mut cx)`, generated for every machine, is `Runner::new().run(..)`; build a
+//! [`Runner`] yourself to fix the backoff jitter's seed or to change `max_steps`. The
+//! [`Machine`](crate::Machine) docs show a complete run.
+
+mod attempt;
+mod drive;
+mod journal;
+mod rollback;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::time::Instant;
+
+use crate::history::{Entry, Failure};
+use crate::id::RunId;
+use crate::{Graph, Machine};
+
+pub(crate) use attempt::{Jitter, catching_panics, panic_message};
+pub(crate) use drive::{arrive, drive};
+pub(crate) use journal::{End, InMemory, Journal, Waited};
+
+/// Runs machines in memory: no store, no engine. Cheap to build; reusable.
+#[derive(Debug, Clone, Default)]
+pub struct Runner {
+    seed: Option<u64>,
+    max_steps: Option<u64>,
+}
+
+/// A finished run: the end state's output and every attempt on the way.
+#[derive(Debug, Clone)]
+pub struct Finished<O> {
+    /// What the end state returned.
+    pub output: O,
+    /// One entry per state attempt, in order.
+    pub history: Vec<Entry>,
+}
+
+/// Why a run failed. Each variant carries the history up to the failure.
+///
+/// Serialized without its history (a durable run's checkpoints hold that already).
+#[derive(Debug, Clone, Error, Serialize, Deserialize)]
+pub enum RunError {
+    /// A state failed on its last allowed attempt, or with a permanent error.
+    #[error("state `{state}` failed after {} attempt(s); last: {}", .attempts.len(), last(.attempts))]
+    StateFailed {
+        /// The state that failed.
+        #[serde(deserialize_with = "crate::history::name")]
+        state: crate::history::Name,
+        /// Every attempt's failure, in order.
+        attempts: Vec<Failure>,
+        /// The run's history, the failed attempts included.
+        #[serde(skip)]
+        history: Vec<Entry>,
+    },
+    /// A state waits for a signal, which only an [`Engine`](crate::Engine) delivers, and has no
+    /// timeout to go on without one.
+    #[error(
+        "state `{state}` waits for a signal, and only an Engine delivers signals; run this \
+         machine on an Engine, or give the wait a timeout: signal(timeout = \"...\", default = ...)"
+    )]
+    NoSignal {
+        /// The waiting state.
+        #[serde(deserialize_with = "crate::history::name")]
+        state: crate::history::Name,
+        /// The run's history up to the wait.
+        #[serde(skip)]
+        history: Vec<Entry>,
+    },
+    /// A state was entered more often than its `max_visits` allows.
+    #[error(
+        "state `{state}` was entered more than {limit} times (its max_visits); \
+         make the loop reach an exit sooner, or raise max_visits in its #[state(...)]"
+    )]
+    MaxVisits {
+        /// The state.
+        #[serde(deserialize_with = "crate::history::name")]
+        state: crate::history::Name,
+        /// Its `max_visits`.
+        limit: u32,
+        /// The run's history up to the refused visit.
+        #[serde(skip)]
+        history: Vec<Entry>,
+    },
+    /// The run entered more states than its `max_steps` allows without ending.
+    #[error(
+        "the run entered {limit} states without reaching an end (max_steps), and was stopped \
+         before entering `{state}`; check for a loop that never exits, or raise max_steps in \
+         #[flow::machine(...)] or with Runner::max_steps"
+    )]
+    MaxSteps {
+        /// The state the run was about to enter.
+        #[serde(deserialize_with = "crate::history::name")]
+        state: crate::history::Name,
+        /// The `max_steps` in force.
+        limit: u64,
+        /// The run's history.
+        #[serde(skip)]
+        history: Vec<Entry>,
+    },
+    /// The run failed, and the compensations of the states it had completed ran, newest
+    /// first. The cause names the failed state; `failed` names each compensation that failed
+    /// too (the others still ran).
+    #[error("{cause}; rollback: {}", rolled_back(.undone, .failed))]
+    RolledBack {
+        /// Why the run failed.
+        cause: Box<RunError>,
+        /// The states whose compensation ran, in the order they ran.
+        #[serde(deserialize_with = "crate::history::names")]
+        undone: Vec<crate::history::Name>,
+        /// The compensations that failed, in the order they ran.
+        failed: Vec<FailedCompensation>,
+        /// The run's history, the compensations included.
+        #[serde(skip)]
+        history: Vec<Entry>,
+    },
+}
+
+/// A compensation that failed during a rollback: [`RunError::RolledBack`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedCompensation {
+    /// The state whose compensation it is.
+    #[serde(deserialize_with = "crate::history::name")]
+    pub state: crate::history::Name,
+    /// Every attempt's failure, in order.
+    pub attempts: Vec<Failure>,
+}
+
+/// `undid `hold`, `reserve`; the compensation of `charge` failed after 2 attempt(s); last: …`.
+fn rolled_back(undone: &[&str], failed: &[FailedCompensation]) -> String {
+    let mut parts = Vec::new();
+    if !undone.is_empty() {
+        let names: Vec<String> = undone.iter().map(|name| format!("`{name}`")).collect();
+        parts.push(format!("undid {}", names.join(", ")));
+    }
+    for failure in failed {
+        parts.push(format!(
+            "the compensation of `{}` failed after {} attempt(s); last: {}",
+            failure.state,
+            failure.attempts.len(),
+            last(&failure.attempts)
+        ));
+    }
+    parts.join("; ")
+}
+
+fn last(attempts: &[Failure]) -> String {
+    attempts.last().map(ToString::to_string).unwrap_or_default()
+}
+
+impl RunError {
+    /// The run's history up to the failure.
+    pub fn history(&self) -> &[Entry] {
+        match self {
+            RunError::StateFailed { history, .. }
+            | RunError::MaxVisits { history, .. }
+            | RunError::MaxSteps { history, .. }
+            | RunError::NoSignal { history, .. }
+            | RunError::RolledBack { history, .. } => history,
+        }
+    }
+
+    /// What failed the run: the error itself, or for [`RunError::RolledBack`] its cause.
+    pub fn cause(&self) -> &RunError {
+        match self {
+            RunError::RolledBack { cause, .. } => cause.cause(),
+            other => other,
+        }
+    }
+
+    /// The state the run failed in (or was refused entry to, for a loop guard).
+    pub fn state(&self) -> &'static str {
+        match self {
+            RunError::StateFailed { state, .. }
+            | RunError::MaxVisits { state, .. }
+            | RunError::MaxSteps { state, .. }
+            | RunError::NoSignal { state, .. } => state,
+            RunError::RolledBack { cause, .. } => cause.state(),
+        }
+    }
+
+    pub(crate) fn with_history(mut self, entries: Vec<Entry>) -> RunError {
+        match &mut self {
+            RunError::StateFailed { history, .. }
+            | RunError::MaxVisits { history, .. }
+            | RunError::MaxSteps { history, .. }
+            | RunError::NoSignal { history, .. }
+            | RunError::RolledBack { history, .. } => *history = entries,
+        }
+        self
+    }
+}
+
+impl Runner {
+    /// A runner with a random jitter seed and each machine's own `max_steps`.
+    pub fn new() -> Self {
+        Runner::default()
+    }
+
+    /// Seeds the backoff jitter, so the delays of a run can be reproduced exactly.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Overrides the machine's `max_steps` for the runs of this runner.
+    pub fn max_steps(mut self, max_steps: u64) -> Self {
+        self.max_steps = Some(max_steps);
+        self
+    }
+
+    /// Runs `M` from its start state with `input` to an end state.
+    pub async fn run<M: Machine>(
+        &self,
+        input: M::Input,
+        cx: &mut M::Context,
+    ) -> Result<Finished<M::Output>, RunError> {
+        self.run_from::<M>(M::start(input), cx).await
+    }
+
+    /// Runs `M` from `state`, any state of the machine, to an end state.
+    pub async fn run_from<M: Machine>(
+        &self,
+        state: M::State,
+        cx: &mut M::Context,
+    ) -> Result<Finished<M::Output>, RunError> {
+        let max_steps = self.max_steps.unwrap_or(M::graph().max_steps);
+        let mut cursor = Cursor::new(M::graph());
+        let mut journal = InMemory { run: RunId::random(), base: Instant::now() };
+        let mut jitter = Jitter::new(self.seed);
+        let ended = match cursor.enter::<M>(&state, max_steps) {
+            Ok(()) => {
+                arrive::<M, _>(&state, &mut cursor, &journal);
+                drive::<M, _>(state, &mut cursor, cx, &mut journal, &mut jitter, max_steps).await
+            }
+            Err(error) => Ok(End::Failed(error)),
+        };
+        let history = std::mem::take(&mut cursor.history);
+        match ended {
+            Ok(End::Done(output)) => Ok(Finished { output, history }),
+            Ok(End::Failed(error)) => Err(error.with_history(history)),
+            // Nothing cancels or pauses an in-memory run.
+            Ok(End::Cancelled | End::Paused(_)) => unreachable!("an in-memory run was halted"),
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// Where a run stands between attempts: what a checkpoint holds besides the state and context.
+#[derive(Debug, Clone)]
+pub(crate) struct Cursor<S> {
+    /// The attempt of the current visit to run next.
+    pub attempt: u32,
+    /// The sequence number of the last checkpoint (in memory: of the last one there would be).
+    pub seq: u64,
+    /// The sequence number that entered the current visit: the idempotency key's half.
+    pub visit: u64,
+    /// Visits per state, by index in the graph, the current one counted.
+    pub visits: Vec<u32>,
+    /// States entered, the current one counted.
+    pub steps: u64,
+    /// While a retry backs off: when it is due, in Unix milliseconds.
+    pub wake_at: Option<u64>,
+    /// The attempts not yet recorded: every attempt so far, in memory.
+    pub history: Vec<Entry>,
+    /// The failed attempts of the current visit, in order.
+    pub failures: Vec<Failure>,
+    /// The completed visits of states with a compensation, oldest first: what a failure undoes.
+    pub undo: Vec<Done<S>>,
+    /// While the run rolls back after a failure: why, and how far it got.
+    pub rollback: Option<Rollback>,
+}
+
+impl<S> Cursor<S> {
+    pub(crate) fn new(graph: &Graph) -> Cursor<S> {
+        Cursor {
+            attempt: 1,
+            seq: 0,
+            visit: 0,
+            visits: vec![0; graph.states.len()],
+            steps: 0,
+            wake_at: None,
+            history: Vec::with_capacity(graph.states.len()),
+            failures: Vec::new(),
+            undo: Vec::new(),
+            rollback: None,
+        }
+    }
+
+    /// Counts the run's entering `state`, or refuses it when a loop guard says so.
+    pub(crate) fn enter<M: Machine<State = S>>(
+        &mut self,
+        state: &S,
+        max_steps: u64,
+    ) -> Result<(), RunError> {
+        let index = M::index(state);
+        let info = &M::graph().states[index];
+        // `>=`: a run stored past a limit lowered since is stopped too.
+        if self.steps >= max_steps {
+            return Err(RunError::MaxSteps {
+                state: info.name,
+                limit: max_steps,
+                history: Vec::new(),
+            });
+        }
+        self.steps = self.steps.saturating_add(1);
+        self.visits[index] = self.visits[index].saturating_add(1);
+        if let Some(limit) = info.policy.max_visits
+            && self.visits[index] > limit
+        {
+            return Err(RunError::MaxVisits { state: info.name, limit, history: Vec::new() });
+        }
+        self.attempt = 1;
+        self.failures.clear();
+        self.visit = self.seq;
+        Ok(())
+    }
+}
+
+/// A completed visit of a state with a compensation: what a rollback would undo.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Done<S> {
+    /// The state, with the payload it was entered with.
+    pub state: S,
+    /// The visit, for the compensation's idempotency key.
+    pub visit: u64,
+}
+
+/// A rollback under way: why the run failed, and what the compensations have done so far.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Rollback {
+    pub cause: RunError,
+    #[serde(deserialize_with = "crate::history::names")]
+    pub undone: Vec<crate::history::Name>,
+    pub failed: Vec<FailedCompensation>,
+}

@@ -1,0 +1,112 @@
+//! Undoing a failed run: its completed states' compensations, newest first.
+
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::attempt::{Jitter, guarded, scoped};
+use super::drive::announce;
+use super::{Cursor, End, FailedCompensation, Journal, Rollback, RunError};
+use crate::Machine;
+use crate::event::EventKind;
+use crate::history::{Entry, Outcome};
+
+/// Ends the run with `error` (the cursor's `seq` already advanced), after rolling back the
+/// completed states that have a compensation.
+pub(crate) async fn fail<M: Machine, J: Journal<M>>(
+    state: Option<M::State>,
+    error: RunError,
+    cursor: &mut Cursor<M::State>,
+    cx: &mut M::Context,
+    journal: &mut J,
+    jitter: &mut Jitter,
+) -> Result<End<M::Output>, J::Stop> {
+    if cursor.undo.is_empty() {
+        let at = error.state();
+        let end = End::Failed(error);
+        journal.record(state.as_ref(), cursor, cx, Some(&end)).await?;
+        return Ok(announce(journal, at, end));
+    }
+    let rollback = Rollback { cause: error, undone: Vec::new(), failed: Vec::new() };
+    // Checkpointed before the first compensation runs: a crash from here on resumes the
+    // rollback, not the failed state.
+    cursor.rollback = Some(rollback.clone());
+    journal.record(state.as_ref(), cursor, cx, None).await?;
+    roll_back::<M, J>(state, rollback, cursor, cx, journal, jitter).await
+}
+
+/// Runs the compensations still to run, newest first, each with its state's retries and
+/// timeout, a checkpoint after each; then fails the run with [`RunError::RolledBack`].
+///
+/// A failed compensation is recorded and the rollback goes on. Cancelling or pausing does
+/// not interrupt a rollback. A crash does: the compensation that was running runs again
+/// (under the same idempotency key).
+pub(crate) async fn roll_back<M: Machine, J: Journal<M>>(
+    state: Option<M::State>,
+    mut rollback: Rollback,
+    cursor: &mut Cursor<M::State>,
+    cx: &mut M::Context,
+    journal: &mut J,
+    jitter: &mut Jitter,
+) -> Result<End<M::Output>, J::Stop> {
+    let graph = M::graph();
+    while let Some(done) = cursor.undo.last() {
+        let (undo, visit) = (done.state.clone(), done.visit);
+        let info = &graph.states[M::index(&undo)];
+        let retry = &info.policy.retry;
+        let mut failures = Vec::new();
+        let mut compensated = false;
+        for attempt in 1..=retry.attempts {
+            journal.event(info.name, || EventKind::Compensating { attempt });
+            let (scope, span) = scoped::<M, J>(journal, info.name, visit, attempt, true);
+            let started = Instant::now();
+            let body = guarded(M::compensate(undo.clone(), cx), info.policy.timeout);
+            let result = scope.scope(body).instrument(span).await;
+            let duration = started.elapsed();
+            let failure = match result {
+                Ok(()) => {
+                    let outcome = Outcome::Compensated;
+                    cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
+                    journal.event(info.name, || EventKind::Compensated);
+                    compensated = true;
+                    break;
+                }
+                Err(failure) => failure,
+            };
+            let retry_in = (attempt < retry.attempts && !failure.is_permanent())
+                .then(|| retry.backoff.delay(attempt, jitter.rng()));
+            journal.event(info.name, || EventKind::CompensationFailed {
+                attempt,
+                failure: failure.clone(),
+                retry_in,
+            });
+            let outcome = Outcome::CompensationFailed { failure: failure.clone(), retry_in };
+            cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
+            failures.push(failure);
+            match retry_in {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => break,
+            }
+        }
+        cursor.undo.pop();
+        if compensated {
+            rollback.undone.push(info.name);
+        } else {
+            rollback.failed.push(FailedCompensation { state: info.name, attempts: failures });
+        }
+        cursor.seq += 1;
+        cursor.rollback = Some(rollback.clone());
+        journal.record(state.as_ref(), cursor, cx, None).await?;
+    }
+    cursor.rollback = None;
+    let at = rollback.cause.state();
+    let error = RunError::RolledBack {
+        cause: Box::new(rollback.cause),
+        undone: rollback.undone,
+        failed: rollback.failed,
+        history: Vec::new(),
+    };
+    cursor.seq += 1;
+    let end = End::Failed(error);
+    journal.record(state.as_ref(), cursor, cx, Some(&end)).await?;
+    Ok(announce(journal, at, end))
+}

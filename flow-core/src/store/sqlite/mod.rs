@@ -1,0 +1,638 @@
+//! The embedded default: one SQLite file.
+
+mod schema;
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use tokio::sync::oneshot;
+
+use super::{
+    Checkpoint, CheckpointStore, Claimed, Filter, Halt, Lease, RunSummary, Status, StoreError,
+};
+use crate::RunId;
+use schema::*;
+
+/// The most jobs one transaction (one fsync) commits.
+const MAX_BATCH: usize = 4096;
+
+/// Keeps runs in one SQLite file: WAL journal, `synchronous=FULL`, and group commit.
+///
+/// One writer thread owns the write connection. Checkpoints (and claims, heartbeats) that
+/// arrive while it commits are written together by the next transaction, so many concurrent
+/// runs share each fsync, and each run's [`save`](CheckpointStore::save) returns once its own
+/// checkpoint is durable. A lone run pays one commit per checkpoint, as a hand-written insert
+/// would. A write the store refuses, or that fails on its own (a row over SQLite's limits),
+/// fails alone: the rest of its batch commits. Reads use a second connection and never wait
+/// for a commit.
+///
+/// Cloning is cheap: clones share the file's connections. Several processes may open the same
+/// file: engines claim runs under leases, and the store refuses writes under a lease that
+/// lapsed, so no transition is applied twice.
+///
+/// A file written by an older `flow` is upgraded in place when opened.
+///
+/// ```no_run
+/// use flow_core::store::SqliteStore;
+///
+/// # fn main() -> Result<(), flow_core::store::StoreError> {
+/// let store = SqliteStore::open("runs.db")?;
+/// # let _ = store; Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    path: PathBuf,
+    writer: mpsc::Sender<Box<dyn Job>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+/// A write the writer thread runs inside the batch's transaction.
+trait Job: Send {
+    /// Does the job's writes; its answer is kept until the transaction's fate is known.
+    fn apply(&mut self, transaction: &Transaction<'_>);
+    /// Sends the kept answer, or `failed` if the transaction did not commit.
+    fn answer(self: Box<Self>, failed: Option<&str>);
+}
+
+impl std::fmt::Debug for dyn Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+/// A [`Job`] from a closure, answered on a oneshot channel.
+struct Write<T, F> {
+    work: Option<F>,
+    answer: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for Write<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> rusqlite::Result<Result<T, StoreError>> + Send,
+{
+    fn apply(&mut self, transaction: &Transaction<'_>) {
+        let Some(work) = self.work.take() else { return };
+        // Each job in a savepoint of its own: one that fails is undone alone.
+        let run = |sql: &str| transaction.prepare_cached(sql).and_then(|mut step| step.execute([]));
+        let answer = match run("SAVEPOINT flow_job") {
+            Ok(_) => match work(transaction) {
+                Ok(answer) => run("RELEASE flow_job").map_err(backend).and(answer),
+                Err(error) => {
+                    let _ = run("ROLLBACK TO flow_job").and_then(|_| run("RELEASE flow_job"));
+                    Err(backend(error))
+                }
+            },
+            Err(error) => Err(backend(error)),
+        };
+        self.answer = Some(answer);
+    }
+
+    fn answer(self: Box<Self>, failed: Option<&str>) {
+        let answer = match failed {
+            Some(message) => Err(StoreError::Backend(message.to_owned().into())),
+            None => self.answer.unwrap_or(Err(StoreError::Closed)),
+        };
+        // A caller that stopped waiting needs no answer.
+        let _ = self.reply.send(answer);
+    }
+}
+
+impl SqliteStore {
+    /// Opens the store at `path`, creating the file and its tables if missing, and upgrading
+    /// a file an older `flow` wrote. The directory must exist.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Open`] if the file cannot be opened or written (a missing directory, no
+    /// permission, not a SQLite file); [`StoreError::Layout`] if a newer `flow` wrote it.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let open_error = |source: rusqlite::Error| StoreError::Open {
+            path: path.clone(),
+            source: Box::new(source),
+        };
+        let mut writer = connect(&path).map_err(open_error)?;
+        migrate(&mut writer, &path)?;
+        let reader = connect(&path).map_err(open_error)?;
+        let (sender, jobs) = mpsc::channel();
+        thread::Builder::new()
+            .name("flow-sqlite-writer".into())
+            .spawn(move || write_loop(writer, jobs))
+            .map_err(|error| StoreError::Open { path: path.clone(), source: Box::new(error) })?;
+        Ok(SqliteStore {
+            shared: Arc::new(Shared { path, writer: sender, reader: Arc::new(Mutex::new(reader)) }),
+        })
+    }
+
+    /// The file this store writes.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<Result<T, StoreError>> + Send + 'static,
+    {
+        let (reply, done) = oneshot::channel();
+        let job = Box::new(Write { work: Some(work), answer: None, reply });
+        if self.shared.writer.send(job).is_err() {
+            return Err(StoreError::Closed);
+        }
+        done.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Whether `query` (a claim's selection, parameters: now, machines, limit) finds a run.
+    async fn any(&self, query: &'static str, now: u64, machines: &str) -> Result<bool, StoreError> {
+        let machines = machines.to_owned();
+        self.read(move |connection| {
+            connection
+                .prepare_cached(query)?
+                .query_map(params![to_sql(now), machines, 1], |_| Ok(()))?
+                .next()
+                .transpose()
+                .map(|found| found.is_some())
+        })
+        .await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = Arc::clone(&self.shared.reader);
+        let result = tokio::task::spawn_blocking(move || {
+            let connection = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            query(&connection)
+        })
+        .await
+        .map_err(|error| StoreError::Backend(Box::new(error)))?;
+        result.map_err(backend)
+    }
+}
+
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let connection = Connection::open(path)?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    // Copy the WAL back into the database every 4,000 pages (16 MiB at most) instead of
+    // every 1,000: the copy is the cost of a commit that crosses the threshold, and fewer,
+    // larger copies cost less per checkpoint.
+    connection.pragma_update(None, "wal_autocheckpoint", 4000)?;
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(connection)
+}
+
+/// Brings the file to [`LAYOUT`], one step per layout, in one transaction. A write even when
+/// it is current: a file we can read but not write fails here, not at the first checkpoint.
+fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let open_error = |source: rusqlite::Error| StoreError::Open {
+        path: path.to_owned(),
+        source: Box::new(source),
+    };
+    let transaction = connection
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(open_error)?;
+    let found: i64 =
+        transaction.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(open_error)?;
+    if found > LAYOUT {
+        return Err(StoreError::Layout { path: path.to_owned(), found, supported: LAYOUT });
+    }
+    // A file without our tables is layout 0 whatever it says, unless it has them.
+    for step in MIGRATIONS.iter().skip(usize::try_from(found).unwrap_or(0)) {
+        transaction.execute_batch(step).map_err(open_error)?;
+    }
+    transaction.pragma_update(None, "user_version", LAYOUT).map_err(open_error)?;
+    transaction.commit().map_err(open_error)
+}
+
+fn backend(error: rusqlite::Error) -> StoreError {
+    StoreError::Backend(Box::new(error))
+}
+
+/// The writer thread: takes every job waiting, runs them in one transaction, answers each.
+fn write_loop(mut connection: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
+    let mut batch = Vec::new();
+    while let Ok(first) = jobs.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let failed = commit(&mut connection, &mut batch).err().map(|error| error.to_string());
+        for job in batch.drain(..) {
+            job.answer(failed.as_deref());
+        }
+    }
+}
+
+/// One transaction for the whole batch. A job that fails is undone alone (its answer says
+/// why); only a failure of the transaction itself (its commit: a full disk) fails them all.
+fn commit(connection: &mut Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
+    let transaction =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for job in batch.iter_mut() {
+        job.apply(&transaction);
+    }
+    transaction.commit()
+}
+
+fn save(
+    transaction: &Connection,
+    checkpoint: &Checkpoint,
+) -> rusqlite::Result<Result<(), StoreError>> {
+    let run = checkpoint.run.to_string();
+    let head: Option<(i64, i64, Option<String>, i64)> = transaction
+        .prepare_cached(HEAD)?
+        .query_row([&run], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+        .optional()?;
+    let stored = head.as_ref().map(|(seq, ..)| from_sql(*seq));
+    let follows = match stored {
+        None => checkpoint.seq == 0,
+        Some(last) => checkpoint.seq == last + 1,
+    };
+    if !follows {
+        return Ok(Err(StoreError::Conflict { run: checkpoint.run, seq: checkpoint.seq, stored }));
+    }
+    if let Some((_, _, owner, token)) = &head {
+        let holds = match (&checkpoint.lease, owner) {
+            (Some(lease), Some(owner)) => *lease.owner == **owner && to_sql(lease.token) == *token,
+            (None, None) => true,
+            _ => false,
+        };
+        if !holds {
+            return Ok(Err(StoreError::Fenced { run: checkpoint.run }));
+        }
+    }
+    // The head's checkpoint row loses its snapshot, or the whole row if it adds no history.
+    let mut prev = None;
+    if let Some((_, head_row, ..)) = &head {
+        let (before, empty): (Option<i64>, bool) = transaction
+            .prepare_cached(HEAD_ROW)?
+            .query_row([head_row], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        if empty {
+            transaction.prepare_cached(DELETE_CHECKPOINT)?.execute([head_row])?;
+            prev = before;
+        } else {
+            transaction.prepare_cached(EMPTY_SNAPSHOT)?.execute([head_row])?;
+            prev = Some(*head_row);
+        }
+    }
+    transaction.prepare_cached(INSERT_CHECKPOINT)?.execute(params![
+        run,
+        to_sql(checkpoint.seq),
+        prev,
+        checkpoint.machine,
+        checkpoint.version,
+        checkpoint.fingerprint,
+        checkpoint.status.as_str(),
+        checkpoint.state,
+        checkpoint.wake_at.map(to_sql),
+        checkpoint.snapshot,
+        checkpoint.entries,
+        checkpoint.wait.map(|wait| wait.as_str()),
+    ])?;
+    let id = transaction.last_insert_rowid();
+    let at = to_sql(checkpoint.at);
+    let owner = checkpoint.lease.as_ref().filter(|_| checkpoint.keeps_lease());
+    let owner = owner.map(|lease| &*lease.owner);
+    let wait = checkpoint.wait.map(|wait| wait.as_str());
+    let due_at = checkpoint.due_at().map(to_sql);
+    match head {
+        None => {
+            let token = checkpoint.lease.as_ref().map_or(0, |lease| to_sql(lease.token));
+            transaction.prepare_cached(INSERT_RUN)?.execute(params![
+                run,
+                checkpoint.machine,
+                checkpoint.status.as_str(),
+                id,
+                at,
+                wait,
+                due_at,
+                owner,
+                token
+            ])?;
+        }
+        // Held before and after: only the head moves.
+        Some((_, _, Some(_), _)) if checkpoint.keeps_lease() => {
+            transaction.prepare_cached(ADVANCE_RUN)?.execute(params![
+                run,
+                to_sql(checkpoint.seq),
+                id,
+                at
+            ])?;
+        }
+        Some(_) => {
+            transaction.prepare_cached(MOVE_RUN)?.execute(params![
+                run,
+                to_sql(checkpoint.seq),
+                id,
+                at,
+                checkpoint.status.as_str(),
+                wait,
+                due_at,
+                owner
+            ])?;
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Claims the runs `ids` for `owner`, returning each with its latest checkpoint.
+fn claim(
+    transaction: &Connection,
+    ids: Vec<String>,
+    owner: &str,
+    taken_over: bool,
+) -> rusqlite::Result<Vec<Claimed>> {
+    let owner: Arc<str> = Arc::from(owner);
+    let mut claimed = Vec::with_capacity(ids.len());
+    for id in ids {
+        let (token, halt): (i64, Option<String>) = transaction
+            .prepare_cached(CLAIM)?
+            .query_row(params![id, &*owner], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let checkpoint = transaction.prepare_cached(LATEST)?.query_row([&id], checkpoint)?;
+        claimed.push(Claimed {
+            checkpoint,
+            lease: Lease { owner: Arc::clone(&owner), token: from_sql(token) },
+            taken_over,
+            halt: halt.as_deref().and_then(Halt::parse),
+        });
+    }
+    Ok(claimed)
+}
+
+fn machines_json(machines: &[&'static str]) -> String {
+    serde_json::to_string(machines).unwrap_or_else(|_| "[]".to_owned())
+}
+
+// SQLite integers are i64; sequence numbers and Unix milliseconds stay far below i64::MAX.
+fn to_sql(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn from_sql(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn malformed(index: usize, what: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, what.into())
+}
+
+fn checkpoint(row: &Row<'_>) -> rusqlite::Result<Checkpoint> {
+    let run: String = row.get(0)?;
+    let status: String = row.get(5)?;
+    let wait: Option<String> = row.get(9)?;
+    Ok(Checkpoint {
+        run: run
+            .parse()
+            .map_err(|error: crate::ParseRunIdError| malformed(0, error.to_string()))?,
+        seq: from_sql(row.get(1)?),
+        machine: Cow::Owned(row.get(2)?),
+        version: row.get(3)?,
+        fingerprint: Cow::Owned(row.get(4)?),
+        status: status.parse().map_err(|error: StoreError| malformed(5, error.to_string()))?,
+        state: Cow::Owned(row.get(6)?),
+        wake_at: row.get::<_, Option<i64>>(7)?.map(from_sql),
+        wait: wait
+            .map(|wait| wait.parse().map_err(|error: StoreError| malformed(9, error.to_string())))
+            .transpose()?,
+        lease: None,
+        snapshot: row.get(8)?,
+        at: from_sql(row.get(10)?),
+        entries: "[]".into(),
+    })
+}
+
+fn summary(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
+    let run: String = row.get(0)?;
+    let status: String = row.get(2)?;
+    let wait: Option<String> = row.get(4)?;
+    Ok(RunSummary {
+        run: run
+            .parse()
+            .map_err(|error: crate::ParseRunIdError| malformed(0, error.to_string()))?,
+        machine: row.get(1)?,
+        status: status.parse().map_err(|error: StoreError| malformed(2, error.to_string()))?,
+        note: row.get(3)?,
+        wait: wait
+            .map(|wait| wait.parse().map_err(|error: StoreError| malformed(4, error.to_string())))
+            .transpose()?,
+        created: from_sql(row.get(5)?),
+        updated: from_sql(row.get(6)?),
+    })
+}
+
+fn delete_run(transaction: &Connection, run: &str) -> rusqlite::Result<()> {
+    transaction.prepare_cached(&format!("{CHAIN} {DELETE_HISTORY}"))?.execute([run])?;
+    transaction.prepare_cached(DELETE_RUN)?.execute([run])?;
+    Ok(())
+}
+
+impl CheckpointStore for SqliteStore {
+    async fn save(&self, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        self.write(move |transaction| save(transaction, &checkpoint)).await
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        machines: &[&'static str],
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let (owner, machines) = (owner.to_owned(), machines_json(machines));
+        // Looked for on the reader first: an idle poll takes no write lock.
+        if !self.any(DUE, now, &machines).await? {
+            return Ok(Vec::new());
+        }
+        self.write(move |transaction| {
+            let ids = transaction
+                .prepare_cached(DUE)?
+                .query_map(params![to_sql(now), machines, to_sql(limit as u64)], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            claim(transaction, ids, &owner, false).map(Ok)
+        })
+        .await
+    }
+
+    async fn take_over(
+        &self,
+        owner: &str,
+        machines: &[&'static str],
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let (owner, machines) = (owner.to_owned(), machines_json(machines));
+        if !self.any(LAPSED, now, &machines).await? {
+            return Ok(Vec::new());
+        }
+        self.write(move |transaction| {
+            let ids = transaction
+                .prepare_cached(LAPSED)?
+                .query_map(params![to_sql(now), machines, to_sql(limit as u64)], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            claim(transaction, ids, &owner, true).map(Ok)
+        })
+        .await
+    }
+
+    async fn next_due(&self, machines: &[&'static str]) -> Result<Option<u64>, StoreError> {
+        let machines = machines_json(machines);
+        self.read(move |connection| {
+            connection
+                .prepare_cached(NEXT_DUE)?
+                .query_row([machines], |row| row.get::<_, i64>(0))
+                .optional()
+                .map(|due| due.map(from_sql))
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, owner: &str, expires: u64) -> Result<Vec<(RunId, Halt)>, StoreError> {
+        let owner = owner.to_owned();
+        self.write(move |transaction| {
+            transaction.prepare_cached(HEARTBEAT)?.execute(params![owner, to_sql(expires)])?;
+            let halts = transaction
+                .prepare_cached(HALTS)?
+                .query_map([&owner], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Ok(halts
+                .into_iter()
+                .filter_map(|(run, halt)| Some((run.parse().ok()?, Halt::parse(&halt)?)))
+                .collect()))
+        })
+        .await
+    }
+
+    async fn release(&self, run: RunId, lease: Lease) -> Result<(), StoreError> {
+        self.write(move |transaction| {
+            transaction.prepare_cached(RELEASE)?.execute(params![
+                run.to_string(),
+                &*lease.owner,
+                to_sql(lease.token)
+            ])?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    async fn request_halt(&self, run: RunId, halt: Halt) -> Result<bool, StoreError> {
+        self.write(move |transaction| {
+            let changed = transaction
+                .prepare_cached(REQUEST_HALT)?
+                .execute(params![run.to_string(), halt.as_str()])?;
+            Ok(Ok(changed > 0))
+        })
+        .await
+    }
+
+    async fn latest(&self, run: RunId) -> Result<Option<Checkpoint>, StoreError> {
+        self.read(move |connection| {
+            connection.prepare_cached(LATEST)?.query_row([run.to_string()], checkpoint).optional()
+        })
+        .await
+    }
+
+    async fn history(&self, run: RunId) -> Result<Vec<String>, StoreError> {
+        self.read(move |connection| {
+            connection
+                .prepare_cached(&format!("{CHAIN} {HISTORY}"))?
+                .query_map([run.to_string()], |row| row.get(0))?
+                .collect()
+        })
+        .await
+    }
+
+    async fn summary(&self, run: RunId) -> Result<Option<RunSummary>, StoreError> {
+        self.read(move |connection| {
+            connection
+                .prepare_cached(&format!("SELECT {SUMMARY_COLUMNS} FROM flow_runs WHERE id = ?1"))?
+                .query_row([run.to_string()], summary)
+                .optional()
+        })
+        .await
+    }
+
+    async fn list(&self, filter: Filter) -> Result<Vec<RunSummary>, StoreError> {
+        self.read(move |connection| {
+            connection
+                .prepare_cached(&format!(
+                    "SELECT {SUMMARY_COLUMNS} FROM flow_runs
+                     WHERE (?1 IS NULL OR machine = ?1) AND (?2 IS NULL OR status = ?2)
+                     ORDER BY created"
+                ))?
+                .query_map(params![filter.machine, filter.status.map(Status::as_str)], summary)?
+                .collect()
+        })
+        .await
+    }
+
+    async fn mark(
+        &self,
+        run: RunId,
+        status: Status,
+        note: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.write(move |transaction| {
+            transaction.prepare_cached(MARK)?.execute(params![
+                run.to_string(),
+                status.as_str(),
+                note
+            ])?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    async fn delete_finished(&self, filter: Filter, before: u64) -> Result<u64, StoreError> {
+        self.write(move |transaction| {
+            let ids = transaction
+                .prepare_cached(FINISHED_BEFORE)?
+                .query_map(
+                    params![to_sql(before), filter.machine, filter.status.map(Status::as_str)],
+                    |row| row.get::<_, String>(0),
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for id in &ids {
+                delete_run(transaction, id)?;
+            }
+            Ok(Ok(ids.len() as u64))
+        })
+        .await
+    }
+
+    async fn delete(&self, run: RunId) -> Result<bool, StoreError> {
+        self.write(move |transaction| {
+            let id = run.to_string();
+            let status: Option<String> = transaction
+                .prepare_cached("SELECT status FROM flow_runs WHERE id = ?1")?
+                .query_row([&id], |row| row.get(0))
+                .optional()?;
+            let Some(status) = status else { return Ok(Ok(false)) };
+            let status: Status =
+                status.parse().map_err(|error: StoreError| malformed(0, error.to_string()))?;
+            if !status.is_finished() {
+                return Ok(Err(StoreError::Unfinished { run, status }));
+            }
+            delete_run(transaction, &id)?;
+            Ok(Ok(true))
+        })
+        .await
+    }
+}
