@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
+use flow::Clock;
+
 use flow::prelude::*;
 use flow::store::{MemoryStore, Status};
+use flow::testing::TestClock;
 use flow::{Engine, EngineError, EventKind, Events, RunId};
 use serde::{Deserialize, Serialize};
 
@@ -40,8 +43,16 @@ pub mod order {
     }
 }
 
+/// An engine whose durable clock follows tokio's paused clock, so backoffs come due as
+/// virtual time passes.
 fn engine(store: MemoryStore) -> Engine {
-    Engine::builder().store(store).machine::<order::Machine>().seed(3).build().unwrap()
+    Engine::builder()
+        .store(store)
+        .machine::<order::Machine>()
+        .clock(TestClock::new())
+        .seed(3)
+        .build()
+        .unwrap()
 }
 
 /// Every event of `run` until it ends, as (state, kind).
@@ -83,15 +94,17 @@ async fn a_run_with_a_retry_emits_its_events_in_order() {
             ("reserve", Checkpointed { seq: 0 }),
             ("reserve", Started),
             ("reserve", Entered { attempt: 1 }),
-            ("reserve", Transitioned { to: "charge" }),
+            // A transition is announced once its checkpoint is durable.
             ("charge", Checkpointed { seq: 1 }),
+            ("reserve", Transitioned { to: "charge" }),
             ("charge", Entered { attempt: 1 }),
             ("charge", AttemptFailed { attempt: 1, failure: failure.clone(), retry_in: *retry_in }),
+            // The run waits out its backoff in the store, then is claimed again.
             ("charge", Checkpointed { seq: 2 }),
             ("charge", Entered { attempt: 2 }),
             ("charge", Progress { message: "charged".into(), fraction: Some(0.5) }),
-            ("charge", Transitioned { to: "ship" }),
             ("ship", Checkpointed { seq: 3 }),
+            ("charge", Transitioned { to: "ship" }),
             ("ship", Entered { attempt: 1 }),
             ("ship", Progress { message: "packing".into(), fraction: None }),
             ("ship", Progress { message: "labelled".into(), fraction: Some(1.0) }),
@@ -225,11 +238,13 @@ fn a_paused_run_holds_across_a_restart_until_resumed() {
         let engine = engine(store.clone());
         assert!(engine.resume_pending().await.unwrap().resumed.is_empty(), "it stays paused");
         let started = tokio::time::Instant::now();
+        let wake_at = engine.status(run).await.unwrap().wake_at.expect("the backoff's deadline");
+        let rest = wake_at.duration_since(TestClock::new().now()).unwrap();
         engine.resume(run).await.unwrap();
         let handle = engine.handle::<order::Machine>(run).await.unwrap();
         assert_eq!(handle.output().await.unwrap(), 6);
-        // The retry runs at once: the rest of the backoff was given up by the pause.
-        assert!(started.elapsed() < Duration::from_secs(1));
+        // The pause kept the backoff's deadline: the retry ran when it was due, not before.
+        assert!(started.elapsed() >= rest, "{:?} < {rest:?}", started.elapsed());
         let status = engine.status(run).await.unwrap();
         assert_eq!(status.status, Status::Completed);
         let attempts: Vec<_> = status.history.iter().map(|e| (e.state, e.attempt)).collect();

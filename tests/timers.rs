@@ -82,7 +82,8 @@ fn a_wait_survives_a_restart_and_waits_only_the_rest() {
     paused().block_on(async {
         let engine = engine(&store, t0 + DAY); // and comes back a day later
         let started = Instant::now();
-        assert_eq!(engine.resume_pending().await.unwrap().resumed, [run]);
+        // Nothing to resume: the run waits in the store, and is claimed when it is due.
+        assert!(engine.resume_pending().await.unwrap().resumed.is_empty());
         let output = engine.handle::<trial::Machine>(run).await.unwrap().output().await.unwrap();
         assert_eq!(output, "bob signed up; reminded bob; bob's trial expired");
         assert_eq!(started.elapsed(), 2 * DAY + HOUR, "two days left of three, then an hour");
