@@ -3,16 +3,20 @@
 //!
 //! ```text
 //! cargo run --example durable        # starts 5 report runs; press Ctrl-C midway
-//! cargo run --example durable        # resumes the unfinished ones from their checkpoints
+//! cargo run --example durable        # goes on with the unfinished ones from their checkpoints
 //! ```
 //!
 //! Each run fetches, renders (a flaky step that retries with backoff) and publishes a report,
 //! taking a few seconds. Every step is checkpointed to `target/flow-durable-example.db` (or
-//! the path given as the first argument) before the run moves on. After an interrupt, the next
-//! start resumes every unfinished run: finished states are not run again, a retry that was
-//! backing off waits only the rest of its backoff, and the state that was running when the
-//! process died runs again with the same idempotency key, so `publish` can tell it already
-//! published. Delete the file to start over.
+//! the path given as the first argument) before the run moves on.
+//!
+//! Ctrl-C shuts the engine down: the attempts under way finish, and their runs are handed back
+//! to the file. The next start claims every unfinished run at once: finished states are not
+//! run again, and a retry that was backing off waits only the rest of its backoff. Killed
+//! outright (`kill -9`), the process cannot hand its runs back: the next start takes them over
+//! once the dead process's lease (3 s here) has lapsed, and the attempt that was cut off counts
+//! as a failed one and runs again with the same idempotency key, so `publish` can tell it
+//! already published. Delete the file to start over.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,7 +46,7 @@ fn say(report: u32, what: &str) {
 pub mod report {
     use super::*;
 
-    #[state(start, to(render))]
+    #[state(start, to(render), retry(attempts = 3, backoff = "100ms"))]
     async fn fetch(cx: &mut Draft, report: u32) -> Result<Fetch> {
         say(report, "fetching figures");
         tokio::time::sleep(Duration::from_millis(800)).await;
@@ -66,7 +70,8 @@ pub mod report {
         goto!(publish(report))
     }
 
-    #[state(end)]
+    /// Retried if a crash cuts it off: a cut-off attempt counts as a failed one.
+    #[state(end, retry(attempts = 3, backoff = "100ms"))]
     async fn publish(cx: &mut Draft, report: u32) -> Result<String> {
         say(report, "publishing");
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -82,19 +87,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let engine =
-        Engine::builder().store(SqliteStore::open(&path)?).machine::<report::Machine>().build()?;
+    let engine = Engine::builder()
+        .store(SqliteStore::open(&path)?)
+        .machine::<report::Machine>()
+        .lease(Duration::from_secs(3))
+        .build()?;
     println!("runs are kept in {}", path.display());
+    // Ctrl-C: let the attempts under way finish, and hand their runs back to the file.
+    tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                println!("\nshutting down: finishing the attempts under way");
+                let _ = engine.shutdown(Duration::from_secs(5)).await;
+                println!("every unfinished run waits in the file; run me again to go on");
+                std::process::exit(130);
+            }
+        }
+    });
 
-    let resumed = engine.resume_pending().await?;
-    for error in &resumed.failed {
-        eprintln!("could not resume: {error}");
-    }
-    let known = engine.list(Filter::new()).await?.len();
-    match (known, resumed.resumed.len()) {
+    let known = engine.list(Filter::new()).await?;
+    let unfinished = known.iter().filter(|run| !run.status.is_finished()).count();
+    match (known.len(), unfinished) {
         (0, _) => println!("starting 5 report runs; press Ctrl-C midway, then run me again\n"),
         (_, 0) => println!("every run finished earlier; their outputs are in the store\n"),
-        (_, n) => println!("resuming {n} unfinished run(s) where they stopped\n"),
+        (_, n) => println!("going on with {n} unfinished run(s) where they stopped\n"),
     }
 
     // Fixed ids make starting idempotent: a report started by an earlier process is taken
