@@ -184,6 +184,8 @@ async fn set_going(inner: &Arc<Inner>, claimed: Claimed) -> Result<(), EngineErr
     let run = claimed.checkpoint.run;
     let machine = claimed.checkpoint.machine.to_string();
     let Ok(permit) = Arc::clone(&inner.slots).try_acquire_owned() else {
+        // The slots filled up meanwhile: handed back, runnable, for the next free slot.
+        inner.backlog.store(true, Ordering::SeqCst);
         inner.store.release(run, claimed.lease).await?;
         return Ok(());
     };
