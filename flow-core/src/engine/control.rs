@@ -103,8 +103,10 @@ impl Engine {
             Some(permit) if refused.is_none() && !journal.released => {
                 spawn::<M>(journal, state, cursor, context, permit);
             }
-            // Waiting in the store (a signal, a timer), ended, or queued for a slot.
-            _ => inner.runnable(),
+            // Queued for a slot, here or in another engine.
+            None if refused.is_none() && !journal.released => inner.runnable(),
+            // Ended, or waiting in the store (its due time, if any, is with the scheduler).
+            _ => {}
         }
         Ok(RunHandle { run, engine: self.clone(), machine: PhantomData })
     }

@@ -482,6 +482,19 @@ pub(crate) fn deliver_stored<M: Durable, S: Signal<M>>(
         machine: M::NAME,
         detail: format!("the signal does not read back as the state's: {error}"),
     })?;
+    // A signal that serializes to JSON `null` (a unit struct) would read back as no signal:
+    // the run would wait on, and the sender would never know.
+    if M::waits_for_signal(state) {
+        return Err(EngineError::Serialize {
+            run,
+            machine: M::NAME,
+            detail: format!(
+                "a {} is stored as JSON null, which reads back as no signal; give the signal \
+                 type a field (a unit struct cannot be told from none)",
+                std::any::type_name::<S>()
+            ),
+        });
+    }
     let out = SnapshotOut::<M::State, M::Context, ()> {
         state: Some(state),
         context: &snapshot.context,

@@ -4,6 +4,7 @@
 use std::any::{Any, TypeId};
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use serde::de::IgnoredAny;
 use tokio::sync::{OwnedSemaphorePermit, watch};
@@ -174,7 +175,10 @@ pub(crate) fn spawn<M: Durable>(
             inner.live().remove(&run);
             let _ = done.send(Some(ended));
             inner.changed.notify_waiters();
-            inner.wake.notify_one();
+            // A slot is free: the scheduler is needed only if runs wait for one.
+            if inner.backlog.load(Ordering::SeqCst) {
+                inner.wake.notify_one();
+            }
         }
     });
     if let Some(lease) = lease {
@@ -183,8 +187,6 @@ pub(crate) fn spawn<M: Durable>(
     }
     drop(live);
     inner.changed.notify_waiters();
-    // The scheduler renews the lease while runs execute.
-    inner.wake.notify_one();
 }
 
 /// Marks `run` stuck with `reason`, letting go of it, and says how it ended.

@@ -48,8 +48,7 @@ async fn schedule(engine: Weak<Inner>) {
             return;
         }
         if holding
-            && inner.lease_until.load(Ordering::SeqCst) < now + lease * 2 / 3
-            && let Err(error) = renew(&inner).await
+            && let Err(error) = ensure_lease(&inner).await
         {
             tracing::warn!("cannot renew the engine's lease: {error}");
         }
@@ -97,6 +96,10 @@ async fn schedule(engine: Weak<Inner>) {
 /// runs it holds.
 pub(crate) async fn renew(inner: &Inner) -> Result<(), EngineError> {
     let _one = inner.renewing.lock().await;
+    if fresh(inner) {
+        // Renewed by whoever held the lock before.
+        return Ok(());
+    }
     let expires = inner.now_ms().saturating_add(inner.lease_ms());
     let halts = inner.store.heartbeat(&inner.owner, expires).await?;
     inner.lease_until.fetch_max(expires, Ordering::SeqCst);
@@ -111,11 +114,16 @@ pub(crate) async fn renew(inner: &Inner) -> Result<(), EngineError> {
 
 /// Makes sure the owner lease holds for a while yet, before the engine takes a run.
 pub(crate) async fn ensure_lease(inner: &Inner) -> Result<(), EngineError> {
-    let left = inner.lease_until.load(Ordering::SeqCst).saturating_sub(inner.now_ms());
-    if left > inner.lease_ms() * 2 / 3 {
+    if fresh(inner) {
         return Ok(());
     }
     renew(inner).await
+}
+
+/// Whether the owner lease has more than two thirds of its length left.
+fn fresh(inner: &Inner) -> bool {
+    let left = inner.lease_until.load(Ordering::SeqCst).saturating_sub(inner.now_ms());
+    left > inner.lease_ms() * 2 / 3
 }
 
 /// Claims what runs it can while slots are free: due runs, or with `lapsed` runs whose
