@@ -184,13 +184,14 @@ impl SqliteStore {
 
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
     let connection = Connection::open(path)?;
+    // First: switching a fresh file to WAL takes a lock another process may hold.
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", "FULL")?;
     // Copy the WAL back into the database every 4,000 pages (16 MiB at most) instead of
     // every 1,000: the copy is the cost of a commit that crosses the threshold, and fewer,
     // larger copies cost less per checkpoint.
     connection.pragma_update(None, "wal_autocheckpoint", 4000)?;
-    connection.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(connection)
 }
 
@@ -255,9 +256,11 @@ fn save(
     checkpoint: &Checkpoint,
 ) -> rusqlite::Result<Result<(), StoreError>> {
     let run = checkpoint.run.to_string();
-    let head: Option<(i64, i64, Option<String>, i64)> = transaction
+    let head: Option<(i64, i64, Option<String>, i64, i64)> = transaction
         .prepare_cached(HEAD)?
-        .query_row([&run], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+        .query_row([&run], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+        })
         .optional()?;
     let stored = head.as_ref().map(|(seq, ..)| from_sql(*seq));
     let follows = match stored {
@@ -267,7 +270,7 @@ fn save(
     if !follows {
         return Ok(Err(StoreError::Conflict { run: checkpoint.run, seq: checkpoint.seq, stored }));
     }
-    if let Some((_, _, owner, token)) = &head {
+    if let Some((_, _, owner, token, _)) = &head {
         let holds = match (&checkpoint.lease, owner) {
             (Some(lease), Some(owner)) => *lease.owner == **owner && to_sql(lease.token) == *token,
             (None, None) => true,
@@ -277,39 +280,47 @@ fn save(
             return Ok(Err(StoreError::Fenced { run: checkpoint.run }));
         }
     }
-    // The head's checkpoint row loses its snapshot, or the whole row if it adds no history.
-    let mut prev = None;
-    if let Some((_, head_row, ..)) = &head {
-        let (before, empty): (Option<i64>, bool) = transaction
-            .prepare_cached(HEAD_ROW)?
-            .query_row([head_row], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        if empty {
-            transaction.prepare_cached(DELETE_CHECKPOINT)?.execute([head_row])?;
-            prev = before;
-        } else {
-            transaction.prepare_cached(EMPTY_SNAPSHOT)?.execute([head_row])?;
-            prev = Some(*head_row);
-        }
-    }
-    transaction.prepare_cached(INSERT_CHECKPOINT)?.execute(params![
+    let seq = to_sql(checkpoint.seq);
+    let wait = checkpoint.wait.map(|wait| wait.as_str());
+    let status = checkpoint.status.as_str();
+    // The latest checkpoint replaces the one before.
+    transaction.prepare_cached(INSERT_LATEST)?.execute(params![
         run,
-        to_sql(checkpoint.seq),
-        prev,
+        seq,
         checkpoint.machine,
         checkpoint.version,
         checkpoint.fingerprint,
-        checkpoint.status.as_str(),
+        status,
         checkpoint.state,
         checkpoint.wake_at.map(to_sql),
+        wait,
         checkpoint.snapshot,
-        checkpoint.entries,
-        checkpoint.wait.map(|wait| wait.as_str()),
     ])?;
-    let id = transaction.last_insert_rowid();
+    let latest = transaction.last_insert_rowid();
+    if let Some((.., before)) = &head {
+        transaction.prepare_cached(DELETE_LATEST)?.execute([before])?;
+    }
+    // Its history entries, if it adds any, are appended to the run's history.
+    let mut history = head.as_ref().map_or(0, |(_, head, ..)| *head);
+    if checkpoint.entries != "[]" {
+        transaction.prepare_cached(INSERT_HISTORY)?.execute(params![
+            run,
+            seq,
+            Some(history).filter(|id| *id != 0),
+            checkpoint.machine,
+            checkpoint.version,
+            checkpoint.fingerprint,
+            status,
+            checkpoint.state,
+            checkpoint.wake_at.map(to_sql),
+            checkpoint.entries,
+            wait,
+        ])?;
+        history = transaction.last_insert_rowid();
+    }
     let at = to_sql(checkpoint.at);
     let owner = checkpoint.lease.as_ref().filter(|_| checkpoint.keeps_lease());
     let owner = owner.map(|lease| &*lease.owner);
-    let wait = checkpoint.wait.map(|wait| wait.as_str());
     let due_at = checkpoint.due_at().map(to_sql);
     match head {
         None => {
@@ -317,8 +328,9 @@ fn save(
             transaction.prepare_cached(INSERT_RUN)?.execute(params![
                 run,
                 checkpoint.machine,
-                checkpoint.status.as_str(),
-                id,
+                status,
+                history,
+                latest,
                 at,
                 wait,
                 due_at,
@@ -327,25 +339,15 @@ fn save(
             ])?;
         }
         // Held before and after: only the head moves.
-        Some((_, _, Some(_), _)) if checkpoint.keeps_lease() => {
-            transaction.prepare_cached(ADVANCE_RUN)?.execute(params![
-                run,
-                to_sql(checkpoint.seq),
-                id,
-                at
-            ])?;
+        Some((_, _, Some(_), _, _)) if checkpoint.keeps_lease() => {
+            transaction
+                .prepare_cached(ADVANCE_RUN)?
+                .execute(params![run, seq, history, latest, at])?;
         }
         Some(_) => {
-            transaction.prepare_cached(MOVE_RUN)?.execute(params![
-                run,
-                to_sql(checkpoint.seq),
-                id,
-                at,
-                checkpoint.status.as_str(),
-                wait,
-                due_at,
-                owner
-            ])?;
+            transaction
+                .prepare_cached(MOVE_RUN)?
+                .execute(params![run, seq, history, latest, at, status, wait, due_at, owner])?;
         }
     }
     Ok(Ok(()))
@@ -438,6 +440,7 @@ fn summary(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
 
 fn delete_run(transaction: &Connection, run: &str) -> rusqlite::Result<()> {
     transaction.prepare_cached(&format!("{CHAIN} {DELETE_HISTORY}"))?.execute([run])?;
+    transaction.prepare_cached(DELETE_RUN_LATEST)?.execute([run])?;
     transaction.prepare_cached(DELETE_RUN)?.execute([run])?;
     Ok(())
 }

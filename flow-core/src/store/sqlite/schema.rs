@@ -1,12 +1,18 @@
 //! The SQLite store's tables, their layout versions, and every query it runs.
 //!
 //! The layout is chosen for group commit: a batch of checkpoints of many runs should touch few
-//! pages. Checkpoints are appended to a rowid table in commit order (each batch fills a few
-//! consecutive pages), each linked to its run's previous kept one; a run's head (last sequence
-//! number, latest checkpoint, who holds it, when it is due) is one small row, where the
-//! compare-and-set happens. Only a run's latest checkpoint keeps its snapshot: the one before
-//! is emptied (or, without history entries, deleted) by the same write, so a run's storage is
-//! its latest snapshot plus its history.
+//! pages. Each table a checkpoint writes to is appended to in commit order (each batch fills a
+//! few consecutive pages):
+//!
+//! - `flow_latest`: each run's latest checkpoint, snapshot included. A write appends the new
+//!   one and deletes the one before, which an earlier batch appended nearby, so the table stays
+//!   as small as the runs' latest snapshots, and its freed pages are reused.
+//! - `flow_checkpoints`: the history, one small row per checkpoint that added entries, each
+//!   linked to its run's previous one.
+//! - `flow_runs`: a run's head (last sequence number, latest row, last history row, who holds
+//!   it, when it is due): one small row, where the compare-and-set happens.
+//!
+//! A run's storage is its latest snapshot plus its history.
 
 /// The layout this build writes; a newer one is refused rather than misread.
 pub const LAYOUT: i64 = 2;
@@ -41,7 +47,8 @@ const LAYOUT_1: &str = "
 
 /// Layout 2: runs live in the store. A head says why its run waits and when it is due, which
 /// engine holds it under which token, and any halt requested; engines' leases have a table of
-/// their own. Superseded snapshots are emptied (`''`). Runs of layout 1 that were running
+/// their own. Latest checkpoints move to `flow_latest`; history rows keep no snapshot (`''`),
+/// and a run without history has head 0. Runs of layout 1 that were running
 /// become runnable at once (or at their backoff's end); their `updated` time is the upgrade's, as
 /// layout 1 kept none.
 const LAYOUT_2: &str = "
@@ -56,8 +63,27 @@ const LAYOUT_2: &str = "
     UPDATE flow_runs SET due_at = coalesce(
         (SELECT wake_at FROM flow_checkpoints WHERE flow_checkpoints.id = flow_runs.head), 0)
     WHERE status = 'running';
-    UPDATE flow_checkpoints SET snapshot = ''
-    WHERE id NOT IN (SELECT head FROM flow_runs);
+    CREATE TABLE flow_latest (
+        id           INTEGER PRIMARY KEY,
+        run          TEXT    NOT NULL,
+        seq          INTEGER NOT NULL,
+        machine      TEXT    NOT NULL,
+        version      INTEGER NOT NULL,
+        fingerprint  TEXT    NOT NULL,
+        status       TEXT    NOT NULL,
+        state        TEXT    NOT NULL,
+        wake_at      INTEGER,
+        wait         TEXT,
+        snapshot     TEXT    NOT NULL
+    );
+    INSERT INTO flow_latest
+        (run, seq, machine, version, fingerprint, status, state, wake_at, wait, snapshot)
+    SELECT c.run, c.seq, c.machine, c.version, c.fingerprint, c.status, c.state, c.wake_at,
+        NULL, c.snapshot
+    FROM flow_runs r JOIN flow_checkpoints c ON c.id = r.head;
+    ALTER TABLE flow_runs ADD COLUMN latest INTEGER NOT NULL DEFAULT 0;
+    UPDATE flow_runs SET latest = (SELECT id FROM flow_latest WHERE run = flow_runs.id);
+    UPDATE flow_checkpoints SET snapshot = '';
     CREATE INDEX flow_runs_due ON flow_runs (due_at) WHERE due_at IS NOT NULL;
     CREATE INDEX flow_runs_held ON flow_runs (owner) WHERE owner IS NOT NULL;
     CREATE TABLE flow_owners (
@@ -69,32 +95,35 @@ const LAYOUT_2: &str = "
 /// The steps from an empty file to [`LAYOUT`], in order: step `n` leads to layout `n + 1`.
 pub const MIGRATIONS: [&str; LAYOUT as usize] = [LAYOUT_1, LAYOUT_2];
 
-pub const HEAD: &str = "SELECT seq, head, owner, token FROM flow_runs WHERE id = ?1";
+pub const HEAD: &str = "SELECT seq, head, owner, token, latest FROM flow_runs WHERE id = ?1";
 
-pub const HEAD_ROW: &str = "SELECT prev, entries = '[]' FROM flow_checkpoints WHERE id = ?1";
+pub const INSERT_LATEST: &str = "
+    INSERT INTO flow_latest
+        (run, seq, machine, version, fingerprint, status, state, wake_at, wait, snapshot)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
-pub const INSERT_CHECKPOINT: &str = "
+pub const DELETE_LATEST: &str = "DELETE FROM flow_latest WHERE id = ?1";
+
+/// A history row: the checkpoint's entries, linked to the run's previous history row.
+pub const INSERT_HISTORY: &str = "
     INSERT INTO flow_checkpoints
         (run, seq, prev, machine, version, fingerprint, status, state, wake_at, snapshot, entries,
          wait)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
-
-pub const EMPTY_SNAPSHOT: &str = "UPDATE flow_checkpoints SET snapshot = '' WHERE id = ?1";
-
-pub const DELETE_CHECKPOINT: &str = "DELETE FROM flow_checkpoints WHERE id = ?1";
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '', ?10, ?11)";
 
 pub const INSERT_RUN: &str = "
     INSERT INTO flow_runs
-        (id, machine, status, seq, head, created, updated, wait, due_at, owner, token)
-    VALUES (?1, ?2, ?3, 0, ?4, ?5, ?5, ?6, ?7, ?8, ?9)";
+        (id, machine, status, seq, head, latest, created, updated, wait, due_at, owner, token)
+    VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10)";
 
 /// The hot path: the run goes on under the same lease, so nothing indexed changes.
 pub const ADVANCE_RUN: &str =
-    "UPDATE flow_runs SET seq = ?2, head = ?3, updated = ?4 WHERE id = ?1";
+    "UPDATE flow_runs SET seq = ?2, head = ?3, latest = ?4, updated = ?5 WHERE id = ?1";
 
 pub const MOVE_RUN: &str = "
-    UPDATE flow_runs SET seq = ?2, head = ?3, updated = ?4, status = ?5, note = NULL, wait = ?6,
-        due_at = ?7, owner = ?8, halt = CASE WHEN ?5 = 'running' THEN halt END
+    UPDATE flow_runs SET seq = ?2, head = ?3, latest = ?4, updated = ?5, status = ?6,
+        note = NULL, wait = ?7, due_at = ?8, owner = ?9,
+        halt = CASE WHEN ?6 = 'running' THEN halt END
     WHERE id = ?1";
 
 pub const DUE: &str = "
@@ -139,9 +168,9 @@ pub const MARK: &str = "
 
 /// A run's latest checkpoint, its columns in the order `checkpoint` reads them.
 pub const LATEST: &str = "
-    SELECT c.run, c.seq, c.machine, c.version, c.fingerprint, c.status, c.state, c.wake_at,
-        c.snapshot, c.wait, r.updated
-    FROM flow_runs r JOIN flow_checkpoints c ON c.id = r.head WHERE r.id = ?1";
+    SELECT l.run, l.seq, l.machine, l.version, l.fingerprint, l.status, l.state, l.wake_at,
+        l.snapshot, l.wait, r.updated
+    FROM flow_runs r JOIN flow_latest l ON l.id = r.latest WHERE r.id = ?1";
 
 /// A run's kept checkpoint rows, newest first, by following `prev` from its head.
 pub const CHAIN: &str = "
@@ -157,6 +186,9 @@ pub const HISTORY: &str = "
     WHERE id IN (SELECT id FROM chain) AND entries <> '[]' ORDER BY seq";
 
 pub const DELETE_HISTORY: &str = "DELETE FROM flow_checkpoints WHERE id IN (SELECT id FROM chain)";
+
+pub const DELETE_RUN_LATEST: &str =
+    "DELETE FROM flow_latest WHERE id = (SELECT latest FROM flow_runs WHERE id = ?1)";
 
 pub const DELETE_RUN: &str = "DELETE FROM flow_runs WHERE id = ?1";
 
