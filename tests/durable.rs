@@ -344,7 +344,7 @@ fn a_corrupt_checkpoint_marks_its_run_and_harms_no_other() {
     });
     let file = rusqlite::Connection::open(&path).unwrap();
     file.execute(
-        "UPDATE flow_checkpoints SET snapshot = '{\"state\": {\"Charge\": [8]}' WHERE run = ?1 AND seq = 1",
+        "UPDATE flow_latest SET snapshot = '{\"state\": {\"Charge\": [8]}' WHERE run = ?1 AND seq = 1",
         [bad.to_string()],
     )
     .unwrap();
@@ -416,4 +416,41 @@ fn a_failed_run_reports_its_error_and_history_after_a_restart() {
         assert_eq!(history.len(), 4, "reserve and three charge attempts");
         assert_eq!(engine.status(run).await.unwrap().status, Status::Failed);
     });
+}
+
+#[flow::machine(name = "flaky_call")]
+pub mod flaky {
+    use super::*;
+
+    /// Fails its first attempt; full jitter over 1 ms draws a backoff of 0 ms about half the
+    /// time.
+    #[state(start, end, retry(attempts = 2, backoff = "1ms"))]
+    async fn call(_cx: &mut u32, n: u32) -> Result<u32> {
+        if flow::current().is_some_and(|now| now.attempt == 1) {
+            return Err(Error::retryable("the first attempt fails"));
+        }
+        Ok(n)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_whose_backoff_is_drawn_as_zero_goes_on() {
+    let engine = Engine::builder()
+        .store(MemoryStore::new())
+        .machine::<flaky::Machine>()
+        .clock(TestClock::new())
+        .build()
+        .unwrap();
+    let mut zero = 0;
+    for n in 0..40 {
+        let run = engine.start::<flaky::Machine>(n).await.unwrap();
+        let id = run.id();
+        let output = tokio::time::timeout(Duration::from_secs(60), run.output()).await;
+        assert_eq!(output.expect("the retry ran").unwrap(), n);
+        let history = engine.status(id).await.unwrap().history;
+        if let Outcome::Failed { retry_in: Some(delay), .. } = history[0].outcome {
+            zero += u32::from(delay.is_zero());
+        }
+    }
+    assert!(zero > 0, "no backoff was drawn as zero: the case was not tried");
 }

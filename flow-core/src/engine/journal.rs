@@ -283,11 +283,14 @@ impl<M: Durable> DurableJournal<M> {
             let checkpoint = self.checkpoint(Some(state), cursor, cx, None);
             self.save(checkpoint)
         });
+        // The deadline may have come by the time the checkpoint was made (a backoff drawn as
+        // 0 ms): then the run is still held here, and goes on at once.
+        let released = self.released;
         async move {
             if let Some(saved) = saved {
                 saved.await?;
             }
-            Err(Stop::Waiting)
+            if released { Err(Stop::Waiting) } else { Ok(()) }
         }
     }
 

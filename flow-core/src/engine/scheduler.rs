@@ -47,9 +47,7 @@ async fn schedule(engine: Weak<Inner>) {
             inner.scheduling.store(false, Ordering::SeqCst);
             return;
         }
-        if holding
-            && let Err(error) = ensure_lease(&inner).await
-        {
+        if holding && let Err(error) = ensure_lease(&inner).await {
             tracing::warn!("cannot renew the engine's lease: {error}");
         }
         if !closing {
@@ -191,16 +189,39 @@ pub(crate) async fn claim_now(inner: &Arc<Inner>, lapsed: bool) -> (Vec<RunId>, 
 async fn set_going(inner: &Arc<Inner>, claimed: Claimed) -> Result<(), EngineError> {
     let run = claimed.checkpoint.run;
     let machine = claimed.checkpoint.machine.to_string();
-    let Ok(permit) = Arc::clone(&inner.slots).try_acquire_owned() else {
-        // The slots filled up meanwhile: handed back, runnable, for the next free slot.
-        inner.backlog.store(true, Ordering::SeqCst);
-        inner.store.release(run, claimed.lease).await?;
-        return Ok(());
-    };
-    let Some(registered) = inner.machines.get(machine.as_str()) else {
+    let Some(registered) = inner.machines.get(machine.as_str()).cloned() else {
         inner.store.release(run, claimed.lease).await?;
         return Err(EngineError::UnknownMachine { name: machine });
     };
+    match Arc::clone(&inner.slots).try_acquire_owned() {
+        Ok(permit) => go(inner, registered.as_ref(), claimed, permit).await,
+        // Taken over from an engine that died: handed back, the cut-off attempt would not be
+        // counted, so it waits here for a slot instead.
+        Err(_) if claimed.taken_over => {
+            let inner = Arc::clone(inner);
+            tokio::spawn(async move {
+                if let Ok(permit) = Arc::clone(&inner.slots).acquire_owned().await {
+                    let _ = go(&inner, registered.as_ref(), claimed, permit).await;
+                }
+            });
+            Ok(())
+        }
+        // The slots filled up meanwhile: handed back, runnable, for the next free slot.
+        Err(_) => {
+            inner.backlog.store(true, Ordering::SeqCst);
+            inner.store.release(run, claimed.lease).await?;
+            Ok(())
+        }
+    }
+}
+
+async fn go(
+    inner: &Arc<Inner>,
+    registered: &dyn super::Registered,
+    claimed: Claimed,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<(), EngineError> {
+    let run = claimed.checkpoint.run;
     let lease = claimed.lease.clone();
     match registered.run_claimed(inner, claimed, permit) {
         Ok(()) => Ok(()),
