@@ -9,11 +9,18 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A store keeps, per run, a log of checkpoints numbered 0, 1, 2, … ([`Checkpoint::seq`]).
-//! Writing checkpoint `n` succeeds only if the run's last checkpoint is `n - 1` (a
-//! compare-and-set): two engines resuming the same run cannot both move it on. The engine
-//! builds checkpoints and reads them back; a store only keeps them, so a new backend needs
-//! nothing of `flow` beyond this module.
+//! The store is the truth: a run lives in its store, not in a process. Per run, a store keeps
+//! its latest [`Checkpoint`] (numbered 0, 1, 2, …: [`Checkpoint::seq`]), the history entries
+//! each checkpoint added, why the run waits and until when ([`Wait`], [`Checkpoint::due_at`]),
+//! and which engine holds it under which [`Lease`]. Writing checkpoint `n` succeeds only if the
+//! run's last one is `n - 1` (a compare-and-set) and the write carries the lease the run is
+//! held under (fencing): an engine that lost a run cannot move it on. Engines
+//! [`claim`](CheckpointStore::claim) runs when they are due, and
+//! [`take_over`](CheckpointStore::take_over) those of an engine whose lease lapsed.
+//!
+//! The engine builds checkpoints and reads them back; a store only keeps them, so a new
+//! backend needs nothing of `flow` beyond this module. `tests/store.rs` is the contract every
+//! store passes.
 //!
 //! - [`MemoryStore`]: in the process, for tests and runs that need not survive it.
 //! - [`SqliteStore`]: one file, the embedded default.

@@ -256,11 +256,9 @@ fn save(
     checkpoint: &Checkpoint,
 ) -> rusqlite::Result<Result<(), StoreError>> {
     let run = checkpoint.run.to_string();
-    let head: Option<(i64, i64, Option<String>, i64, i64)> = transaction
+    let head: Option<(i64, i64, Option<String>, i64)> = transaction
         .prepare_cached(HEAD)?
-        .query_row([&run], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
-        })
+        .query_row([&run], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
         .optional()?;
     let stored = head.as_ref().map(|(seq, ..)| from_sql(*seq));
     let follows = match stored {
@@ -270,7 +268,7 @@ fn save(
     if !follows {
         return Ok(Err(StoreError::Conflict { run: checkpoint.run, seq: checkpoint.seq, stored }));
     }
-    if let Some((_, _, owner, token, _)) = &head {
+    if let Some((_, _, owner, token)) = &head {
         let holds = match (&checkpoint.lease, owner) {
             (Some(lease), Some(owner)) => *lease.owner == **owner && to_sql(lease.token) == *token,
             (None, None) => true,
@@ -283,23 +281,7 @@ fn save(
     let seq = to_sql(checkpoint.seq);
     let wait = checkpoint.wait.map(|wait| wait.as_str());
     let status = checkpoint.status.as_str();
-    // The latest checkpoint replaces the one before.
-    transaction.prepare_cached(INSERT_LATEST)?.execute(params![
-        run,
-        seq,
-        checkpoint.machine,
-        checkpoint.version,
-        checkpoint.fingerprint,
-        status,
-        checkpoint.state,
-        checkpoint.wake_at.map(to_sql),
-        wait,
-        checkpoint.snapshot,
-    ])?;
-    let latest = transaction.last_insert_rowid();
-    if let Some((.., before)) = &head {
-        transaction.prepare_cached(DELETE_LATEST)?.execute([before])?;
-    }
+    let wake_at = checkpoint.wake_at.map(to_sql);
     // Its history entries, if it adds any, are appended to the run's history.
     let mut history = head.as_ref().map_or(0, |(_, head, ..)| *head);
     if checkpoint.entries != "[]" {
@@ -312,42 +294,70 @@ fn save(
             checkpoint.fingerprint,
             status,
             checkpoint.state,
-            checkpoint.wake_at.map(to_sql),
+            wake_at,
             checkpoint.entries,
             wait,
         ])?;
         history = transaction.last_insert_rowid();
     }
+    // The latest checkpoint replaces the one before, in the head.
     let at = to_sql(checkpoint.at);
     let owner = checkpoint.lease.as_ref().filter(|_| checkpoint.keeps_lease());
     let owner = owner.map(|lease| &*lease.owner);
     let due_at = checkpoint.due_at().map(to_sql);
+    let (version, fingerprint) = (checkpoint.version, &checkpoint.fingerprint);
+    let (state, snapshot) = (&checkpoint.state, &checkpoint.snapshot);
     match head {
         None => {
             let token = checkpoint.lease.as_ref().map_or(0, |lease| to_sql(lease.token));
             transaction.prepare_cached(INSERT_RUN)?.execute(params![
                 run,
+                history,
+                at,
+                version,
+                fingerprint,
+                state,
+                wake_at,
+                wait,
+                snapshot,
                 checkpoint.machine,
                 status,
-                history,
-                latest,
-                at,
-                wait,
                 due_at,
                 owner,
                 token
             ])?;
         }
-        // Held before and after: only the head moves.
-        Some((_, _, Some(_), _, _)) if checkpoint.keeps_lease() => {
-            transaction
-                .prepare_cached(ADVANCE_RUN)?
-                .execute(params![run, seq, history, latest, at])?;
+        // Held before and after: nothing indexed changes.
+        Some((_, _, Some(_), _)) if checkpoint.keeps_lease() => {
+            transaction.prepare_cached(ADVANCE_RUN)?.execute(params![
+                run,
+                seq,
+                history,
+                at,
+                version,
+                fingerprint,
+                state,
+                wake_at,
+                wait,
+                snapshot
+            ])?;
         }
         Some(_) => {
-            transaction
-                .prepare_cached(MOVE_RUN)?
-                .execute(params![run, seq, history, latest, at, status, wait, due_at, owner])?;
+            transaction.prepare_cached(MOVE_RUN)?.execute(params![
+                run,
+                seq,
+                history,
+                at,
+                version,
+                fingerprint,
+                state,
+                wake_at,
+                wait,
+                snapshot,
+                status,
+                due_at,
+                owner
+            ])?;
         }
     }
     Ok(Ok(()))
@@ -440,7 +450,6 @@ fn summary(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
 
 fn delete_run(transaction: &Connection, run: &str) -> rusqlite::Result<()> {
     transaction.prepare_cached(&format!("{CHAIN} {DELETE_HISTORY}"))?.execute([run])?;
-    transaction.prepare_cached(DELETE_RUN_LATEST)?.execute([run])?;
     transaction.prepare_cached(DELETE_RUN)?.execute([run])?;
     Ok(())
 }

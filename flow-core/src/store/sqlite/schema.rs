@@ -1,18 +1,12 @@
 //! The SQLite store's tables, their layout versions, and every query it runs.
 //!
 //! The layout is chosen for group commit: a batch of checkpoints of many runs should touch few
-//! pages. Each table a checkpoint writes to is appended to in commit order (each batch fills a
-//! few consecutive pages):
-//!
-//! - `flow_latest`: each run's latest checkpoint, snapshot included. A write appends the new
-//!   one and deletes the one before, which an earlier batch appended nearby, so the table stays
-//!   as small as the runs' latest snapshots, and its freed pages are reused.
-//! - `flow_checkpoints`: the history, one small row per checkpoint that added entries, each
-//!   linked to its run's previous one.
-//! - `flow_runs`: a run's head (last sequence number, latest row, last history row, who holds
-//!   it, when it is due): one small row, where the compare-and-set happens.
-//!
-//! A run's storage is its latest snapshot plus its history.
+//! pages. A run's head is one row of `flow_runs`: its latest checkpoint (snapshot included,
+//! overwritten in place), who holds it, why it waits and when it is due; the compare-and-set
+//! happens there. Its history is appended to `flow_checkpoints` in commit order (each batch
+//! fills a few consecutive pages), one small row per checkpoint that added entries, each
+//! linked to its run's previous one. A run's storage is its latest snapshot plus its history;
+//! a step writes its head's page and the history's last page.
 
 /// The layout this build writes; a newer one is refused rather than misread.
 pub const LAYOUT: i64 = 2;
@@ -45,44 +39,30 @@ const LAYOUT_1: &str = "
     );
 ";
 
-/// Layout 2: runs live in the store. A head says why its run waits and when it is due, which
-/// engine holds it under which token, and any halt requested; engines' leases have a table of
-/// their own. Latest checkpoints move to `flow_latest`; history rows keep no snapshot (`''`),
-/// and a run without history has head 0. Runs of layout 1 that were running
-/// become runnable at once (or at their backoff's end); their `updated` time is the upgrade's, as
-/// layout 1 kept none.
+/// Layout 2: runs live in the store. A head holds its run's latest checkpoint, says why the
+/// run waits and when it is due, which engine holds it under which token, and any halt
+/// requested; engines' leases have a table of their own. History rows keep no snapshot (`''`),
+/// and a run without history has head 0. Runs of layout 1 that were running become runnable
+/// at once (or at their backoff's end); their `updated` time is the upgrade's, as layout 1
+/// kept none.
 const LAYOUT_2: &str = "
     ALTER TABLE flow_checkpoints ADD COLUMN wait TEXT;
+    ALTER TABLE flow_runs ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE flow_runs ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+    ALTER TABLE flow_runs ADD COLUMN state TEXT NOT NULL DEFAULT '';
+    ALTER TABLE flow_runs ADD COLUMN wake_at INTEGER;
     ALTER TABLE flow_runs ADD COLUMN wait TEXT;
+    ALTER TABLE flow_runs ADD COLUMN snapshot TEXT NOT NULL DEFAULT '';
     ALTER TABLE flow_runs ADD COLUMN due_at INTEGER;
     ALTER TABLE flow_runs ADD COLUMN owner TEXT;
     ALTER TABLE flow_runs ADD COLUMN token INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE flow_runs ADD COLUMN halt TEXT;
     ALTER TABLE flow_runs ADD COLUMN updated INTEGER NOT NULL DEFAULT 0;
+    UPDATE flow_runs SET (version, fingerprint, state, wake_at, snapshot) = (
+        SELECT version, fingerprint, state, wake_at, snapshot FROM flow_checkpoints
+        WHERE flow_checkpoints.id = flow_runs.head);
+    UPDATE flow_runs SET due_at = coalesce(wake_at, 0) WHERE status = 'running';
     UPDATE flow_runs SET updated = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER);
-    UPDATE flow_runs SET due_at = coalesce(
-        (SELECT wake_at FROM flow_checkpoints WHERE flow_checkpoints.id = flow_runs.head), 0)
-    WHERE status = 'running';
-    CREATE TABLE flow_latest (
-        id           INTEGER PRIMARY KEY,
-        run          TEXT    NOT NULL,
-        seq          INTEGER NOT NULL,
-        machine      TEXT    NOT NULL,
-        version      INTEGER NOT NULL,
-        fingerprint  TEXT    NOT NULL,
-        status       TEXT    NOT NULL,
-        state        TEXT    NOT NULL,
-        wake_at      INTEGER,
-        wait         TEXT,
-        snapshot     TEXT    NOT NULL
-    );
-    INSERT INTO flow_latest
-        (run, seq, machine, version, fingerprint, status, state, wake_at, wait, snapshot)
-    SELECT c.run, c.seq, c.machine, c.version, c.fingerprint, c.status, c.state, c.wake_at,
-        NULL, c.snapshot
-    FROM flow_runs r JOIN flow_checkpoints c ON c.id = r.head;
-    ALTER TABLE flow_runs ADD COLUMN latest INTEGER NOT NULL DEFAULT 0;
-    UPDATE flow_runs SET latest = (SELECT id FROM flow_latest WHERE run = flow_runs.id);
     UPDATE flow_checkpoints SET snapshot = '';
     CREATE INDEX flow_runs_due ON flow_runs (due_at) WHERE due_at IS NOT NULL;
     CREATE INDEX flow_runs_held ON flow_runs (owner) WHERE owner IS NOT NULL;
@@ -95,14 +75,7 @@ const LAYOUT_2: &str = "
 /// The steps from an empty file to [`LAYOUT`], in order: step `n` leads to layout `n + 1`.
 pub const MIGRATIONS: [&str; LAYOUT as usize] = [LAYOUT_1, LAYOUT_2];
 
-pub const HEAD: &str = "SELECT seq, head, owner, token, latest FROM flow_runs WHERE id = ?1";
-
-pub const INSERT_LATEST: &str = "
-    INSERT INTO flow_latest
-        (run, seq, machine, version, fingerprint, status, state, wake_at, wait, snapshot)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
-
-pub const DELETE_LATEST: &str = "DELETE FROM flow_latest WHERE id = ?1";
+pub const HEAD: &str = "SELECT seq, head, owner, token FROM flow_runs WHERE id = ?1";
 
 /// A history row: the checkpoint's entries, linked to the run's previous history row.
 pub const INSERT_HISTORY: &str = "
@@ -113,17 +86,20 @@ pub const INSERT_HISTORY: &str = "
 
 pub const INSERT_RUN: &str = "
     INSERT INTO flow_runs
-        (id, machine, status, seq, head, latest, created, updated, wait, due_at, owner, token)
-    VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10)";
+        (id, seq, head, updated, version, fingerprint, state, wake_at, wait, snapshot,
+         machine, status, created, due_at, owner, token)
+    VALUES (?1, 0, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?3, ?12, ?13, ?14)";
 
 /// The hot path: the run goes on under the same lease, so nothing indexed changes.
-pub const ADVANCE_RUN: &str =
-    "UPDATE flow_runs SET seq = ?2, head = ?3, latest = ?4, updated = ?5 WHERE id = ?1";
+pub const ADVANCE_RUN: &str = "
+    UPDATE flow_runs SET seq = ?2, head = ?3, updated = ?4, version = ?5, fingerprint = ?6,
+        state = ?7, wake_at = ?8, wait = ?9, snapshot = ?10
+    WHERE id = ?1";
 
 pub const MOVE_RUN: &str = "
-    UPDATE flow_runs SET seq = ?2, head = ?3, latest = ?4, updated = ?5, status = ?6,
-        note = NULL, wait = ?7, due_at = ?8, owner = ?9,
-        halt = CASE WHEN ?6 = 'running' THEN halt END
+    UPDATE flow_runs SET seq = ?2, head = ?3, updated = ?4, version = ?5, fingerprint = ?6,
+        state = ?7, wake_at = ?8, wait = ?9, snapshot = ?10, status = ?11, note = NULL,
+        due_at = ?12, owner = ?13, halt = CASE WHEN ?11 = 'running' THEN halt END
     WHERE id = ?1";
 
 pub const DUE: &str = "
@@ -139,7 +115,7 @@ pub const LAPSED: &str = "
     LIMIT ?3";
 
 pub const CLAIM: &str = "
-    UPDATE flow_runs SET owner = ?2, token = token + 1, due_at = NULL, wait = NULL
+    UPDATE flow_runs SET owner = ?2, token = token + 1, due_at = NULL
     WHERE id = ?1
     RETURNING token, halt";
 
@@ -162,15 +138,17 @@ pub const REQUEST_HALT: &str = "
     WHERE id = ?1 AND status NOT IN ('completed', 'failed', 'cancelled')";
 
 pub const MARK: &str = "
-    UPDATE flow_runs SET status = ?2, note = ?3, wait = NULL, owner = NULL,
+    UPDATE flow_runs SET status = ?2, note = ?3, owner = NULL,
         due_at = CASE WHEN ?2 = 'running' THEN 0 END
     WHERE id = ?1";
 
-/// A run's latest checkpoint, its columns in the order `checkpoint` reads them.
+/// A run's latest checkpoint, its columns in the order `checkpoint` reads them. (A run marked
+/// stuck was running when it was marked.)
 pub const LATEST: &str = "
-    SELECT l.run, l.seq, l.machine, l.version, l.fingerprint, l.status, l.state, l.wake_at,
-        l.snapshot, l.wait, r.updated
-    FROM flow_runs r JOIN flow_latest l ON l.id = r.latest WHERE r.id = ?1";
+    SELECT id, seq, machine, version, fingerprint,
+        CASE status WHEN 'stuck' THEN 'running' ELSE status END,
+        state, wake_at, snapshot, wait, updated
+    FROM flow_runs WHERE id = ?1";
 
 /// A run's kept checkpoint rows, newest first, by following `prev` from its head.
 pub const CHAIN: &str = "
@@ -187,12 +165,12 @@ pub const HISTORY: &str = "
 
 pub const DELETE_HISTORY: &str = "DELETE FROM flow_checkpoints WHERE id IN (SELECT id FROM chain)";
 
-pub const DELETE_RUN_LATEST: &str =
-    "DELETE FROM flow_latest WHERE id = (SELECT latest FROM flow_runs WHERE id = ?1)";
-
 pub const DELETE_RUN: &str = "DELETE FROM flow_runs WHERE id = ?1";
 
-pub const SUMMARY_COLUMNS: &str = "id, machine, status, note, wait, created, updated";
+/// A summary's wait is the latest checkpoint's while the run waits in the store.
+pub const SUMMARY_COLUMNS: &str = "
+    id, machine, status, note,
+    CASE WHEN status = 'running' AND owner IS NULL THEN wait END, created, updated";
 
 pub const FINISHED_BEFORE: &str = "
     SELECT id FROM flow_runs
