@@ -530,10 +530,10 @@ async fn sqlite_group_commit_fails_a_refused_or_failing_write_alone() {
     claim(&store, "e1", JOB, 0).await;
     store.save(Checkpoint { entries: r#"["kept"]"#.into(), ..cp(3, 0) }).await.unwrap();
     store.save(cp(3, 1)).await.unwrap();
-    // A write SQLite itself fails, after the job has already changed run 3's head row.
+    // A write SQLite itself fails, after the job has already appended to run 3's history.
     let sql = rusqlite::Connection::open(store.path()).unwrap();
     sql.execute_batch(
-        "CREATE TRIGGER boom BEFORE INSERT ON flow_checkpoints WHEN NEW.state = 'boom'
+        "CREATE TRIGGER boom BEFORE UPDATE ON flow_runs WHEN NEW.state = 'boom'
          BEGIN SELECT RAISE(ABORT, 'boom'); END;",
     )
     .unwrap();
@@ -549,7 +549,8 @@ async fn sqlite_group_commit_fails_a_refused_or_failing_write_alone() {
         if n == 150 {
             save(cp(1, 0)); // already exists
             save(cp(2, 1)); // held by e1
-            save(Checkpoint { state: "boom".into(), ..cp(3, 2) });
+            // Its history row is written before the head's update fails.
+            save(Checkpoint { state: "boom".into(), entries: r#"["lost"]"#.into(), ..cp(3, 2) });
         }
     }
     while let Some(joined) = writes.join_next().await {

@@ -84,7 +84,6 @@ fn engine(store: impl flow::store::CheckpointStore, slots: usize) -> Engine {
         .machine::<Desks>()
         .max_concurrent_runs(slots)
         .clock(TestClock::new())
-        .lease(Duration::from_secs(1))
         .poll_interval(Duration::from_millis(20))
         .seed(1)
         .build()
