@@ -14,9 +14,11 @@
 //!    runtime, 2 workers), from the first start until every output is awaited. Compared with
 //!    floor B's rows/s and with the 100,000 steps/s target.
 //!
-//! Then diagnostics, to tell the store's cost from the engine's: the checkpoints of cases 3
-//! and 4, copied under new run ids and saved straight to a `SqliteStore` without the engine
-//! (one after the other in the rounds of case 3; by 1,000 tasks for case 4); and, on
+//! Then diagnostics, to tell the store's cost from the engine's: the checkpoints one run of
+//! cases 3 and 4 saved (recorded on their way to the store by [`Recorder`], since a store keeps
+//! only a run's latest snapshot), copied under new run ids and saved straight to a
+//! `SqliteStore` without the engine (one after the other in the rounds of case 3; by 1,000
+//! tasks for case 4); and, on
 //! Linux, the bytes and calls of I/O per item of floor B, case 4 and the diagnostic (from
 //! `/proc/self/io`).
 //!
@@ -24,11 +26,15 @@
 //! `CARGO_TARGET_TMPDIR` (the project's disk, not a tmpfs), removed at the end.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flow::prelude::*;
-use flow::store::{Checkpoint, CheckpointStore, SqliteStore};
+use flow::store::{
+    Checkpoint, CheckpointStore, Claimed, Filter, Halt, Lease, RunSummary, SqliteStore, Status,
+    StoreError,
+};
 use flow::{Engine, RunId};
 use rusqlite::{Connection, Statement};
 
@@ -142,6 +148,124 @@ pub mod looping {
         *cx += 1;
         Ok((n, *cx))
     }
+}
+
+/// A [`SqliteStore`] that keeps a copy of every checkpoint saved while it records: how the
+/// diagnostics get the checkpoints a run wrote, snapshots and history entries included (the
+/// store keeps only a run's latest snapshot). Not recording, it costs an atomic load per save.
+#[derive(Clone)]
+struct Recorder {
+    store: SqliteStore,
+    recording: Arc<AtomicBool>,
+    saved: Arc<Mutex<Vec<Checkpoint>>>,
+}
+
+impl Recorder {
+    fn new(store: SqliteStore) -> Recorder {
+        Recorder { store, recording: Arc::default(), saved: Arc::default() }
+    }
+
+    /// Starts keeping copies of what is saved.
+    fn record(&self) {
+        self.saved.lock().unwrap().clear();
+        self.recording.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops recording, and returns the checkpoints of `run` saved meanwhile, in order.
+    fn recorded(&self, run: RunId) -> Vec<Checkpoint> {
+        self.recording.store(false, Ordering::SeqCst);
+        let saved = std::mem::take(&mut *self.saved.lock().unwrap());
+        saved.into_iter().filter(|checkpoint| checkpoint.run == run).collect()
+    }
+}
+
+impl CheckpointStore for Recorder {
+    async fn save(&self, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        if self.recording.load(Ordering::Relaxed) {
+            self.saved.lock().unwrap().push(checkpoint.clone());
+        }
+        self.store.save(checkpoint).await
+    }
+    async fn claim(
+        &self,
+        owner: &str,
+        machines: &[&'static str],
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.store.claim(owner, machines, now, limit).await
+    }
+    async fn take_over(
+        &self,
+        owner: &str,
+        machines: &[&'static str],
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.store.take_over(owner, machines, now, limit).await
+    }
+    async fn next_due(&self, machines: &[&'static str]) -> Result<Option<u64>, StoreError> {
+        self.store.next_due(machines).await
+    }
+    async fn heartbeat(&self, owner: &str, expires: u64) -> Result<Vec<(RunId, Halt)>, StoreError> {
+        self.store.heartbeat(owner, expires).await
+    }
+    async fn release(&self, run: RunId, lease: Lease) -> Result<(), StoreError> {
+        self.store.release(run, lease).await
+    }
+    async fn request_halt(&self, run: RunId, halt: Halt) -> Result<bool, StoreError> {
+        self.store.request_halt(run, halt).await
+    }
+    async fn latest(&self, run: RunId) -> Result<Option<Checkpoint>, StoreError> {
+        self.store.latest(run).await
+    }
+    async fn history(&self, run: RunId) -> Result<Vec<String>, StoreError> {
+        self.store.history(run).await
+    }
+    async fn summary(&self, run: RunId) -> Result<Option<RunSummary>, StoreError> {
+        self.store.summary(run).await
+    }
+    async fn list(&self, filter: Filter) -> Result<Vec<RunSummary>, StoreError> {
+        self.store.list(filter).await
+    }
+    async fn mark(
+        &self,
+        run: RunId,
+        status: Status,
+        note: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.store.mark(run, status, note).await
+    }
+    async fn delete_finished(&self, filter: Filter, before: u64) -> Result<u64, StoreError> {
+        self.store.delete_finished(filter, before).await
+    }
+    async fn delete(&self, run: RunId) -> Result<bool, StoreError> {
+        self.store.delete(run).await
+    }
+    fn shared_between_processes(&self) -> bool {
+        self.store.shared_between_processes()
+    }
+}
+
+/// `template` (one run's checkpoints, written under its engine's claim) made ready to be
+/// saved by the diagnostics under new run ids, with no engine: under the claim of an owner of
+/// their own, whose lease `store` holds for an hour, so no engine on the file takes their runs
+/// over mid-way.
+async fn detached(store: &SqliteStore, template: Vec<Checkpoint>) -> Vec<Checkpoint> {
+    let owner: Arc<str> = Arc::from("bench-store-only");
+    let hour = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let expires = hour.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    store.heartbeat(&owner, u64::try_from(expires).unwrap()).await.unwrap();
+    template
+        .into_iter()
+        .map(|checkpoint| Checkpoint {
+            lease: checkpoint
+                .lease
+                .as_ref()
+                .map(|lease| Lease { owner: Arc::clone(&owner), token: lease.token }),
+            ..checkpoint
+        })
+        .collect()
 }
 
 /// Opens a raw connection with the pragmas `SqliteStore` uses, and a table to fill.
@@ -260,8 +384,9 @@ fn one_at_a_time(dir: &Path, runtime: &tokio::runtime::Runtime) -> Serial {
     let payload = payload();
     let path = dir.join("durable-serial.db");
     let store = SqliteStore::open(&path).unwrap();
+    let recorder = Recorder::new(store.clone());
     let engine =
-        Engine::builder().store(store.clone()).machine::<chain::Machine>().build().unwrap();
+        Engine::builder().store(recorder.clone()).machine::<chain::Machine>().build().unwrap();
     // Warm-ups, long enough for both WALs to pass their first checkpoint and be rewritten in
     // place: a WAL that still grows costs more per fsync, which would favour whichever side
     // wraps first. Floor A's passes 1,000 pages (SQLite's default) in `WARM_UP_COMMITS`
@@ -274,18 +399,21 @@ fn one_at_a_time(dir: &Path, runtime: &tokio::runtime::Runtime) -> Serial {
     let file_size = || std::fs::metadata(&path).map_or(0, |metadata| metadata.len());
     let unwrapped = file_size();
     let (per_run, template) = runtime.block_on(async {
+        recorder.record();
         let handle = engine.start::<chain::Machine>(0).await.unwrap();
         let run = handle.id();
         assert_eq!(handle.output().await.unwrap(), (10, 10));
+        let template = detached(&store, recorder.recorded(run)).await;
         let mut n = 0;
         while n < WARM_UP_COMMITS / 11 || (file_size() == unwrapped && n < 10 * WARM_UP_COMMITS) {
             engine.start::<chain::Machine>(n).await.unwrap().output().await.unwrap();
             n += 1;
         }
         assert!(file_size() > unwrapped, "the store's WAL was never copied back");
-        (checkpoints(&engine, run).await, store.checkpoints(run).await.unwrap())
+        (checkpoints(&engine, run).await, template)
     });
     assert_eq!(per_run, 11, "a 10-state chain: start, 9 transitions, end");
+    assert_eq!(template.len() as u64, per_run, "the recorder saw every checkpoint");
 
     let mut serial = Serial { per_run, ..Serial::default() };
     let us = |elapsed: Duration, items: u64| elapsed.as_secs_f64() * 1e6 / items as f64;
@@ -375,35 +503,45 @@ fn text_bytes(checkpoint: &Checkpoint) -> usize {
         + checkpoint.entries.len()
 }
 
-/// Counts the checkpoints in the database at `path`.
+/// Counts the checkpoints the runs in the database at `path` have written, all of them
+/// completed: each run's last sequence number plus one (a store keeps a run's latest snapshot
+/// and its history, not a row per checkpoint).
 fn stored(path: &Path) -> u64 {
-    let count: i64 = Connection::open(path)
+    let (runs, completed, count): (i64, i64, i64) = Connection::open(path)
         .unwrap()
-        .query_row("SELECT count(*) FROM flow_checkpoints", [], |row| row.get(0))
+        .query_row(
+            "SELECT count(*), coalesce(sum(status = 'completed'), 0), coalesce(sum(seq + 1), 0)
+             FROM flow_runs",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
         .unwrap();
+    assert_eq!(completed, runs, "every run completed");
     u64::try_from(count).unwrap()
 }
 
 /// `CONCURRENT_RUNS` durable runs at once on one engine, each started and awaited by a task
 /// of its own, timed from the first start until every output was awaited. Also returns the
-/// checkpoints of one run, as the store holds them.
+/// checkpoints one run saved.
 async fn durable_concurrent(dir: &Path) -> (Concurrent, Vec<Checkpoint>) {
     let path = dir.join("durable-concurrent.db");
-    let store = SqliteStore::open(&path).unwrap();
+    let recorder = Recorder::new(SqliteStore::open(&path).unwrap());
     let engine = Engine::builder()
-        .store(store.clone())
+        .store(recorder.clone())
         .machine::<looping::Machine>()
         .max_concurrent_runs(CONCURRENT_RUNS)
         .build()
         .unwrap();
     let expected = (LOOP_STATES - 1, u64::from(LOOP_STATES));
     // A warm-up run, which also says how many checkpoints a run writes.
+    recorder.record();
     let handle = engine.start::<looping::Machine>(0).await.unwrap();
     let run = handle.id();
     assert_eq!(handle.output().await.unwrap(), expected);
     let per_run = checkpoints(&engine, run).await;
     assert_eq!(per_run, u64::from(LOOP_STATES) + 1);
-    let template = store.checkpoints(run).await.unwrap();
+    let template = recorder.recorded(run);
+    assert_eq!(template.len() as u64, per_run, "the recorder saw every checkpoint");
 
     let io = Io::now();
     let started = Instant::now();
@@ -433,7 +571,7 @@ async fn durable_concurrent(dir: &Path) -> (Concurrent, Vec<Checkpoint>) {
 async fn store_only(dir: &Path, template: Vec<Checkpoint>) -> Concurrent {
     let path = dir.join("store-only.db");
     let store = SqliteStore::open(&path).unwrap();
-    let template = Arc::new(template);
+    let template = Arc::new(detached(&store, template).await);
     let io = Io::now();
     let started = Instant::now();
     let tasks: Vec<_> = (0..CONCURRENT_RUNS)
