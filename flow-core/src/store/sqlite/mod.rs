@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::oneshot;
 
 use super::{
@@ -57,8 +57,10 @@ struct Shared {
 
 /// A write the writer thread runs inside the batch's transaction.
 trait Job: Send {
-    /// Does the job's writes; its answer is kept until the transaction's fate is known.
-    fn apply(&mut self, transaction: &Transaction<'_>);
+    /// Does the job's writes, keeping its answer until the transaction's fate is known.
+    /// `false` if SQLite failed the job: the transaction must then be undone and tried again
+    /// without it (a job may run more than once).
+    fn apply(&mut self, connection: &Connection) -> bool;
     /// Sends the kept answer, or `failed` if the transaction did not commit.
     fn answer(self: Box<Self>, failed: Option<&str>);
 }
@@ -71,7 +73,7 @@ impl std::fmt::Debug for dyn Job {
 
 /// A [`Job`] from a closure, answered on a oneshot channel.
 struct Write<T, F> {
-    work: Option<F>,
+    work: F,
     answer: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
@@ -79,23 +81,15 @@ struct Write<T, F> {
 impl<T, F> Job for Write<T, F>
 where
     T: Send,
-    F: FnOnce(&Connection) -> rusqlite::Result<Result<T, StoreError>> + Send,
+    F: FnMut(&Connection) -> rusqlite::Result<Result<T, StoreError>> + Send,
 {
-    fn apply(&mut self, transaction: &Transaction<'_>) {
-        let Some(work) = self.work.take() else { return };
-        // Each job in a savepoint of its own: one that fails is undone alone.
-        let run = |sql: &str| transaction.prepare_cached(sql).and_then(|mut step| step.execute([]));
-        let answer = match run("SAVEPOINT flow_job") {
-            Ok(_) => match work(transaction) {
-                Ok(answer) => run("RELEASE flow_job").map_err(backend).and(answer),
-                Err(error) => {
-                    let _ = run("ROLLBACK TO flow_job").and_then(|_| run("RELEASE flow_job"));
-                    Err(backend(error))
-                }
-            },
-            Err(error) => Err(backend(error)),
+    fn apply(&mut self, connection: &Connection) -> bool {
+        let (answer, applied) = match (self.work)(connection) {
+            Ok(answer) => (answer, true),
+            Err(error) => (Err(backend(error)), false),
         };
         self.answer = Some(answer);
+        applied
     }
 
     fn answer(self: Box<Self>, failed: Option<&str>) {
@@ -143,10 +137,10 @@ impl SqliteStore {
     async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<Result<T, StoreError>> + Send + 'static,
+        F: FnMut(&Connection) -> rusqlite::Result<Result<T, StoreError>> + Send + 'static,
     {
         let (reply, done) = oneshot::channel();
-        let job = Box::new(Write { work: Some(work), answer: None, reply });
+        let job = Box::new(Write { work, answer: None, reply });
         if self.shared.writer.send(job).is_err() {
             return Err(StoreError::Closed);
         }
@@ -240,15 +234,24 @@ fn write_loop(mut connection: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
     }
 }
 
-/// One transaction for the whole batch. A job that fails is undone alone (its answer says
-/// why); only a failure of the transaction itself (its commit: a full disk) fails them all.
+/// One transaction for the whole batch. A job that SQLite fails (a row over its limits) fails
+/// alone: the transaction is undone and run again without it, so the rest of the batch
+/// commits, at no cost to a batch where nothing fails. Only a failure of the transaction
+/// itself (its commit: a full disk) fails them all.
 fn commit(connection: &mut Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
-    let transaction =
-        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    for job in batch.iter_mut() {
-        job.apply(&transaction);
+    let mut failed = vec![false; batch.len()];
+    'attempt: loop {
+        let transaction =
+            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for (job, failed) in batch.iter_mut().zip(failed.iter_mut()) {
+            if !*failed && !job.apply(&transaction) {
+                // Dropped, the transaction rolls back; the job keeps its error as its answer.
+                *failed = true;
+                continue 'attempt;
+            }
+        }
+        return transaction.commit();
     }
-    transaction.commit()
 }
 
 fn save(
@@ -289,14 +292,7 @@ fn save(
             run,
             seq,
             Some(history).filter(|id| *id != 0),
-            checkpoint.machine,
-            checkpoint.version,
-            checkpoint.fingerprint,
-            status,
-            checkpoint.state,
-            wake_at,
             checkpoint.entries,
-            wait,
         ])?;
         history = transaction.last_insert_rowid();
     }

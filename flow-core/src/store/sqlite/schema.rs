@@ -77,12 +77,12 @@ pub const MIGRATIONS: [&str; LAYOUT as usize] = [LAYOUT_1, LAYOUT_2];
 
 pub const HEAD: &str = "SELECT seq, head, owner, token FROM flow_runs WHERE id = ?1";
 
-/// A history row: the checkpoint's entries, linked to the run's previous history row.
+/// A history row: the checkpoint's entries, linked to the run's previous history row. The
+/// columns layout 1 filled from the checkpoint are left empty: the head has them.
 pub const INSERT_HISTORY: &str = "
     INSERT INTO flow_checkpoints
-        (run, seq, prev, machine, version, fingerprint, status, state, wake_at, snapshot, entries,
-         wait)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '', ?10, ?11)";
+        (run, seq, prev, entries, machine, version, fingerprint, status, state, snapshot)
+    VALUES (?1, ?2, ?3, ?4, '', 0, '', '', '', '')";
 
 pub const INSERT_RUN: &str = "
     INSERT INTO flow_runs
