@@ -101,8 +101,9 @@ impl EngineBuilder {
         self
     }
 
-    /// How often the engine looks in the store for runs that other processes made runnable
-    /// (a signal, a resume, a lapsed lease) (default 250 ms). Writes by this engine wake it
+    /// How often the engine looks in the store for what other processes wrote (default
+    /// 250 ms): runs they made runnable (a signal, a resume, a lapsed lease), and cancels or
+    /// pauses of the runs this engine executes, which it honours at their next safe point. Writes by this engine wake it
     /// at once. A store only this process writes (a [`MemoryStore`]) is looked at on each
     /// lease renewal instead.
     pub fn poll_interval(mut self, interval: Duration) -> Self {

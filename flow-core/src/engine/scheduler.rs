@@ -47,11 +47,14 @@ async fn schedule(engine: Weak<Inner>) {
             inner.scheduling.store(false, Ordering::SeqCst);
             return;
         }
-        if holding && let Err(error) = ensure_lease(&inner).await {
+        let poll_tick = now >= next_poll;
+        // While it executes runs, the engine renews its lease at each look at the store too,
+        // which brings the halts other engines requested for them within a poll interval.
+        if holding && let Err(error) = renew(&inner, poll_tick).await {
             tracing::warn!("cannot renew the engine's lease: {error}");
         }
         if !closing {
-            if now >= next_poll {
+            if poll_tick {
                 next_poll = now + duration_ms(inner.poll);
                 claim(&inner, true).await;
                 match inner.store.next_due(&inner.names).await {
@@ -92,9 +95,10 @@ async fn schedule(engine: Weak<Inner>) {
 
 /// Renews the engine's owner lease, and passes on the halts other engines requested for the
 /// runs it holds.
-pub(crate) async fn renew(inner: &Inner) -> Result<(), EngineError> {
+/// Unless `always`, only when the lease has less than two thirds of its length left.
+pub(crate) async fn renew(inner: &Inner, always: bool) -> Result<(), EngineError> {
     let _one = inner.renewing.lock().await;
-    if fresh(inner) {
+    if !always && fresh(inner) {
         // Renewed by whoever held the lock before.
         return Ok(());
     }
@@ -112,10 +116,7 @@ pub(crate) async fn renew(inner: &Inner) -> Result<(), EngineError> {
 
 /// Makes sure the owner lease holds for a while yet, before the engine takes a run.
 pub(crate) async fn ensure_lease(inner: &Inner) -> Result<(), EngineError> {
-    if fresh(inner) {
-        return Ok(());
-    }
-    renew(inner).await
+    renew(inner, false).await
 }
 
 /// Whether the owner lease has more than two thirds of its length left.
