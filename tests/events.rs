@@ -257,3 +257,27 @@ fn a_paused_run_holds_across_a_restart_until_resumed() {
 fn paused_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap()
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_run_stream_ends_with_its_run() {
+    let engine = engine(MemoryStore::new());
+    let handle = engine.start::<order::Machine>(0).await.unwrap();
+    let mut events = handle.events();
+    // Order 0 fails every attempt: nothing it emits is the signal this waits for, and the
+    // wait ends when the run does, instead of hanging.
+    let never = events.until(|e| matches!(e.kind, EventKind::WaitingForSignal { .. })).await;
+    assert_eq!(never, None);
+    assert!(matches!(handle.output().await, Err(EngineError::Failed { .. })));
+    assert_eq!(events.next().await, None, "the stream stays ended");
+
+    let second = engine.start::<order::Machine>(8).await.unwrap();
+    let mut last = None;
+    let mut seen = 0;
+    let mut theirs = second.events();
+    while let Some(event) = theirs.next().await {
+        seen += 1;
+        last = Some(event.kind);
+    }
+    assert_eq!(last, Some(EventKind::Completed), "the stream ended after the run's last event");
+    assert!(seen > 3);
+}

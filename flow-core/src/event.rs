@@ -133,6 +133,13 @@ pub enum EventKind {
     },
 }
 
+impl EventKind {
+    /// Whether the run is over after this: completed, failed or cancelled.
+    pub fn ends_the_run(&self) -> bool {
+        matches!(self, EventKind::Completed | EventKind::Failed { .. } | EventKind::Cancelled)
+    }
+}
+
 impl fmt::Display for Event {
     /// `…4e1c5a checkout/charge: attempt 2 failed: error: declined; retry in 180ms`: the run
     /// by the end of its id (the random part), the machine, the state, what happened.
@@ -179,20 +186,28 @@ impl fmt::Display for Event {
 /// A stream of events: every run's ([`Engine::events`](crate::Engine::events)) or one run's
 /// ([`Engine::events_of`](crate::Engine::events_of), [`RunHandle::events`](crate::RunHandle::events)).
 ///
-/// A [`Stream`]; [`Events::next`] needs no extension trait. It ends when the engine is gone.
+/// A [`Stream`]; [`Events::next`] needs no extension trait. One run's stream ends after that
+/// run's last event here: completed, failed or cancelled (a paused run may go on, so its
+/// stream does not end). Every run's stream ends when the engine is gone.
+///
+/// A stream carries what this engine sees: the events of a run that executes in another
+/// engine on the same store do not reach it.
 #[derive(Debug)]
 pub struct Events {
     inner: BroadcastStream<Event>,
     run: Option<RunId>,
     missed: u64,
+    /// The run's last event went by: the stream has ended.
+    ended: bool,
 }
 
 impl Events {
     pub(crate) fn new(receiver: broadcast::Receiver<Event>, run: Option<RunId>) -> Events {
-        Events { inner: BroadcastStream::new(receiver), run, missed: 0 }
+        Events { inner: BroadcastStream::new(receiver), run, missed: 0, ended: false }
     }
 
-    /// The next event `wanted` accepts, skipping the others; `None` once the engine is gone.
+    /// The next event `wanted` accepts, skipping the others; `None` once the stream ends
+    /// without one (for one run's stream: the run ended first).
     ///
     /// ```no_run
     /// # async fn demo(engine: flow_core::Engine, run: flow_core::RunId) {
@@ -211,7 +226,7 @@ impl Events {
         None
     }
 
-    /// The next event, or `None` once the engine is gone.
+    /// The next event, or `None` once the stream has ended.
     pub async fn next(&mut self) -> Option<Event> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
@@ -226,10 +241,14 @@ impl Stream for Events {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
         loop {
             match Pin::new(&mut self.inner).poll_next(cx) {
                 Poll::Ready(Some(Ok(event))) => {
                     if self.run.is_none_or(|run| run == event.run) {
+                        self.ended = self.run.is_some() && event.kind.ends_the_run();
                         return Poll::Ready(Some(event));
                     }
                 }
