@@ -462,3 +462,60 @@ async fn a_retry_whose_backoff_is_drawn_as_zero_goes_on() {
     }
     assert!(zero > 0, "no backoff was drawn as zero: the case was not tried");
 }
+
+#[flow::machine(name = "ticker", max_steps = 50)]
+pub mod ticker {
+    use super::*;
+
+    /// A second between ticks, spent waiting in the store.
+    #[state(start, to(tick, done), wait = "1s")]
+    async fn tick(cx: &mut u32, n: u32) -> Result<Tick> {
+        *cx += 1;
+        if n >= 3 { goto!(done(n)) } else { goto!(tick(n + 1)) }
+    }
+
+    #[state(end)]
+    async fn done(cx: &mut u32, n: u32) -> Result<u32> {
+        Ok(n * 100 + *cx)
+    }
+}
+
+/// Edits run `run`'s stored snapshot with SQLite's `json_set(snapshot, path, value)`.
+fn edit_snapshot(path: &std::path::Path, run: RunId, json_path: &str, value: i64) {
+    let file = rusqlite::Connection::open(path).unwrap();
+    let changed = file
+        .execute(
+            "UPDATE flow_runs SET snapshot = json_set(snapshot, ?2, ?3) WHERE id = ?1",
+            rusqlite::params![run.to_string(), json_path, value],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+}
+
+#[test]
+fn guards_and_counters_hold_for_any_stored_value() {
+    let path = common::db("durable-stored-counters");
+    paused_runtime().block_on(async {
+        let engine = Engine::builder()
+            .store(SqliteStore::open(&path).unwrap())
+            .machine::<ticker::Machine>()
+            .clock(TestClock::new())
+            .build()
+            .unwrap();
+        let past_the_limit = engine.start_with::<ticker::Machine>(0, 0).await.unwrap();
+        let at_the_top = engine.start_with::<ticker::Machine>(0, 0).await.unwrap();
+        // Both wait a second in the store; meanwhile their counters are rewritten, as a
+        // deploy that lowered max_steps, or a long life, would leave them.
+        edit_snapshot(&path, past_the_limit.id(), "$.steps", 1000);
+        edit_snapshot(&path, at_the_top.id(), "$.visits.tick", i64::from(u32::MAX));
+        edit_snapshot(&path, at_the_top.id(), "$.steps", 3);
+
+        // A run stored past max_steps is stopped at its next step, not run on.
+        let error = past_the_limit.output().await.unwrap_err();
+        let EngineError::Failed { error: RunError::MaxSteps { limit: 50, .. }, .. } = &error else {
+            panic!("expected the max_steps guard, got {error:?}");
+        };
+        // A visit counter at its top saturates: no overflow, no wrap, the run goes on.
+        assert_eq!(at_the_top.output().await.unwrap(), 304);
+    });
+}
