@@ -147,6 +147,32 @@ impl SqliteStore {
         done.await.unwrap_or(Err(StoreError::Closed))
     }
 
+    /// Claims for `owner` the runs `query` selects (parameters: now, machines, limit): due
+    /// runs, or with `taken_over` runs whose holder's lease lapsed.
+    async fn claim_where(
+        &self,
+        query: &'static str,
+        taken_over: bool,
+        owner: &str,
+        machines: &[&'static str],
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let (owner, machines) = (owner.to_owned(), machines_json(machines));
+        // Looked for on the reader first: an idle poll takes no write lock.
+        if !self.any(query, now, &machines).await? {
+            return Ok(Vec::new());
+        }
+        self.write(move |transaction| {
+            let ids = transaction
+                .prepare_cached(query)?
+                .query_map(params![to_sql(now), machines, to_sql(limit as u64)], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            claim(transaction, ids, &owner, taken_over).map(Ok)
+        })
+        .await
+    }
+
     /// Whether `query` (a claim's selection, parameters: now, machines, limit) finds a run.
     async fn any(&self, query: &'static str, now: u64, machines: &str) -> Result<bool, StoreError> {
         let machines = machines.to_owned();
@@ -462,19 +488,7 @@ impl CheckpointStore for SqliteStore {
         now: u64,
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
-        let (owner, machines) = (owner.to_owned(), machines_json(machines));
-        // Looked for on the reader first: an idle poll takes no write lock.
-        if !self.any(DUE, now, &machines).await? {
-            return Ok(Vec::new());
-        }
-        self.write(move |transaction| {
-            let ids = transaction
-                .prepare_cached(DUE)?
-                .query_map(params![to_sql(now), machines, to_sql(limit as u64)], |row| row.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
-            claim(transaction, ids, &owner, false).map(Ok)
-        })
-        .await
+        self.claim_where(DUE, false, owner, machines, now, limit).await
     }
 
     async fn take_over(
@@ -484,18 +498,7 @@ impl CheckpointStore for SqliteStore {
         now: u64,
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
-        let (owner, machines) = (owner.to_owned(), machines_json(machines));
-        if !self.any(LAPSED, now, &machines).await? {
-            return Ok(Vec::new());
-        }
-        self.write(move |transaction| {
-            let ids = transaction
-                .prepare_cached(LAPSED)?
-                .query_map(params![to_sql(now), machines, to_sql(limit as u64)], |row| row.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
-            claim(transaction, ids, &owner, true).map(Ok)
-        })
-        .await
+        self.claim_where(LAPSED, true, owner, machines, now, limit).await
     }
 
     async fn next_due(&self, machines: &[&'static str]) -> Result<Option<u64>, StoreError> {
