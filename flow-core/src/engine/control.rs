@@ -524,12 +524,6 @@ impl Engine {
         let machine = registered.map_or("?", |registered| registered.name());
         let graph = registered.map(|registered| registered.graph());
         let state = graph.and_then(|graph| graph.state(state)).map_or("?", |info| info.name);
-        Reporter {
-            sender: self.inner.events.clone(),
-            clock: Arc::clone(&self.inner.clock),
-            run,
-            machine,
-            state,
-        }
+        self.inner.reporter(run, machine, state)
     }
 }

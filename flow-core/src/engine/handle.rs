@@ -78,22 +78,17 @@ impl<M: Durable> RunHandle<M> {
                     Some(Ended::Waiting | Ended::Lost) | None => continue,
                 }
             }
-            let latest = self.engine.latest::<M>(run).await?;
-            match latest.status {
+            // The handle was made for a run of `M`: its summary says where it stands.
+            let summary = inner.store.summary(run).await?;
+            let summary = summary.ok_or(EngineError::UnknownRun { run })?;
+            match summary.status {
                 status if status.is_finished() => return self.engine.finished::<M>(run).await,
                 Status::Paused => return Err(EngineError::Paused { run }),
                 Status::Stuck => {
-                    let summary = inner.store.summary(run).await?;
-                    let note = summary.and_then(|summary| summary.note).unwrap_or_default();
+                    let note = summary.note.unwrap_or_default();
                     return Err(EngineError::Stuck { run, note });
                 }
                 _ => {}
-            }
-            if let Some(summary) = inner.store.summary(run).await?
-                && summary.status == Status::Stuck
-            {
-                let note = summary.note.unwrap_or_default();
-                return Err(EngineError::Stuck { run, note });
             }
             tokio::select! {
                 () = changed => {}

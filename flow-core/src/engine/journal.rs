@@ -295,13 +295,7 @@ impl<M: Durable> DurableJournal<M> {
     }
 
     pub(crate) fn reporter(&self, state: &'static str) -> Reporter {
-        Reporter {
-            sender: self.inner.events.clone(),
-            clock: Arc::clone(&self.inner.clock),
-            run: self.run,
-            machine: M::NAME,
-            state,
-        }
+        self.inner.reporter(self.run, M::NAME, state)
     }
 }
 

@@ -36,7 +36,7 @@ use tokio::sync::{Notify, Semaphore, broadcast, watch};
 use crate::Machine;
 use crate::RunId;
 use crate::current::Cancel;
-use crate::event::Event;
+use crate::event::{Event, Reporter};
 use crate::store::{DynStore, Lease};
 use crate::testing::Faults;
 
@@ -242,6 +242,12 @@ impl Inner {
     /// Whether this engine's owner lease still holds, as far as it knows.
     fn lease_holds(&self) -> bool {
         self.lease_until.load(Ordering::SeqCst) > self.now_ms()
+    }
+
+    /// Where events of run `run` go.
+    fn reporter(&self, run: RunId, machine: &'static str, state: &'static str) -> Reporter {
+        let (sender, clock) = (self.events.clone(), Arc::clone(&self.clock));
+        Reporter { sender, clock, run, machine, state }
     }
 
     /// Tells the scheduler that a run became due at `at` (Unix milliseconds).
