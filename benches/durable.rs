@@ -15,7 +15,7 @@
 //!    floor B's rows/s and with the 100,000 steps/s target.
 //!
 //! Then diagnostics, to tell the store's cost from the engine's: the checkpoints one run of
-//! cases 3 and 4 saved (recorded on their way to the store by [`Recorder`], since a store keeps
+//! cases 3 and 4 saved (recorded on their way to the store by [`Watched`](common::Watched), since a store keeps
 //! only a run's latest snapshot), copied under new run ids and saved straight to a
 //! `SqliteStore` without the engine (one after the other in the rounds of case 3; by 1,000
 //! tasks for case 4); and, on
@@ -25,16 +25,15 @@
 //! Every database is in WAL mode with `synchronous=FULL`, in a fresh directory under
 //! `CARGO_TARGET_TMPDIR` (the project's disk, not a tmpfs), removed at the end.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{Io, Watched, bench_dir, cpu_model, grouped, table};
 use flow::prelude::*;
-use flow::store::{
-    Checkpoint, CheckpointStore, Claimed, Filter, Halt, Lease, RunSummary, SqliteStore, Status,
-    StoreError,
-};
+use flow::store::{Checkpoint, CheckpointStore, Lease, SqliteStore};
 use flow::{Engine, RunId};
 use rusqlite::{Connection, Statement};
 
@@ -147,103 +146,6 @@ pub mod looping {
     async fn done(cx: &mut u64, n: u32) -> Result<(u32, u64)> {
         *cx += 1;
         Ok((n, *cx))
-    }
-}
-
-/// A [`SqliteStore`] that keeps a copy of every checkpoint saved while it records: how the
-/// diagnostics get the checkpoints a run wrote, snapshots and history entries included (the
-/// store keeps only a run's latest snapshot). Not recording, it costs an atomic load per save.
-#[derive(Clone)]
-struct Recorder {
-    store: SqliteStore,
-    recording: Arc<AtomicBool>,
-    saved: Arc<Mutex<Vec<Checkpoint>>>,
-}
-
-impl Recorder {
-    fn new(store: SqliteStore) -> Recorder {
-        Recorder { store, recording: Arc::default(), saved: Arc::default() }
-    }
-
-    /// Starts keeping copies of what is saved.
-    fn record(&self) {
-        self.saved.lock().unwrap().clear();
-        self.recording.store(true, Ordering::SeqCst);
-    }
-
-    /// Stops recording, and returns the checkpoints of `run` saved meanwhile, in order.
-    fn recorded(&self, run: RunId) -> Vec<Checkpoint> {
-        self.recording.store(false, Ordering::SeqCst);
-        let saved = std::mem::take(&mut *self.saved.lock().unwrap());
-        saved.into_iter().filter(|checkpoint| checkpoint.run == run).collect()
-    }
-}
-
-impl CheckpointStore for Recorder {
-    async fn save(&self, checkpoint: Checkpoint) -> Result<(), StoreError> {
-        if self.recording.load(Ordering::Relaxed) {
-            self.saved.lock().unwrap().push(checkpoint.clone());
-        }
-        self.store.save(checkpoint).await
-    }
-    async fn claim(
-        &self,
-        owner: &str,
-        machines: &[&'static str],
-        now: u64,
-        limit: usize,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        self.store.claim(owner, machines, now, limit).await
-    }
-    async fn take_over(
-        &self,
-        owner: &str,
-        machines: &[&'static str],
-        now: u64,
-        limit: usize,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        self.store.take_over(owner, machines, now, limit).await
-    }
-    async fn next_due(&self, machines: &[&'static str]) -> Result<Option<u64>, StoreError> {
-        self.store.next_due(machines).await
-    }
-    async fn heartbeat(&self, owner: &str, expires: u64) -> Result<Vec<(RunId, Halt)>, StoreError> {
-        self.store.heartbeat(owner, expires).await
-    }
-    async fn release(&self, run: RunId, lease: Lease) -> Result<(), StoreError> {
-        self.store.release(run, lease).await
-    }
-    async fn request_halt(&self, run: RunId, halt: Halt) -> Result<bool, StoreError> {
-        self.store.request_halt(run, halt).await
-    }
-    async fn latest(&self, run: RunId) -> Result<Option<Checkpoint>, StoreError> {
-        self.store.latest(run).await
-    }
-    async fn history(&self, run: RunId) -> Result<Vec<String>, StoreError> {
-        self.store.history(run).await
-    }
-    async fn summary(&self, run: RunId) -> Result<Option<RunSummary>, StoreError> {
-        self.store.summary(run).await
-    }
-    async fn list(&self, filter: Filter) -> Result<Vec<RunSummary>, StoreError> {
-        self.store.list(filter).await
-    }
-    async fn mark(
-        &self,
-        run: RunId,
-        status: Status,
-        note: Option<String>,
-    ) -> Result<(), StoreError> {
-        self.store.mark(run, status, note).await
-    }
-    async fn delete_finished(&self, filter: Filter, before: u64) -> Result<u64, StoreError> {
-        self.store.delete_finished(filter, before).await
-    }
-    async fn delete(&self, run: RunId) -> Result<bool, StoreError> {
-        self.store.delete(run).await
-    }
-    fn shared_between_processes(&self) -> bool {
-        self.store.shared_between_processes()
     }
 }
 
@@ -384,7 +286,7 @@ fn one_at_a_time(dir: &Path, runtime: &tokio::runtime::Runtime) -> Serial {
     let payload = payload();
     let path = dir.join("durable-serial.db");
     let store = SqliteStore::open(&path).unwrap();
-    let recorder = Recorder::new(store.clone());
+    let recorder = Watched::new(store.clone());
     let engine =
         Engine::builder().store(recorder.clone()).machine::<chain::Machine>().build().unwrap();
     // Warm-ups, long enough for both WALs to pass their first checkpoint and be rewritten in
@@ -430,45 +332,6 @@ fn one_at_a_time(dir: &Path, runtime: &tokio::runtime::Runtime) -> Serial {
         serial.direct += direct;
     }
     serial
-}
-
-/// The process's I/O counters from `/proc/self/io` (Linux): bytes and calls, read and write.
-#[derive(Clone, Copy, Default)]
-struct Io {
-    rchar: u64,
-    wchar: u64,
-    syscr: u64,
-    syscw: u64,
-}
-
-impl Io {
-    /// The counters now; zeros where `/proc/self/io` is missing.
-    fn now() -> Io {
-        let text = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
-        let field = |name: &str| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(name)?.strip_prefix(": ")?.parse().ok())
-                .unwrap_or(0)
-        };
-        Io {
-            rchar: field("rchar"),
-            wchar: field("wchar"),
-            syscr: field("syscr"),
-            syscw: field("syscw"),
-        }
-    }
-
-    /// The I/O since `earlier`, per `steps` items, as one line.
-    fn per_step(self, earlier: Io, steps: u64) -> String {
-        let per = |now: u64, then: u64| now.saturating_sub(then) as f64 / steps as f64;
-        format!(
-            "{:.1} KiB written in {:.1} write calls, {:.1} KiB read in {:.1} read calls",
-            per(self.wchar, earlier.wchar) / 1024.0,
-            per(self.syscw, earlier.syscw),
-            per(self.rchar, earlier.rchar) / 1024.0,
-            per(self.syscr, earlier.syscr),
-        )
-    }
 }
 
 /// What a concurrent case measured.
@@ -525,7 +388,7 @@ fn stored(path: &Path) -> u64 {
 /// checkpoints one run saved.
 async fn durable_concurrent(dir: &Path) -> (Concurrent, Vec<Checkpoint>) {
     let path = dir.join("durable-concurrent.db");
-    let recorder = Recorder::new(SqliteStore::open(&path).unwrap());
+    let recorder = Watched::new(SqliteStore::open(&path).unwrap());
     let engine = Engine::builder()
         .store(recorder.clone())
         .machine::<looping::Machine>()
@@ -596,77 +459,14 @@ async fn store_only(dir: &Path, template: Vec<Checkpoint>) -> Concurrent {
     Concurrent { per_run: template.len() as u64, elapsed, io, size: size_mib(&path) }
 }
 
-/// A fresh directory for the databases, on the project's disk.
-fn bench_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-durable");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The CPU's model name, where `/proc/cpuinfo` gives it.
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split(':').nth(1))
-                .map(|name| name.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
-/// `value` with thousands separators, rounded to a whole number.
-fn grouped(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
 /// A ratio for the table; `None` prints a dash.
 fn ratio(value: Option<f64>) -> String {
     value.map_or_else(|| "—".to_owned(), |value| format!("{value:.2}×"))
 }
 
-/// Prints `rows` as a markdown table under `header`, each column as wide as its widest cell.
-fn table(header: [&str; 5], rows: &[[String; 5]]) {
-    let mut widths = header.map(|cell| cell.chars().count());
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |cells: [&str; 5]| {
-        let cells: Vec<_> = cells
-            .iter()
-            .zip(widths)
-            .enumerate()
-            .map(|(column, (cell, width))| match column {
-                // Numbers are right-aligned, words left-aligned.
-                1 | 2 | 4 => format!("{cell:>width$}"),
-                _ => format!("{cell:<width$}"),
-            })
-            .collect();
-        println!("| {} |", cells.join(" | "));
-    };
-    line(header);
-    let rule: Vec<_> = widths.iter().map(|width| "-".repeat(*width)).collect();
-    println!("|-{}-|", rule.join("-|-"));
-    for row in rows {
-        line(row.each_ref().map(String::as_str));
-    }
-}
-
 /// Runs the measurements and prints the table.
 fn main() {
-    let dir = bench_dir();
+    let dir = bench_dir("bench-durable");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("machine: {cores} cores ({}); databases in {}", cpu_model(), dir.display());
     println!(

@@ -27,24 +27,24 @@
 //!
 //! Under the table, details: RSS before and after, the children's own timeline, bytes to write
 //! calls beside bytes to the disk, how full the checkpoint table's pages are (SQLite's
-//! `dbstat`), and the calls each phase made to the store (counted by [`Counted`]).
+//! `dbstat`), and the calls each phase made to the store (counted by [`Watched`](common::Watched)).
 //!
 //! Every database is in WAL mode with `synchronous=FULL` (the store's defaults), in a fresh
 //! directory under `CARGO_TARGET_TMPDIR` (the project's disk), removed at the end
 //! (`FLOW_BENCH_KEEP=1` keeps them).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use common::{Io, Watched, bench_dir, cpu_model, grouped, table};
 use flow::prelude::*;
-use flow::store::{
-    Checkpoint, CheckpointStore, Claimed, Filter, Halt, Lease, RunSummary, SqliteStore, Status,
-    StoreError,
-};
+use flow::store::SqliteStore;
 use flow::{Clock, Durable, Engine, RunId};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
@@ -166,110 +166,6 @@ impl Clock for HourBehind {
     }
 }
 
-/// A [`SqliteStore`] that counts the engine's calls, to tell what a phase asked of the store.
-#[derive(Clone)]
-struct Counted {
-    store: SqliteStore,
-    /// Saves, claims (and takeovers), heartbeats, reads.
-    calls: Arc<[AtomicU64; 4]>,
-}
-
-impl Counted {
-    fn open(path: &Path) -> Counted {
-        Counted { store: SqliteStore::open(path).unwrap(), calls: Arc::default() }
-    }
-
-    fn count(&self, call: usize) {
-        self.calls[call].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The calls so far, as a phrase.
-    fn calls(&self) -> String {
-        let [saves, claims, heartbeats, reads] =
-            self.calls.each_ref().map(|calls| grouped(calls.load(Ordering::Relaxed) as f64));
-        format!("{saves} saves, {claims} claims, {heartbeats} heartbeats, {reads} reads")
-    }
-}
-
-impl CheckpointStore for Counted {
-    async fn save(&self, checkpoint: Checkpoint) -> Result<(), StoreError> {
-        self.count(0);
-        self.store.save(checkpoint).await
-    }
-    async fn claim(
-        &self,
-        owner: &str,
-        machines: &[&'static str],
-        now: u64,
-        limit: usize,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        self.count(1);
-        self.store.claim(owner, machines, now, limit).await
-    }
-    async fn take_over(
-        &self,
-        owner: &str,
-        machines: &[&'static str],
-        now: u64,
-        limit: usize,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        self.count(1);
-        self.store.take_over(owner, machines, now, limit).await
-    }
-    async fn next_due(&self, machines: &[&'static str]) -> Result<Option<u64>, StoreError> {
-        self.count(3);
-        self.store.next_due(machines).await
-    }
-    async fn heartbeat(&self, owner: &str, expires: u64) -> Result<Vec<(RunId, Halt)>, StoreError> {
-        self.count(2);
-        self.store.heartbeat(owner, expires).await
-    }
-    async fn release(&self, run: RunId, lease: Lease) -> Result<(), StoreError> {
-        self.count(0);
-        self.store.release(run, lease).await
-    }
-    async fn request_halt(&self, run: RunId, halt: Halt) -> Result<bool, StoreError> {
-        self.count(0);
-        self.store.request_halt(run, halt).await
-    }
-    async fn latest(&self, run: RunId) -> Result<Option<Checkpoint>, StoreError> {
-        self.count(3);
-        self.store.latest(run).await
-    }
-    async fn history(&self, run: RunId) -> Result<Vec<String>, StoreError> {
-        self.count(3);
-        self.store.history(run).await
-    }
-    async fn summary(&self, run: RunId) -> Result<Option<RunSummary>, StoreError> {
-        self.count(3);
-        self.store.summary(run).await
-    }
-    async fn list(&self, filter: Filter) -> Result<Vec<RunSummary>, StoreError> {
-        self.count(3);
-        self.store.list(filter).await
-    }
-    async fn mark(
-        &self,
-        run: RunId,
-        status: Status,
-        note: Option<String>,
-    ) -> Result<(), StoreError> {
-        self.count(0);
-        self.store.mark(run, status, note).await
-    }
-    async fn delete_finished(&self, filter: Filter, before: u64) -> Result<u64, StoreError> {
-        self.count(0);
-        self.store.delete_finished(filter, before).await
-    }
-    async fn delete(&self, run: RunId) -> Result<bool, StoreError> {
-        self.count(0);
-        self.store.delete(run).await
-    }
-    fn shared_between_processes(&self) -> bool {
-        self.store.shared_between_processes()
-    }
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
@@ -286,32 +182,6 @@ fn status_kib(field: &str) -> u64 {
 /// The process's resident set, in bytes.
 fn rss() -> u64 {
     status_kib("VmRSS") * 1024
-}
-
-/// The process's I/O counters from `/proc/self/io` (Linux).
-#[derive(Clone, Copy, Default)]
-struct Io {
-    /// Bytes passed to write calls.
-    wchar: u64,
-    /// Bytes sent to the disk (pages dirtied, at page granularity).
-    write_bytes: u64,
-}
-
-impl Io {
-    fn now() -> Io {
-        let text = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
-        let field = |name: &str| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(name)?.strip_prefix(": ")?.parse().ok())
-                .unwrap_or(0)
-        };
-        Io { wchar: field("wchar"), write_bytes: field("write_bytes") }
-    }
-
-    /// The bytes written since `earlier`: to the disk, and to write calls.
-    fn since(self, earlier: Io) -> (u64, u64) {
-        (self.write_bytes - earlier.write_bytes, self.wchar - earlier.wchar)
-    }
 }
 
 /// A text of `len` random letters and digits.
@@ -405,7 +275,7 @@ struct Waiting {
 fn waiting(path: &Path, runs: u64) -> Waiting {
     let runtime = runtime();
     runtime.block_on(async {
-        let store = Counted::open(path);
+        let store = Watched::new(SqliteStore::open(path).unwrap());
         let engine =
             Engine::builder().store(store.clone()).machine::<gate::Machine>().build().unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -538,7 +408,7 @@ fn due_after_restart(path: &Path, runs: u64) -> (Duration, Duration, String) {
     let runtime = runtime();
     let _inside = runtime.enter();
     let since = Instant::now();
-    let store = Counted::open(path);
+    let store = Watched::new(SqliteStore::open(path).unwrap());
     let engine = Engine::builder().store(store.clone()).machine::<nap::Machine>().build();
     let engine = engine.unwrap();
     let elapsed = until_completed(path, runs, since, Duration::from_secs(600));
@@ -553,7 +423,7 @@ fn due_after_restart(path: &Path, runs: u64) -> (Duration, Duration, String) {
 fn fresh_runs(path: &Path, runs: u64) -> (Duration, String) {
     let runtime = runtime();
     let _inside = runtime.enter();
-    let store = Counted::open(path);
+    let store = Watched::new(SqliteStore::open(path).unwrap());
     let engine = Engine::builder().store(store.clone()).machine::<once::Machine>().build().unwrap();
     let since = Instant::now();
     let starter = {
@@ -647,71 +517,8 @@ fn stored(path: &Path) -> Stored {
     Stored { file, history, rows, pages, page_bytes, payload, unused }
 }
 
-/// A fresh directory for the databases, on the project's disk.
-fn bench_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-waiting");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The CPU's model name, where `/proc/cpuinfo` gives it.
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split(':').nth(1))
-                .map(|name| name.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
-/// `value` with thousands separators, rounded to a whole number.
-fn grouped(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
-}
-
-/// Prints `rows` as a markdown table under `header`, each column as wide as its widest cell.
-fn table(header: [&str; 5], rows: &[[String; 5]]) {
-    let mut widths = header.map(|cell| cell.chars().count());
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |cells: [&str; 5]| {
-        let cells: Vec<_> = cells
-            .iter()
-            .zip(widths)
-            .enumerate()
-            .map(|(column, (cell, width))| match column {
-                // Numbers are right-aligned, words left-aligned.
-                1 | 2 | 4 => format!("{cell:>width$}"),
-                _ => format!("{cell:<width$}"),
-            })
-            .collect();
-        println!("| {} |", cells.join(" | "));
-    };
-    line(header);
-    let rule: Vec<_> = widths.iter().map(|width| "-".repeat(*width)).collect();
-    println!("|-{}-|", rule.join("-|-"));
-    for row in rows {
-        line(row.each_ref().map(String::as_str));
-    }
 }
 
 /// Runs the measurements and prints the table.
@@ -721,7 +528,7 @@ fn main() {
         return;
     }
     let scale = Scale::from_env();
-    let dir = bench_dir();
+    let dir = bench_dir("bench-waiting");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("machine: {cores} cores ({}); databases in {}", cpu_model(), dir.display());
     println!(
