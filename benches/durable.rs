@@ -155,9 +155,9 @@ pub mod looping {
 /// over mid-way.
 async fn detached(store: &SqliteStore, template: Vec<Checkpoint>) -> Vec<Checkpoint> {
     let owner: Arc<str> = Arc::from("bench-store-only");
-    let hour = std::time::SystemTime::now() + Duration::from_secs(3600);
-    let expires = hour.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
-    store.heartbeat(&owner, u64::try_from(expires).unwrap()).await.unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let now = u64::try_from(now.as_millis()).unwrap();
+    store.heartbeat(&owner, now, now + 3_600_000).await.unwrap();
     template
         .into_iter()
         .map(|checkpoint| Checkpoint {

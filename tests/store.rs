@@ -257,7 +257,13 @@ async fn next_due_is_the_earliest_due_run_no_engine_holds(store: impl Checkpoint
 }
 
 async fn an_expired_lease_is_taken_over_and_its_holder_fenced(store: impl CheckpointStore) {
-    store.heartbeat("e1", 1_000).await.unwrap();
+    // In real time: a store may measure leases on a clock of its own (the database's).
+    const LEASE: u64 = 400;
+    let beat = |owner: &'static str| {
+        let now = wall_ms();
+        store.heartbeat(owner, now, now + LEASE)
+    };
+    beat("e1").await.unwrap();
     store.save(cp(1, 0)).await.unwrap();
     store.save(cp(2, 0)).await.unwrap();
     store.save(Checkpoint { machine: "other".into(), ..cp(3, 0) }).await.unwrap();
@@ -265,14 +271,17 @@ async fn an_expired_lease_is_taken_over_and_its_holder_fenced(store: impl Checkp
     assert_eq!(held.len(), 3);
     store.save(cp(4, 0)).await.unwrap(); // runnable, held by no one
 
-    assert!(store.take_over("e2", JOB, 999, 10).await.unwrap().is_empty());
-    assert!(store.take_over("e2", JOB, 1_000, 10).await.unwrap().is_empty());
-    store.heartbeat("e1", 2_000).await.unwrap();
-    assert!(store.take_over("e2", JOB, 1_500, 10).await.unwrap().is_empty());
+    assert!(store.take_over("e2", JOB, wall_ms(), 10).await.unwrap().is_empty());
+    sleep_ms(LEASE / 2).await;
+    beat("e1").await.unwrap();
+    sleep_ms(LEASE / 2 + 100).await;
+    // Past the first lease's end, but renewed.
+    assert!(store.take_over("e2", JOB, wall_ms(), 10).await.unwrap().is_empty());
+    sleep_ms(LEASE).await;
 
-    store.heartbeat("e2", 10_000).await.unwrap();
-    let mut taken = store.take_over("e2", JOB, 2_001, 1).await.unwrap();
-    taken.extend(store.take_over("e2", JOB, 2_001, 10).await.unwrap());
+    beat("e2").await.unwrap();
+    let mut taken = store.take_over("e2", JOB, wall_ms(), 1).await.unwrap();
+    taken.extend(store.take_over("e2", JOB, wall_ms(), 10).await.unwrap());
     let mut ids = runs(&taken);
     ids.sort();
     assert_eq!(ids, [id(1), id(2)], "only the lapsed runs of the named machines");
@@ -286,6 +295,15 @@ async fn an_expired_lease_is_taken_over_and_its_holder_fenced(store: impl Checkp
     assert_fenced(store.save(under(1, 1, &lease_of(&held, 1))).await, 1);
     store.save(under(1, 1, &lease_of(&taken, 1))).await.unwrap();
     assert_eq!(store.latest(id(1)).await.unwrap(), Some(cp(1, 1)));
+}
+
+fn wall_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    since.as_millis() as u64
+}
+
+async fn sleep_ms(ms: u64) {
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
 }
 
 async fn release_frees_a_run_at_once_unless_its_lease_is_stale(store: impl CheckpointStore) {
@@ -309,23 +327,23 @@ async fn release_frees_a_run_at_once_unless_its_lease_is_stale(store: impl Check
 async fn halts_are_delivered_to_the_holder_and_to_the_next_claim(store: impl CheckpointStore) {
     store.save(cp(1, 0)).await.unwrap();
     let held = claim_one(&store, "e1", 0).await;
-    assert!(store.heartbeat("e1", 10_000).await.unwrap().is_empty());
+    assert!(store.heartbeat("e1", 0, 10_000).await.unwrap().is_empty());
 
     assert!(store.request_halt(id(1), Halt::Pause).await.unwrap());
-    assert_eq!(store.heartbeat("e1", 10_000).await.unwrap(), [(id(1), Halt::Pause)]);
-    assert!(store.heartbeat("e2", 10_000).await.unwrap().is_empty());
+    assert_eq!(store.heartbeat("e1", 0, 10_000).await.unwrap(), [(id(1), Halt::Pause)]);
+    assert!(store.heartbeat("e2", 0, 10_000).await.unwrap().is_empty());
     assert!(store.request_halt(id(1), Halt::Cancel).await.unwrap());
     // A cancel is not turned back into a pause.
     assert!(store.request_halt(id(1), Halt::Pause).await.unwrap());
-    assert_eq!(store.heartbeat("e1", 10_000).await.unwrap(), [(id(1), Halt::Cancel)]);
+    assert_eq!(store.heartbeat("e1", 0, 10_000).await.unwrap(), [(id(1), Halt::Cancel)]);
 
     // The holder backs off before honouring it: the next claim gets it.
     let backoff = Checkpoint { wait: Some(Wait::Backoff), wake_at: Some(100), ..cp(1, 1) };
     store.save(Checkpoint { lease: Some(held.lease), ..backoff }).await.unwrap();
-    assert!(store.heartbeat("e1", 10_000).await.unwrap().is_empty());
+    assert!(store.heartbeat("e1", 0, 10_000).await.unwrap().is_empty());
     let next = claim_one(&store, "e2", 100).await;
     assert_eq!(next.halt, Some(Halt::Cancel));
-    assert_eq!(store.heartbeat("e2", 10_000).await.unwrap(), [(id(1), Halt::Cancel)]);
+    assert_eq!(store.heartbeat("e2", 0, 10_000).await.unwrap(), [(id(1), Halt::Cancel)]);
 
     assert!(!store.request_halt(id(9), Halt::Cancel).await.unwrap());
     let done = Checkpoint { status: Status::Cancelled, ..under(1, 2, &next.lease) };
@@ -343,7 +361,7 @@ async fn a_checkpoint_that_ends_or_pauses_a_run_clears_its_halt(store: impl Chec
         store.mark(id(n), Status::Running, None).await.unwrap();
         let again = claim_one(&store, "e1", 0).await;
         assert_eq!(again.halt, None, "{status}");
-        assert!(store.heartbeat("e1", 10_000).await.unwrap().is_empty());
+        assert!(store.heartbeat("e1", 0, 10_000).await.unwrap().is_empty());
         // Out of the next round's way.
         store.release(id(n), again.lease).await.unwrap();
         store.mark(id(n), status, None).await.unwrap();

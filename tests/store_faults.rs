@@ -68,9 +68,14 @@ impl CheckpointStore for Flaky {
         self.check()?;
         self.inner.next_due(machines).await
     }
-    async fn heartbeat(&self, owner: &str, expires: u64) -> Result<Vec<(RunId, Halt)>, StoreError> {
+    async fn heartbeat(
+        &self,
+        owner: &str,
+        now: u64,
+        expires: u64,
+    ) -> Result<Vec<(RunId, Halt)>, StoreError> {
         self.check()?;
-        self.inner.heartbeat(owner, expires).await
+        self.inner.heartbeat(owner, now, expires).await
     }
     async fn release(&self, run: RunId, lease: Lease) -> Result<(), StoreError> {
         self.check()?;

@@ -94,9 +94,14 @@ impl CheckpointStore for Watched {
         self.count(READ);
         self.store.next_due(machines).await
     }
-    async fn heartbeat(&self, owner: &str, expires: u64) -> Result<Vec<(RunId, Halt)>, StoreError> {
+    async fn heartbeat(
+        &self,
+        owner: &str,
+        now: u64,
+        expires: u64,
+    ) -> Result<Vec<(RunId, Halt)>, StoreError> {
         self.count(HEARTBEAT);
-        self.store.heartbeat(owner, expires).await
+        self.store.heartbeat(owner, now, expires).await
     }
     async fn release(&self, run: RunId, lease: Lease) -> Result<(), StoreError> {
         self.count(WRITE);

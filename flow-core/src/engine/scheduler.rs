@@ -102,8 +102,9 @@ pub(crate) async fn renew(inner: &Inner, always: bool) -> Result<(), EngineError
         // Renewed by whoever held the lock before.
         return Ok(());
     }
-    let expires = inner.now_ms().saturating_add(inner.lease_ms());
-    let halts = inner.store.heartbeat(&inner.owner, expires).await?;
+    let now = inner.now_ms();
+    let expires = now.saturating_add(inner.lease_ms());
+    let halts = inner.store.heartbeat(&inner.owner, now, expires).await?;
     inner.lease_until.fetch_max(expires, Ordering::SeqCst);
     let live = inner.live();
     for (run, halt) in halts {

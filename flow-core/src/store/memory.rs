@@ -223,7 +223,12 @@ impl CheckpointStore for MemoryStore {
             .map(|(due, _)| *due))
     }
 
-    async fn heartbeat(&self, owner: &str, expires: u64) -> Result<Vec<(RunId, Halt)>, StoreError> {
+    async fn heartbeat(
+        &self,
+        owner: &str,
+        _now: u64,
+        expires: u64,
+    ) -> Result<Vec<(RunId, Halt)>, StoreError> {
         let mut runs = self.runs();
         runs.owners.insert(Arc::from(owner), expires);
         Ok(runs

@@ -449,7 +449,8 @@ pub trait CheckpointStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Claimed>, StoreError>> + Send;
 
     /// Claims up to `limit` runs of the named `machines` for `owner` whose holder's lease
-    /// expired before `now` (an engine that died, or lost touch with the store). They come
+    /// expired before `now` (an engine that died, or lost touch with the store); a store
+    /// with a clock of its own compares on that clock instead. They come
     /// back with [`Claimed::taken_over`] set; each claim gets a fresh token.
     fn take_over(
         &self,
@@ -467,10 +468,13 @@ pub trait CheckpointStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
 
     /// Renews `owner`'s lease until `expires` (registering the owner on its first call), and
-    /// returns the halts requested for runs it holds.
+    /// returns the halts requested for runs it holds. `now` is the caller's clock reading: a
+    /// store that measures leases on a clock of its own, shared by every engine (the
+    /// database server's, for [`PostgresStore`]), holds the lease for `expires - now` on it.
     fn heartbeat(
         &self,
         owner: &str,
+        now: u64,
         expires: u64,
     ) -> impl Future<Output = Result<Vec<(RunId, Halt)>, StoreError>> + Send;
 
@@ -563,7 +567,12 @@ pub(crate) trait DynStore: Send + Sync + 'static {
         limit: usize,
     ) -> Boxed<'a, Vec<Claimed>>;
     fn next_due<'a>(&'a self, machines: &'a [&'static str]) -> Boxed<'a, Option<u64>>;
-    fn heartbeat<'a>(&'a self, owner: &'a str, expires: u64) -> Boxed<'a, Vec<(RunId, Halt)>>;
+    fn heartbeat<'a>(
+        &'a self,
+        owner: &'a str,
+        now: u64,
+        expires: u64,
+    ) -> Boxed<'a, Vec<(RunId, Halt)>>;
     fn release(&self, run: RunId, lease: Lease) -> Boxed<'_, ()>;
     fn request_halt(&self, run: RunId, halt: Halt) -> Boxed<'_, bool>;
     fn latest(&self, run: RunId) -> Boxed<'_, Option<Checkpoint>>;
@@ -601,8 +610,13 @@ impl<S: CheckpointStore> DynStore for S {
     fn next_due<'a>(&'a self, machines: &'a [&'static str]) -> Boxed<'a, Option<u64>> {
         Box::pin(CheckpointStore::next_due(self, machines))
     }
-    fn heartbeat<'a>(&'a self, owner: &'a str, expires: u64) -> Boxed<'a, Vec<(RunId, Halt)>> {
-        Box::pin(CheckpointStore::heartbeat(self, owner, expires))
+    fn heartbeat<'a>(
+        &'a self,
+        owner: &'a str,
+        now: u64,
+        expires: u64,
+    ) -> Boxed<'a, Vec<(RunId, Halt)>> {
+        Box::pin(CheckpointStore::heartbeat(self, owner, now, expires))
     }
     fn release(&self, run: RunId, lease: Lease) -> Boxed<'_, ()> {
         Box::pin(CheckpointStore::release(self, run, lease))

@@ -513,7 +513,12 @@ impl CheckpointStore for SqliteStore {
         .await
     }
 
-    async fn heartbeat(&self, owner: &str, expires: u64) -> Result<Vec<(RunId, Halt)>, StoreError> {
+    async fn heartbeat(
+        &self,
+        owner: &str,
+        _now: u64,
+        expires: u64,
+    ) -> Result<Vec<(RunId, Halt)>, StoreError> {
         let owner = owner.to_owned();
         self.write(move |transaction| {
             transaction.prepare_cached(HEARTBEAT)?.execute(params![owner, to_sql(expires)])?;
