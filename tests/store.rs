@@ -496,7 +496,8 @@ async fn list_and_summary_reflect_status_wait_and_times(store: impl CheckpointSt
     assert_eq!(store.summary(id(4)).await.unwrap(), Some(expected));
 }
 
-/// Each contract test, once per store: `memory::name` and `sqlite::name`.
+/// Each contract test, once per store: `memory::name`, `sqlite::name` and (with the `postgres`
+/// feature) `postgres::name`.
 macro_rules! contract {
     ($($test:ident),* $(,)?) => {
         mod memory {
@@ -511,6 +512,18 @@ macro_rules! contract {
                 super::$test(super::sqlite(stringify!($test))).await;
             })*
         }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::common::postgres(stringify!($test)).await).await;
+            })*
+        }
+        /// Said in every run without PostgreSQL, so that leaving it out is never silent.
+        #[cfg(not(feature = "postgres"))]
+        #[test]
+        #[ignore = "the PostgreSQL contract tests need `--features postgres` and DATABASE_URL"]
+        fn postgres_contract() {}
     };
 }
 
@@ -664,4 +677,162 @@ async fn sqlite_upgrades_a_layout_1_file_on_open() {
     assert_eq!(store.latest(id(1)).await.unwrap().map(|latest| latest.seq), Some(3));
     let history = [r#"[{"n":0}]"#, r#"[{"n":2}]"#, r#"[{"n":3}]"#];
     assert_eq!(store.history(id(1)).await.unwrap(), history);
+}
+
+#[cfg(feature = "postgres")]
+mod postgres_only {
+    use super::*;
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn group_commit_fails_a_refused_or_failing_write_alone() {
+        let store = common::postgres("pg-group-commit").await;
+        store.save(cp(1, 0)).await.unwrap();
+        store.save(cp(2, 0)).await.unwrap();
+        claim(&store, "e1", JOB, 0).await;
+        store.save(Checkpoint { entries: r#"["kept"]"#.into(), ..cp(3, 0) }).await.unwrap();
+        store.save(cp(3, 1)).await.unwrap();
+
+        let mut writes = tokio::task::JoinSet::new();
+        let mut save = |checkpoint: Checkpoint| {
+            let store = store.clone();
+            writes.spawn(async move { (checkpoint.run, store.save(checkpoint).await) })
+        };
+        // The three doomed writes go in the middle of the stream, so they share its batches.
+        for n in 100..300 {
+            save(Checkpoint { entries: format!("[{n}]"), ..cp(n, 0) });
+            if n == 150 {
+                save(cp(1, 0)); // already exists
+                save(cp(2, 1)); // held by e1
+                // PostgreSQL's text holds no NUL: the database fails the statement, which
+                // both moves the head and appends the history.
+                save(Checkpoint { entries: "[\"\u{0}\"]".into(), ..cp(3, 2) });
+            }
+        }
+        while let Some(joined) = writes.join_next().await {
+            let (run, result) = joined.unwrap();
+            match run.as_u128() {
+                1 => assert!(matches!(result, Err(StoreError::Conflict { .. })), "{result:?}"),
+                2 => assert_fenced(result, 2),
+                3 => assert!(matches!(result, Err(StoreError::Backend(_))), "{result:?}"),
+                n => {
+                    result.unwrap();
+                    assert_eq!(store.history(run).await.unwrap(), [format!("[{n}]")]);
+                }
+            }
+        }
+        assert_eq!(store.list(Filter::new()).await.unwrap().len(), 203);
+        assert_eq!(store.latest(id(3)).await.unwrap(), Some(cp(3, 1)));
+        assert_eq!(store.history(id(3)).await.unwrap(), [r#"["kept"]"#]);
+        store.save(cp(3, 2)).await.unwrap();
+        assert_eq!(store.history(id(3)).await.unwrap(), [r#"["kept"]"#]);
+    }
+
+    /// Two workers (two stores, as two processes have) claiming the same runs at once: each
+    /// run goes to exactly one of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_claims_take_each_run_once() {
+        let one = common::postgres("pg-concurrent-claims").await;
+        let two = flow::store::PostgresStore::builder(common::database_url())
+            .schema(common::schema_for("pg-concurrent-claims"))
+            .connect()
+            .await
+            .unwrap();
+        for n in 0..400 {
+            one.save(cp(n, 0)).await.unwrap();
+        }
+        let worker = |store: flow::store::PostgresStore, owner: &'static str| async move {
+            let mut taken = Vec::new();
+            loop {
+                let claimed = store.claim(owner, JOB, 0, 16).await.unwrap();
+                if claimed.is_empty() {
+                    return taken;
+                }
+                taken.extend(runs(&claimed));
+            }
+        };
+        let (a, b) =
+            tokio::join!(tokio::spawn(worker(one.clone(), "e1")), tokio::spawn(worker(two, "e2")));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let all: HashSet<RunId> = a.iter().chain(&b).copied().collect();
+        assert_eq!(a.len() + b.len(), 400, "a run was claimed twice");
+        assert_eq!(all.len(), 400);
+        assert!(
+            !a.is_empty() && !b.is_empty(),
+            "one worker took every run: {} {}",
+            a.len(),
+            b.len()
+        );
+    }
+
+    /// A run made runnable through one store wakes the engines of another (another process)
+    /// through LISTEN/NOTIFY, long before a poll would.
+    #[tokio::test]
+    async fn a_run_made_runnable_elsewhere_is_heard_of() {
+        let here = common::postgres("pg-notify").await;
+        let elsewhere = flow::store::PostgresStore::builder(common::database_url())
+            .schema(common::schema_for("pg-notify"))
+            .connect()
+            .await
+            .unwrap();
+        let hint = here.runnable_hint().unwrap();
+        // The listener wakes once when it (re)connects; let that pass.
+        drain(&hint).await;
+        let heard = hint.notified();
+        elsewhere.save(cp(1, 0)).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(2), heard)
+            .await
+            .expect("no notification within 2 s of a runnable run");
+        // A checkpoint that keeps its run held wakes nobody.
+        let held = claim_one(&elsewhere, "e1", 0).await;
+        drain(&hint).await;
+        let quiet = hint.notified();
+        elsewhere.save(under(1, 1, &held.lease)).await.unwrap();
+        assert!(tokio::time::timeout(Duration::from_millis(500), quiet).await.is_err());
+    }
+
+    /// Waits until `hint` has been quiet for 300 ms.
+    async fn drain(hint: &tokio::sync::Notify) {
+        while tokio::time::timeout(Duration::from_millis(300), hint.notified()).await.is_ok() {}
+    }
+
+    #[tokio::test]
+    async fn a_layout_from_a_newer_flow_is_refused() {
+        let store = common::postgres("pg-newer-layout").await;
+        drop(store);
+        let url = common::database_url();
+        let schema = common::schema_for("pg-newer-layout");
+        let (client, connection) =
+            tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("UPDATE {schema}.flow_layout SET version = 99"))
+            .await
+            .unwrap();
+        let refused = flow::store::PostgresStore::builder(url).schema(schema).connect().await;
+        let error = refused.unwrap_err();
+        assert!(matches!(error, StoreError::Layout { found: 99, supported: 1, .. }), "{error:?}");
+        assert!(error.to_string().contains("upgrade flow"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_or_schema_says_what_to_fix() {
+        let unreachable = flow::store::PostgresStore::connect("postgres://nobody@127.0.0.1:1/none")
+            .await
+            .unwrap_err();
+        assert!(matches!(unreachable, StoreError::Connect { .. }), "{unreachable:?}");
+        let message = unreachable.to_string();
+        assert!(
+            message.contains("nobody@127.0.0.1:1/none")
+                && message.contains("check that the server runs"),
+            "{message}"
+        );
+        let bad = flow::store::PostgresStore::builder(common::database_url())
+            .schema("runs; DROP TABLE x")
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(bad.to_string().contains("not a plain identifier"), "{bad}");
+    }
 }

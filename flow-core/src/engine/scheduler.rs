@@ -33,6 +33,7 @@ pub(crate) fn start(inner: &Arc<Inner>) {
 async fn schedule(engine: Weak<Inner>) {
     let mut next_poll = 0;
     let mut next_retention = 0;
+    let runnable = engine.upgrade().and_then(|inner| inner.store.runnable_hint());
     loop {
         let Some(inner) = engine.upgrade() else { return };
         let wake = Arc::clone(&inner.wake);
@@ -86,8 +87,20 @@ async fn schedule(engine: Weak<Inner>) {
         }
         let sleep = Duration::from_millis(until.saturating_sub(now).max(1));
         drop(inner);
+        // Another process made runs runnable: look for them now rather than at the next poll.
+        let heard = async {
+            match &runnable {
+                Some(runnable) => runnable.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = woken => {}
+            () = heard => {
+                if let Some(inner) = engine.upgrade() {
+                    inner.due_hint.fetch_min(0, Ordering::SeqCst);
+                }
+            }
             () = tokio::time::sleep(sleep) => {}
         }
     }

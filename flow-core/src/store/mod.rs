@@ -24,6 +24,7 @@
 //!
 //! - [`MemoryStore`]: in the process, for tests and runs that need not survive it.
 //! - [`SqliteStore`]: one file, the embedded default.
+//! - `PostgresStore` (feature `postgres`): one database shared by many worker processes.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -39,10 +40,14 @@ use thiserror::Error;
 use crate::{BoxError, RunId};
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
@@ -393,16 +398,29 @@ pub enum StoreError {
     },
     /// The store was written by a newer `flow`, with a layout this one does not know.
     #[error(
-        "the store at {} has layout version {found}, this flow understands up to {supported}; \
-         upgrade flow, or use another file", .path.display()
+        "the store at {location} has layout version {found}, this flow understands up to \
+         {supported}; upgrade flow, or use another file (SQLite) or schema (PostgreSQL)"
     )]
     Layout {
-        /// Where.
-        path: PathBuf,
+        /// Where: the file, or the database and schema.
+        location: String,
         /// The store's layout version.
         found: i64,
         /// The newest this build understands.
         supported: i64,
+    },
+    /// The database server could not be reached, or refused the connection or the store's
+    /// setup (creating its schema and tables).
+    #[error(
+        "cannot use the PostgreSQL database at {target}: {source}; check that the server \
+         runs and that the URL's host, port, user and database are right"
+    )]
+    Connect {
+        /// The server and database, without the password.
+        target: String,
+        /// What the driver said.
+        #[source]
+        source: BoxError,
     },
     /// The store has shut down (its writer stopped); nothing more can be written.
     #[error("the store has shut down; nothing more can be written to it")]
@@ -470,7 +488,7 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// Renews `owner`'s lease until `expires` (registering the owner on its first call), and
     /// returns the halts requested for runs it holds. `now` is the caller's clock reading: a
     /// store that measures leases on a clock of its own, shared by every engine (the
-    /// database server's, for [`PostgresStore`]), holds the lease for `expires - now` on it.
+    /// database server's, for `PostgresStore`), holds the lease for `expires - now` on it.
     fn heartbeat(
         &self,
         owner: &str,
@@ -545,6 +563,13 @@ pub trait CheckpointStore: Send + Sync + 'static {
     fn shared_between_processes(&self) -> bool {
         true
     }
+
+    /// Notified when some process may have made runs runnable, for a store that can tell
+    /// (`PostgresStore`, through `LISTEN/NOTIFY`): an engine then claims at once instead of
+    /// at its next poll. `None` (the default): engines find such runs by polling.
+    fn runnable_hint(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -583,6 +608,7 @@ pub(crate) trait DynStore: Send + Sync + 'static {
     fn delete_finished(&self, filter: Filter, before: u64) -> Boxed<'_, u64>;
     fn delete(&self, run: RunId) -> Boxed<'_, bool>;
     fn shared_between_processes(&self) -> bool;
+    fn runnable_hint(&self) -> Option<Arc<tokio::sync::Notify>>;
 }
 
 impl<S: CheckpointStore> DynStore for S {
@@ -647,5 +673,8 @@ impl<S: CheckpointStore> DynStore for S {
     }
     fn shared_between_processes(&self) -> bool {
         CheckpointStore::shared_between_processes(self)
+    }
+    fn runnable_hint(&self) -> Option<Arc<tokio::sync::Notify>> {
+        CheckpointStore::runnable_hint(self)
     }
 }

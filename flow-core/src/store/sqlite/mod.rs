@@ -228,7 +228,11 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let found: i64 =
         transaction.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(open_error)?;
     if found > LAYOUT {
-        return Err(StoreError::Layout { path: path.to_owned(), found, supported: LAYOUT });
+        return Err(StoreError::Layout {
+            location: path.display().to_string(),
+            found,
+            supported: LAYOUT,
+        });
     }
     // A file without our tables is layout 0 whatever it says, unless it has them.
     for step in MIGRATIONS.iter().skip(usize::try_from(found).unwrap_or(0)) {
