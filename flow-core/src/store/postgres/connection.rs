@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Statement, Transaction};
+use uuid::Uuid;
 
 use super::schema::{self, LAYOUT, MIGRATIONS};
 use super::{backend, from_sql, to_sql, uuid};
@@ -305,13 +306,30 @@ async fn transact(
     batch: &[Save],
 ) -> Result<Vec<Result<(), StoreError>>, tokio_postgres::Error> {
     let Live { client, statements } = live;
-    let transaction = client.transaction().await?;
+    let statements = &*statements;
+    let owned = client.transaction().await?;
+    let transaction = &owned;
+    let (first, later): (Vec<usize>, Vec<usize>) =
+        (0..batch.len()).partition(|&k| batch[k].checkpoint.seq == 0);
     // Pipelined: every statement is sent before the first answer comes back.
-    let outcomes =
-        join_all(batch.iter().map(|save| apply(&transaction, statements, &save.checkpoint)))
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()?;
+    let (created, moved) = tokio::join!(
+        join_all(first.iter().map(|&k| create(transaction, statements, &batch[k].checkpoint))),
+        advance(transaction, statements, later.iter().map(|&k| &batch[k].checkpoint)),
+    );
+    let mut applied = vec![false; batch.len()];
+    for (&k, created) in first.iter().zip(created) {
+        applied[k] = created?;
+    }
+    let moved = moved?;
+    for &k in &later {
+        applied[k] = moved.contains(&uuid(batch[k].checkpoint.run));
+    }
+    let outcomes = join_all(batch.iter().zip(&applied).map(|(save, &applied)| async move {
+        if applied { Ok(Ok(())) } else { refusal(transaction, statements, &save.checkpoint).await }
+    }))
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?;
     // Engines listening elsewhere hear of the runs this batch made runnable at once.
     let mut runnable: Vec<&str> = batch
         .iter()
@@ -324,84 +342,131 @@ async fn transact(
     for machine in runnable {
         transaction.execute(&statements.notify, &[&machine]).await?;
     }
-    transaction.commit().await?;
+    owned.commit().await?;
     Ok(outcomes)
 }
 
-/// Writes one checkpoint inside `transaction`, or says why the store refuses it.
-async fn apply(
+/// What a checkpoint writes besides its run, sequence number and text columns.
+struct Columns<'a> {
+    at: i64,
+    version: i64,
+    wake_at: Option<i64>,
+    wait: Option<&'static str>,
+    status: &'static str,
+    due_at: Option<i64>,
+    /// Who holds the run after it: its writer if it keeps its lease.
+    holder: Option<&'a str>,
+    lease_owner: Option<&'a str>,
+    token: i64,
+}
+
+fn columns(checkpoint: &Checkpoint) -> Columns<'_> {
+    let lease = checkpoint.lease.as_ref();
+    Columns {
+        at: to_sql(checkpoint.at),
+        version: i64::from(checkpoint.version),
+        wake_at: checkpoint.wake_at.map(to_sql),
+        wait: checkpoint.wait.map(|wait| wait.as_str()),
+        status: checkpoint.status.as_str(),
+        due_at: checkpoint.due_at().map(to_sql),
+        holder: lease.filter(|_| checkpoint.keeps_lease()).map(|lease| &*lease.owner),
+        lease_owner: lease.map(|lease| &*lease.owner),
+        token: lease.map_or(0, |lease| to_sql(lease.token)),
+    }
+}
+
+/// Writes a run's first checkpoint inside `transaction`; `false` if the run exists.
+async fn create(
+    transaction: &Transaction<'_>,
+    statements: &Statements,
+    checkpoint: &Checkpoint,
+) -> Result<bool, tokio_postgres::Error> {
+    let c = columns(checkpoint);
+    let (fingerprint, state, machine): (&str, &str, &str) =
+        (&checkpoint.fingerprint, &checkpoint.state, &checkpoint.machine);
+    let row = transaction
+        .query_one(
+            &statements.create,
+            &[
+                &uuid(checkpoint.run),
+                &c.at,
+                &c.version,
+                &fingerprint,
+                &state,
+                &c.wake_at,
+                &c.wait,
+                &checkpoint.snapshot,
+                &c.status,
+                &c.due_at,
+                &c.holder,
+                &c.token,
+                &machine,
+                &checkpoint.entries,
+            ],
+        )
+        .await?;
+    Ok(row.get::<_, i64>(0) > 0)
+}
+
+/// Writes checkpoints after the first, of distinct runs, in one statement inside
+/// `transaction`; returns the runs whose checkpoint was applied.
+async fn advance(
+    transaction: &Transaction<'_>,
+    statements: &Statements,
+    checkpoints: impl Iterator<Item = &Checkpoint>,
+) -> Result<HashSet<Uuid>, tokio_postgres::Error> {
+    let checkpoints: Vec<&Checkpoint> = checkpoints.collect();
+    if checkpoints.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let columns: Vec<Columns<'_>> =
+        checkpoints.iter().map(|checkpoint| columns(checkpoint)).collect();
+    let text = |column: fn(&Checkpoint) -> &str| -> Vec<&str> {
+        checkpoints.iter().map(|checkpoint| column(checkpoint)).collect()
+    };
+    let runs: Vec<Uuid> = checkpoints.iter().map(|checkpoint| uuid(checkpoint.run)).collect();
+    let seqs: Vec<i64> = checkpoints.iter().map(|checkpoint| to_sql(checkpoint.seq)).collect();
+    let at: Vec<i64> = columns.iter().map(|c| c.at).collect();
+    let versions: Vec<i64> = columns.iter().map(|c| c.version).collect();
+    let wake_at: Vec<Option<i64>> = columns.iter().map(|c| c.wake_at).collect();
+    let waits: Vec<Option<&str>> = columns.iter().map(|c| c.wait).collect();
+    let statuses: Vec<&str> = columns.iter().map(|c| c.status).collect();
+    let due_at: Vec<Option<i64>> = columns.iter().map(|c| c.due_at).collect();
+    let holders: Vec<Option<&str>> = columns.iter().map(|c| c.holder).collect();
+    let lease_owners: Vec<Option<&str>> = columns.iter().map(|c| c.lease_owner).collect();
+    let tokens: Vec<i64> = columns.iter().map(|c| c.token).collect();
+    let rows = transaction
+        .query(
+            &statements.advance,
+            &[
+                &runs,
+                &seqs,
+                &at,
+                &versions,
+                &text(|checkpoint| &checkpoint.fingerprint),
+                &text(|checkpoint| &checkpoint.state),
+                &wake_at,
+                &waits,
+                &text(|checkpoint| &checkpoint.snapshot),
+                &statuses,
+                &due_at,
+                &holders,
+                &lease_owners,
+                &tokens,
+                &text(|checkpoint| &checkpoint.entries),
+            ],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get::<_, Uuid>(0)).collect())
+}
+
+/// Why the store refused `checkpoint`, from its run's head as it is now.
+async fn refusal(
     transaction: &Transaction<'_>,
     statements: &Statements,
     checkpoint: &Checkpoint,
 ) -> Result<Result<(), StoreError>, tokio_postgres::Error> {
-    let id = uuid(checkpoint.run);
-    let at = to_sql(checkpoint.at);
-    let version = i64::from(checkpoint.version);
-    let fingerprint: &str = &checkpoint.fingerprint;
-    let state: &str = &checkpoint.state;
-    let machine: &str = &checkpoint.machine;
-    let wake_at = checkpoint.wake_at.map(to_sql);
-    let wait = checkpoint.wait.map(|wait| wait.as_str());
-    let status = checkpoint.status.as_str();
-    let due_at = checkpoint.due_at().map(to_sql);
-    let lease = checkpoint.lease.as_ref();
-    let holder = lease.filter(|_| checkpoint.keeps_lease()).map(|lease| &*lease.owner);
-    let lease_owner = lease.map(|lease| &*lease.owner);
-    let token = lease.map_or(0, |lease| to_sql(lease.token));
-    let (snapshot, entries) = (&checkpoint.snapshot, &checkpoint.entries);
-    let applied: i64 = if checkpoint.seq == 0 {
-        transaction
-            .query_one(
-                &statements.create,
-                &[
-                    &id,
-                    &at,
-                    &version,
-                    &fingerprint,
-                    &state,
-                    &wake_at,
-                    &wait,
-                    snapshot,
-                    &status,
-                    &due_at,
-                    &holder,
-                    &token,
-                    &machine,
-                    entries,
-                ],
-            )
-            .await?
-            .get(0)
-    } else {
-        transaction
-            .query_one(
-                &statements.advance,
-                &[
-                    &id,
-                    &to_sql(checkpoint.seq),
-                    &at,
-                    &version,
-                    &fingerprint,
-                    &state,
-                    &wake_at,
-                    &wait,
-                    snapshot,
-                    &status,
-                    &due_at,
-                    &holder,
-                    &lease_owner,
-                    &token,
-                    entries,
-                ],
-            )
-            .await?
-            .get(0)
-    };
-    if applied > 0 {
-        return Ok(Ok(()));
-    }
-    // Refused: say why, from the head as it is now.
-    let head = transaction.query_opt(&statements.head, &[&id]).await?;
+    let head = transaction.query_opt(&statements.head, &[&uuid(checkpoint.run)]).await?;
     let stored = head.as_ref().map(|row| from_sql(row.get(0)));
     let follows = match stored {
         None => checkpoint.seq == 0,
