@@ -703,7 +703,7 @@ mod postgres_only {
         for n in 100..300 {
             save(Checkpoint { entries: format!("[{n}]"), ..cp(n, 0) });
             if n == 150 {
-                save(cp(1, 0)); // already exists
+                save(Checkpoint { snapshot: "{}".into(), ..cp(1, 0) }); // already exists
                 save(cp(2, 1)); // held by e1
                 // PostgreSQL's text holds no NUL: the database fails the statement, which
                 // both moves the head and appends the history.
@@ -727,6 +727,26 @@ mod postgres_only {
         assert_eq!(store.history(id(3)).await.unwrap(), [r#"["kept"]"#]);
         store.save(cp(3, 2)).await.unwrap();
         assert_eq!(store.history(id(3)).await.unwrap(), [r#"["kept"]"#]);
+    }
+
+    /// A save tried again after its answer was lost finds its first try committed: accepted,
+    /// written once. Another checkpoint with the same number is still a conflict.
+    #[tokio::test]
+    async fn a_save_retried_after_a_lost_answer_is_accepted_once() {
+        let store = common::postgres("pg-retried-save").await;
+        let first = Checkpoint { entries: r#"["begun"]"#.into(), ..cp(1, 0) };
+        store.save(first.clone()).await.unwrap();
+        store.save(first).await.unwrap();
+        let next = Checkpoint { entries: r#"["next"]"#.into(), ..cp(1, 1) };
+        store.save(next.clone()).await.unwrap();
+        store.save(next.clone()).await.unwrap();
+        assert_eq!(store.history(id(1)).await.unwrap(), [r#"["begun"]"#, r#"["next"]"#]);
+        let other = Checkpoint { snapshot: "{}".into(), ..next };
+        let refused = store.save(other).await;
+        assert!(
+            matches!(refused, Err(StoreError::Conflict { stored: Some(1), .. })),
+            "{refused:?}"
+        );
     }
 
     /// Two workers (two stores, as two processes have) claiming the same runs at once: each

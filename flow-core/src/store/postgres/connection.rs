@@ -284,7 +284,7 @@ async fn commit(live: &mut Live, batch: &[Save]) -> Vec<Result<(), StoreError>> 
     match transact(live, batch).await {
         Ok(outcomes) => outcomes,
         Err(error) if live.client.is_closed() || batch.len() == 1 => {
-            let message = error.to_string();
+            let message = super::PostgresError::from(error).to_string();
             batch.iter().map(|_| Err(StoreError::Backend(message.clone().into()))).collect()
         }
         Err(_) => {
@@ -460,14 +460,20 @@ async fn advance(
     Ok(rows.iter().map(|row| row.get::<_, Uuid>(0)).collect())
 }
 
-/// Why the store refused `checkpoint`, from its run's head as it is now.
+/// Why the store refused `checkpoint`, from its run's head as it is now; or, if the head is
+/// this very checkpoint (a save tried again after its answer was lost), that it was written.
 async fn refusal(
     transaction: &Transaction<'_>,
     statements: &Statements,
     checkpoint: &Checkpoint,
 ) -> Result<Result<(), StoreError>, tokio_postgres::Error> {
-    let head = transaction.query_opt(&statements.head, &[&uuid(checkpoint.run)]).await?;
+    let (id, at) = (uuid(checkpoint.run), to_sql(checkpoint.at));
+    let head = transaction.query_opt(&statements.head, &[&id, &checkpoint.snapshot, &at]).await?;
     let stored = head.as_ref().map(|row| from_sql(row.get(0)));
+    let same = head.as_ref().is_some_and(|row| row.get::<_, Option<bool>>(1) == Some(true));
+    if stored == Some(checkpoint.seq) && same {
+        return Ok(Ok(()));
+    }
     let follows = match stored {
         None => checkpoint.seq == 0,
         Some(last) => checkpoint.seq == last + 1,

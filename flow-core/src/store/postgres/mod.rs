@@ -33,7 +33,8 @@ use schema::LAYOUT;
 ///   the next, one statement each, pipelined on one connection; each run's
 ///   [`save`](CheckpointStore::save) returns once its own checkpoint is committed. A
 ///   checkpoint the database fails on its own fails alone: its batch is run again, one
-///   transaction per checkpoint.
+///   transaction per checkpoint. A save tried again after its answer was lost (the
+///   connection dropped during the commit) is accepted if its first try was committed.
 ///
 /// The store creates its tables (in `public`, or in the schema given to
 /// [`PostgresStoreBuilder::schema`]) and upgrades them when a newer `flow` needs it; a
@@ -157,7 +158,27 @@ fn malformed(what: String) -> StoreError {
 }
 
 fn backend(error: tokio_postgres::Error) -> StoreError {
-    StoreError::Backend(Box::new(error))
+    StoreError::Backend(Box::new(PostgresError::from(error)))
+}
+
+/// A failure of PostgreSQL or of the connection to it, saying what the server said (the
+/// driver's own message is only "db error" for those).
+#[derive(Debug, thiserror::Error)]
+#[error("PostgreSQL: {message}")]
+pub(crate) struct PostgresError {
+    message: String,
+    #[source]
+    source: tokio_postgres::Error,
+}
+
+impl From<tokio_postgres::Error> for PostgresError {
+    fn from(source: tokio_postgres::Error) -> PostgresError {
+        let message = match source.as_db_error() {
+            Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+            None => source.to_string(),
+        };
+        PostgresError { message, source }
+    }
 }
 
 fn parse<T: FromStr<Err = StoreError>>(text: Option<String>) -> Result<Option<T>, StoreError> {

@@ -116,8 +116,10 @@ pub const CREATE: &str = "
     )
     SELECT count(*) FROM created";
 
-/// Why a write was refused: the run's head as it is now.
-pub const HEAD: &str = "SELECT seq, owner, token FROM flow_runs WHERE id = $1";
+/// Why a write was refused: the run's head as it is now, and whether it is the refused
+/// checkpoint itself (snapshot $2, written at $3), committed by an earlier try.
+pub const HEAD: &str = "
+    SELECT seq, snapshot = $2 AND updated = $3 FROM flow_runs WHERE id = $1";
 
 /// Wakes the engines listening on [`CHANNEL`]: the payload is the machine with runs to claim.
 pub const NOTIFY: &str = "SELECT pg_notify('flow_runnable', $1)";
