@@ -74,6 +74,26 @@ pub struct Current {
     /// Whether what runs is the state's compensation (`compensate = fn`), undoing the visit,
     /// rather than its body.
     pub compensating: bool,
+    /// The fencing token of the engine's claim on the run while this attempt runs; `None` for
+    /// a run in memory ([`Runner`](crate::Runner)), which no store holds.
+    ///
+    /// Every claim of a run gets a token higher than the claim before: the run's start
+    /// (a run an engine starts and executes at once holds token 1), each claim after a wait
+    /// or a restart, each takeover from an engine whose lease lapsed. Every checkpoint the
+    /// engine writes carries the token, and the store refuses a write under an older one, so
+    /// an engine that lost the run cannot move it on. The same token holds for every attempt
+    /// of the claim; a retry that backs off in the store runs under a new claim.
+    ///
+    /// That protects the run's checkpoints, not what a state body changes elsewhere: an
+    /// engine that lost its claim (a long GC pause, a network cut off from the store) can be
+    /// in the middle of a body while another engine runs the same visit again. To fence such
+    /// a side effect at the system it touches, pass it the token with the write and have it
+    /// refuse a write with a lower token than the highest it has seen (for that resource):
+    /// the fencing token of Martin Kleppmann's "How to do distributed locking" (2016),
+    /// <https://martin.kleppmann.com/2016/02/08/how-to-do-distributed-locking.html>. The
+    /// [idempotency key](Current::idempotency_key) makes a repeated write harmless; the token
+    /// makes a late one from a superseded attempt be refused.
+    pub fencing_token: Option<u64>,
 }
 
 impl Current {
@@ -93,7 +113,8 @@ impl Current {
     }
 }
 
-/// The run, state, visit and attempt of the state body calling it; `None` outside one.
+/// The run, state, visit, attempt and fencing token of the state body calling it; `None`
+/// outside one.
 ///
 /// ```
 /// # use flow_core::Result;
@@ -101,6 +122,15 @@ impl Current {
 ///     let key = flow_core::current().map(|now| now.idempotency_key());
 ///     // payments.charge(amount).idempotency_key(key).send().await?;
 ///     # let _ = (amount, key);
+///     Ok(())
+/// }
+///
+/// async fn set_balance(account: &str, cents: i64) -> Result<()> {
+///     let token = flow_core::current().and_then(|now| now.fencing_token);
+///     // ledger.set(account, cents).fencing_token(token).send().await?;
+///     // The ledger keeps the highest token it has seen for `account`, and refuses a write
+///     // with a lower one: the write of an engine that lost the run.
+///     # let _ = (account, cents, token);
 ///     Ok(())
 /// }
 /// ```

@@ -308,6 +308,10 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
         self.run
     }
 
+    fn fencing_token(&self) -> Option<u64> {
+        self.lease.as_ref().map(|lease| lease.token)
+    }
+
     fn record(
         &mut self,
         state: Option<&M::State>,

@@ -146,7 +146,9 @@ impl Clock for SystemClock {
 /// **Leases.** An engine holds the runs it executes under its owner lease (10 s by default,
 /// [`EngineBuilder::lease`]), renewed while it holds any. If the engine dies, another engine
 /// on the store takes its runs over once the lease lapses; every write carries the claim's
-/// fencing token, so an engine that lost a run can never overwrite a newer checkpoint.
+/// fencing token, so an engine that lost a run can never overwrite a newer checkpoint. State
+/// bodies read the token ([`Current::fencing_token`](crate::Current::fencing_token)) to fence
+/// the writes they make elsewhere the same way.
 ///
 /// **Slots.** [`EngineBuilder::max_concurrent_runs`] bounds the runs executing at once in
 /// this engine; waiting runs hold nothing.

@@ -41,7 +41,8 @@ pub(crate) fn scoped<M: Machine, J: Journal<M>>(
 ) -> (Attempt, tracing::Span) {
     let (reporter, cancel) = journal.attempt_scope(state);
     let run = journal.run();
-    let current = Current { run, state, visit, attempt, compensating };
+    let fencing_token = journal.fencing_token();
+    let current = Current { run, state, visit, attempt, compensating, fencing_token };
     let span = tracing::info_span!(
         "attempt",
         run = %run,

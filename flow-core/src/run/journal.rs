@@ -50,6 +50,10 @@ pub(crate) trait Journal<M: Machine> {
     /// The run's id, for [`crate::current`].
     fn run(&self) -> RunId;
 
+    /// The fencing token of the claim the run is held under, for [`crate::current`]; `None`
+    /// where no store holds the run.
+    fn fencing_token(&self) -> Option<u64>;
+
     /// The run moved on: to `state` (the cursor's `seq` already advanced), or to its end.
     /// The run goes no further until this returns.
     ///
@@ -132,6 +136,10 @@ impl<M: Machine> Journal<M> for InMemory {
 
     fn run(&self) -> RunId {
         self.run
+    }
+
+    fn fencing_token(&self) -> Option<u64> {
+        None
     }
 
     fn record(
