@@ -1,5 +1,7 @@
 //! Fencing: a state body sees the fencing token of the claim it runs under, the token every
-//! checkpoint of that claim carries; a takeover runs under a higher one.
+//! checkpoint of that claim carries; a takeover runs under a higher one. An engine whose write
+//! is refused under a stale token drops the run at once, says so, and leaves it to the engine
+//! that holds it.
 //!
 //! A crash is a runtime dropped mid-run, as in `tests/durable.rs`; the clock is paused and
 //! the store in memory, so the dead engine's lease lapses at once and nothing is left to chance.
@@ -14,7 +16,7 @@ use flow::store::{
     StoreError,
 };
 use flow::testing::TestClock;
-use flow::{Engine, RunId};
+use flow::{Engine, EventKind, Machine, RunId};
 
 /// What the store saw of one run: each claim's token, each accepted checkpoint's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +129,9 @@ type Attempt = (u32, Option<u64>);
 /// Every `charge` attempt, by order id.
 static CHARGES: LazyLock<Mutex<HashMap<u32, Vec<Attempt>>>> = LazyLock::new(Default::default);
 
+/// What the first attempt of order 2 waits for.
+static GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+
 fn charges(id: u32) -> Vec<Attempt> {
     CHARGES.lock().unwrap().get(&id).cloned().unwrap_or_default()
 }
@@ -135,13 +140,17 @@ fn charges(id: u32) -> Vec<Attempt> {
 pub mod pay {
     use super::*;
 
-    /// Hangs on its first attempt in an engine: the engine dies with it.
+    /// Hangs on its first attempt in an engine (the engine dies with it); for order 2, until
+    /// the test lets it go on.
     #[state(start, to(ship), retry(attempts = 3, backoff = "1s"))]
     async fn charge(_cx: &mut u32, id: u32) -> Result<Charge> {
         let now = flow::current().expect("inside a state");
         CHARGES.lock().unwrap().entry(id).or_default().push((now.attempt, now.fencing_token));
         if now.attempt == 1 && now.fencing_token.is_some() {
-            std::future::pending::<()>().await;
+            match id {
+                2 => drop(GATE.acquire().await),
+                _ => std::future::pending::<()>().await,
+            }
         }
         goto!(ship(id))
     }
@@ -226,4 +235,68 @@ fn a_state_sees_its_claims_fencing_token_and_a_takeover_a_higher_one() {
         assert_eq!(*carried, Some(token), "{seen:?}");
     }
     assert!(matches!(seen[1], Seen::Claimed { taken_over: true, .. }), "{seen:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_engine_whose_write_is_fenced_drops_the_run_and_another_finishes_it() {
+    let store = Watched::default();
+    let first = engine(store.clone(), 0);
+    let mut events = first.events();
+    let handle = first.start::<Pay>(2).await.unwrap();
+    let run = handle.id();
+    charged(2, 1).await;
+
+    // The first engine stalls in `charge` past its lease (as in a long pause), and another
+    // claim takes the run over: it holds the run until an hour past the clocks' start.
+    let an_hour = (TestClock::START + Duration::from_secs(3600)).as_millis() as u64;
+    store.heartbeat("other", an_hour).await.unwrap();
+    let taken = store.take_over("other", &[Pay::NAME], u64::MAX, 1).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert!(taken[0].taken_over && taken[0].lease.token > 1, "{:?}", taken[0]);
+
+    // The stalled attempt ends; its transition is written under the old token and refused.
+    GATE.add_permits(1);
+    let mut heard = Vec::new();
+    let lost = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(event) = events.next().await {
+            if event.run == run {
+                heard.push(event.kind.clone());
+                if let EventKind::LeaseLost { error } = event.kind {
+                    return error;
+                }
+            }
+        }
+        panic!("the event stream ended");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no LeaseLost event; the first engine sent {heard:?}"));
+    assert!(lost.contains("refused"), "{lost}");
+    assert!(!EventKind::LeaseLost { error: lost.clone() }.ends_the_run());
+    // Nothing of the refused step was announced, and the run is where the store had it.
+    assert!(heard.iter().all(|kind| !matches!(kind, EventKind::Transitioned { .. })), "{heard:?}");
+    let status = first.status(run).await.unwrap();
+    assert_eq!((status.status, status.state.as_str(), status.seq), (Status::Running, "charge", 0));
+
+    // A second engine takes the run over once the other claim lapses, and finishes it.
+    let second = engine(store.clone(), 2);
+    assert_eq!(second.handle::<Pay>(run).await.unwrap().output().await.unwrap(), 2);
+    // The first engine's handle follows the run to its end elsewhere: it was not failed there.
+    assert_eq!(handle.output().await.unwrap(), 2);
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(1), events.next()).await
+    {
+        if event.run == run {
+            heard.push(event.kind);
+        }
+    }
+    let lost = heard.iter().filter(|kind| matches!(kind, EventKind::LeaseLost { .. }));
+    assert_eq!(lost.count(), 1, "{heard:?}");
+    assert!(heard.iter().all(|kind| !kind.ends_the_run()), "{heard:?}");
+
+    // `charge` moved on once, in the second engine, which ran the retry under its own claim.
+    let history = second.status(run).await.unwrap().history;
+    let path: Vec<_> = history.iter().map(|entry| (entry.state, entry.attempt)).collect();
+    assert_eq!(path, [("charge", 1), ("charge", 2), ("ship", 1)], "{history:?}");
+    let attempts = charges(2);
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert!(attempts[1].1 > Some(taken[0].lease.token), "{attempts:?}");
 }

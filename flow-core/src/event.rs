@@ -123,6 +123,18 @@ pub enum EventKind {
     Cancelled,
     /// The run was paused; [`Engine::resume`](crate::Engine::resume) continues it.
     Paused,
+    /// This engine's claim on the run was superseded: its lease lapsed (the engine stalled,
+    /// or lost touch with the store) and another engine took the run over, so the store
+    /// refused this engine's write. This engine dropped the run at once, without the step it
+    /// was writing; the engine holding the run now goes on with it, from its last checkpoint
+    /// (its events reach that engine's subscribers, not this one's). The run has not ended.
+    ///
+    /// Also sent when the store failed and this engine's own lease lapsed before a write got
+    /// through: another engine takes the run over once it reaches the store.
+    LeaseLost {
+        /// What the store said.
+        error: String,
+    },
     /// The store failed to write the run's checkpoint; the engine tries again after
     /// `retry_in`, as long as its lease holds. The run does not move on meanwhile.
     StoreFault {
@@ -134,7 +146,8 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    /// Whether the run is over after this: completed, failed or cancelled.
+    /// Whether the run is over after this: completed, failed or cancelled. (Not
+    /// [`EventKind::LeaseLost`]: the run goes on in another engine.)
     pub fn ends_the_run(&self) -> bool {
         matches!(self, EventKind::Completed | EventKind::Failed { .. } | EventKind::Cancelled)
     }
@@ -176,6 +189,9 @@ impl fmt::Display for Event {
             EventKind::Failed { error } => write!(f, "failed: {error}"),
             EventKind::Cancelled => f.write_str("cancelled"),
             EventKind::Paused => f.write_str("paused"),
+            EventKind::LeaseLost { error } => {
+                write!(f, "dropped here, another engine holds the run now: {error}")
+            }
             EventKind::StoreFault { error, retry_in } => {
                 write!(f, "the store failed to write a checkpoint: {error}; retry in {retry_in:?}")
             }

@@ -159,6 +159,8 @@ pub(crate) fn spawn<M: Durable>(
                 Ok((Err(Stop::Lost(error)), _)) => {
                     let reason = error.to_string();
                     tracing::warn!(run = %run, "{reason}");
+                    let reporter = journal.reporter(journal.state_name);
+                    reporter.send(EventKind::LeaseLost { error: reason });
                     Ended::Lost
                 }
                 Ok((Err(Stop::Failed(error)), _)) => stuck(&inner, run, error.to_string()).await,
