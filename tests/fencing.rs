@@ -83,8 +83,13 @@ impl CheckpointStore for Watched {
     async fn next_due(&self, machines: &[&'static str]) -> Result<Option<u64>, StoreError> {
         self.inner.next_due(machines).await
     }
-    async fn heartbeat(&self, owner: &str, expires: u64) -> Result<Vec<(RunId, Halt)>, StoreError> {
-        self.inner.heartbeat(owner, expires).await
+    async fn heartbeat(
+        &self,
+        owner: &str,
+        now: u64,
+        expires: u64,
+    ) -> Result<Vec<(RunId, Halt)>, StoreError> {
+        self.inner.heartbeat(owner, now, expires).await
     }
     async fn release(&self, run: RunId, lease: Lease) -> Result<(), StoreError> {
         self.inner.release(run, lease).await
@@ -249,7 +254,7 @@ async fn an_engine_whose_write_is_fenced_drops_the_run_and_another_finishes_it()
     // The first engine stalls in `charge` past its lease (as in a long pause), and another
     // claim takes the run over: it holds the run until an hour past the clocks' start.
     let an_hour = (TestClock::START + Duration::from_secs(3600)).as_millis() as u64;
-    store.heartbeat("other", an_hour).await.unwrap();
+    store.heartbeat("other", 0, an_hour).await.unwrap();
     let taken = store.take_over("other", &[Pay::NAME], u64::MAX, 1).await.unwrap();
     assert_eq!(taken.len(), 1);
     assert!(taken[0].taken_over && taken[0].lease.token > 1, "{:?}", taken[0]);
