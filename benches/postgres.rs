@@ -9,7 +9,7 @@
 //! Each worker is this program again, as a child process with an `Engine` on a
 //! `PostgresStore` (in the schema `flow_bench`, emptied first). The workers start at one
 //! agreed instant; each starts its share of the 1,000 runs, awaits their outputs, and reports
-//! when it finished. A run is 100 states of a self-loop, each a durable checkpoint: 40
+//! when it finished. A run is 100 states of a self-loop, each a durable checkpoint: 100
 //! transitions (the last one ends the run) and one start. Where the time goes is read from
 //! `/proc`: the CPU seconds the workers used, and those of the server's processes.
 
