@@ -201,6 +201,9 @@ fn engine(dir: &Path, seed: u64) -> Result<Engine, EngineError> {
         .max_concurrent_runs(CONCURRENCY)
         .lease(LEASE)
         .poll_interval(POLL)
+        // Kills here are random, not the state's doing: a visit killed often is bounded by
+        // its 12 attempts, as the checks below expect, not by the default 5 takeovers.
+        .max_reassignments(12)
         .seed(seed)
         .build()
 }

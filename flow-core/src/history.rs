@@ -88,12 +88,23 @@ pub enum Failure {
     /// attempt as failed, so a state that crashes its process every time runs out of
     /// attempts instead of running forever.
     Interrupted,
+    /// Like [`Failure::Interrupted`], but the run had been taken over more often in this visit
+    /// than [`EngineBuilder::max_reassignments`](crate::EngineBuilder::max_reassignments)
+    /// allows: each engine holding it stopped before the attempt ended, `times` times
+    /// without the run moving on. The engine that took it over last failed the attempt for
+    /// good (no retry) instead of running the state again.
+    Reassigned {
+        /// How many times the run was taken over in this visit, this takeover included.
+        times: u32,
+        /// The engine's `max_reassignments`.
+        limit: u32,
+    },
 }
 
 impl Failure {
     /// Whether this failure ends the visit whatever attempts remain.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Failure::Error { permanent: true, .. })
+        matches!(self, Failure::Error { permanent: true, .. } | Failure::Reassigned { .. })
     }
 }
 
@@ -105,6 +116,13 @@ impl fmt::Display for Failure {
             Failure::TimedOut { after } => write!(f, "timed out after {after:?}"),
             Failure::Panicked { message } => write!(f, "panicked: {message}"),
             Failure::Interrupted => f.write_str("interrupted: the process running it stopped"),
+            Failure::Reassigned { times, limit } => write!(
+                f,
+                "the run was taken over {times} times in this state without moving on (limit \
+                 {limit}, EngineBuilder::max_reassignments): each engine holding it stopped \
+                 before its next checkpoint; look for what in this state kills or stalls the \
+                 process"
+            ),
         }
     }
 }

@@ -28,6 +28,7 @@ pub struct EngineBuilder {
     lease: Duration,
     poll: Duration,
     retention: Option<Duration>,
+    max_reassignments: u32,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -98,6 +99,33 @@ impl EngineBuilder {
     /// its runs over: a shorter lease means a faster takeover, and more renewals.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(100));
+        self
+    }
+
+    /// How many times in a row a run may be taken over in one state visit before the engine
+    /// fails the state (default 5).
+    ///
+    /// An engine takes a run over when the engine holding it stopped mid-attempt: it
+    /// crashed, was killed, ran out of memory, or lost the store for longer than its lease.
+    /// The cut-off attempt counts as failed ([`Failure::Interrupted`]) and runs again here.
+    /// A state that kills or stalls every process running it would take each worker down in
+    /// turn, for as long as its retries last (each takeover uses one of the state's attempts,
+    /// so this bounds states whose retries outlast it). Once a visit has been taken over
+    /// `limit` times, the next takeover fails the attempt for good with
+    /// [`Failure::Reassigned`], without running the state again; what follows is what
+    /// follows any permanent failure of the state: its fallback, a pause (`on_failure =
+    /// pause`), or the run failing and rolling back the states it completed.
+    ///
+    /// The count is kept in the run's checkpoints, so it holds across engines and restarts.
+    /// It starts over when the run enters a state (a transition, a fallback), and when the
+    /// run ends or pauses; a retry of the same visit keeps it. Takeovers during a rollback
+    /// are not counted: the compensation that was cut off runs again. 0 fails a visit at
+    /// its first takeover.
+    ///
+    /// [`Failure::Interrupted`]: crate::history::Failure::Interrupted
+    /// [`Failure::Reassigned`]: crate::history::Failure::Reassigned
+    pub fn max_reassignments(mut self, limit: u32) -> Self {
+        self.max_reassignments = limit;
         self
     }
 
@@ -238,6 +266,7 @@ impl EngineBuilder {
                 lease: self.lease,
                 poll,
                 retention: self.retention,
+                max_reassignments: self.max_reassignments,
                 lease_until: AtomicU64::new(0),
                 wake: Arc::new(Notify::new()),
                 changed: Notify::new(),
@@ -271,6 +300,7 @@ impl Engine {
             lease: Duration::from_secs(10),
             poll: Duration::from_millis(250),
             retention: None,
+            max_reassignments: 5,
         }
     }
 }

@@ -38,6 +38,12 @@ pub(crate) struct SnapshotOut<'a, S, C, O> {
     pub rollback: Option<&'a Rollback>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub failures: &'a [Failure],
+    #[serde(skip_serializing_if = "is_zero")]
+    pub takeovers: u32,
+}
+
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }
 
 /// What a checkpoint's `snapshot` holds, read back.
@@ -62,6 +68,10 @@ pub(crate) struct SnapshotIn<S, C, O> {
     /// The failed attempts of the current visit.
     #[serde(default)]
     pub failures: Vec<Failure>,
+    /// The takeovers of the current visit (`EngineBuilder::max_reassignments`); absent from
+    /// checkpoints written before it was counted, and when 0.
+    #[serde(default)]
+    pub takeovers: u32,
 }
 
 fn none<O>() -> Option<O> {
@@ -135,8 +145,9 @@ pub(crate) struct DurableJournal<M> {
     pub released: bool,
     /// What the next checkpoint with a deadline waits for.
     pub waiting_for: Wait,
-    /// The claim took the run over from an engine that died mid-attempt.
-    pub interrupted: bool,
+    /// The claim took the run over from an engine that died mid-attempt: how the cut-off
+    /// attempt failed.
+    pub interrupted: Option<Failure>,
     pub machine: PhantomData<fn() -> M>,
 }
 
@@ -151,7 +162,7 @@ impl<M: Durable> DurableJournal<M> {
             cancel: Arc::default(),
             released: false,
             waiting_for: Wait::Timer,
-            interrupted: false,
+            interrupted: None,
             machine: PhantomData,
         }
     }
@@ -196,6 +207,8 @@ impl<M: Durable> DurableJournal<M> {
             undo: &cursor.undo,
             rollback: cursor.rollback.as_ref(),
             failures: &cursor.failures,
+            // A run that ends or pauses starts counting again if it is ever resumed.
+            takeovers: if end.is_some() { 0 } else { cursor.takeovers },
         };
         let serialize_error = |error: serde_json::Error| EngineError::Serialize {
             run: self.run,
@@ -409,8 +422,8 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
     }
 
     fn failed_before(&mut self, state: &'static str, attempt: u32) -> Option<Failure> {
-        if std::mem::take(&mut self.interrupted) {
-            return Some(Failure::Interrupted);
+        if let Some(failure) = self.interrupted.take() {
+            return Some(failure);
         }
         let injected = self.inner.faults.as_ref().is_some_and(|f| f.fails(M::NAME, state, attempt));
         injected.then(|| Failure::Error {
@@ -508,6 +521,7 @@ pub(crate) fn deliver_stored<M: Durable, S: Signal<M>>(
         undo: &snapshot.undo,
         rollback: snapshot.rollback.as_ref(),
         failures: &snapshot.failures,
+        takeovers: snapshot.takeovers,
     };
     let snapshot = serde_json::to_string(&out).map_err(|error| EngineError::Serialize {
         run,

@@ -145,10 +145,12 @@ impl Clock for SystemClock {
 ///
 /// **Leases.** An engine holds the runs it executes under its owner lease (10 s by default,
 /// [`EngineBuilder::lease`]), renewed while it holds any. If the engine dies, another engine
-/// on the store takes its runs over once the lease lapses; every write carries the claim's
-/// fencing token, so an engine that lost a run can never overwrite a newer checkpoint. State
-/// bodies read the token ([`Current::fencing_token`](crate::Current::fencing_token)) to fence
-/// the writes they make elsewhere the same way.
+/// on the store takes its runs over once the lease lapses (up to
+/// [`EngineBuilder::max_reassignments`] times in one state visit, then the state fails);
+/// every write carries the claim's fencing token, so an engine that lost a run can never
+/// overwrite a newer checkpoint. State bodies read the token
+/// ([`Current::fencing_token`](crate::Current::fencing_token)) to fence the writes they make
+/// elsewhere the same way.
 ///
 /// **Slots.** [`EngineBuilder::max_concurrent_runs`] bounds the runs executing at once in
 /// this engine; waiting runs hold nothing.
@@ -185,6 +187,8 @@ pub(crate) struct Inner {
     lease: Duration,
     poll: Duration,
     retention: Option<Duration>,
+    /// How many takeovers in a row a state visit may see before the engine fails it.
+    max_reassignments: u32,
     /// Until when the owner lease was last renewed, in Unix milliseconds.
     lease_until: AtomicU64,
     /// Wakes the scheduler: a slot came free, a run became due.

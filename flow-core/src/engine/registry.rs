@@ -13,6 +13,7 @@ use super::journal::{DurableJournal, SnapshotIn, Stop};
 use super::versions::upgrade;
 use super::{Durable, Ended, EngineError, Inner, Live};
 use crate::event::EventKind;
+use crate::history::Failure;
 use crate::run::{Cursor, End, Jitter, Journal, catching_panics, drive, panic_message};
 use crate::store::{Claimed, Status};
 use crate::{Graph, RunId};
@@ -100,11 +101,23 @@ impl<M: Durable> Registered for Registration<M> {
         cursor.undo = snapshot.undo;
         cursor.rollback = snapshot.rollback;
         cursor.failures = snapshot.failures;
+        cursor.takeovers = snapshot.takeovers;
         let mut context = snapshot.context;
         self.restore(&mut context);
         let mut journal =
             DurableJournal::<M>::new(inner, run, Some(lease), graph.states[M::index(&state)].name);
-        journal.interrupted = taken_over;
+        // The attempt the dead engine was running failed; the next checkpoint, written before
+        // the state runs again (the retry's, or the failure's), keeps the count. A rollback
+        // is not counted: its cut-off compensation runs again.
+        if taken_over && cursor.rollback.is_none() {
+            cursor.takeovers = cursor.takeovers.saturating_add(1);
+            let (times, limit) = (cursor.takeovers, inner.max_reassignments);
+            journal.interrupted = Some(if times > limit {
+                Failure::Reassigned { times, limit }
+            } else {
+                Failure::Interrupted
+            });
+        }
         if let Some(halt) = halt {
             journal.cancel.request(halt);
         }

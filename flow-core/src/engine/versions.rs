@@ -85,6 +85,7 @@ fn migrate<Old: Durable, New: Durable + Migrate<Old>>(
         undo: &[],
         rollback: None,
         failures: &old.failures,
+        takeovers: old.takeovers,
     };
     Ok((serde_json::to_string(&new).map_err(|error| error.to_string())?, name))
 }

@@ -189,6 +189,7 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                     OnFailure::Pause if J::CAN_PAUSE => {
                         // Resumed by an operator, the visit starts over with all its attempts.
                         cursor.attempt = 1;
+                        cursor.takeovers = 0;
                         let error = RunError::StateFailed {
                             state: info.name,
                             attempts,

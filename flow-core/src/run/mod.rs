@@ -266,6 +266,9 @@ pub(crate) struct Cursor<S> {
     pub history: Vec<Entry>,
     /// The failed attempts of the current visit, in order.
     pub failures: Vec<Failure>,
+    /// How many times the run was taken over from an engine that stopped mid-attempt, in
+    /// the current visit.
+    pub takeovers: u32,
     /// The completed visits of states with a compensation, oldest first: what a failure undoes.
     pub undo: Vec<Done<S>>,
     /// While the run rolls back after a failure: why, and how far it got.
@@ -283,6 +286,7 @@ impl<S> Cursor<S> {
             wake_at: None,
             history: Vec::with_capacity(graph.states.len()),
             failures: Vec::new(),
+            takeovers: 0,
             undo: Vec::new(),
             rollback: None,
         }
@@ -313,6 +317,7 @@ impl<S> Cursor<S> {
         }
         self.attempt = 1;
         self.failures.clear();
+        self.takeovers = 0;
         self.visit = self.seq;
         Ok(())
     }
