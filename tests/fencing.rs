@@ -114,8 +114,9 @@ impl CheckpointStore for Watched {
         run: RunId,
         status: Status,
         note: Option<String>,
+        lease: Option<Lease>,
     ) -> Result<(), StoreError> {
-        self.inner.mark(run, status, note).await
+        self.inner.mark(run, status, note, lease).await
     }
     async fn delete_finished(&self, filter: Filter, before: u64) -> Result<u64, StoreError> {
         self.inner.delete_finished(filter, before).await

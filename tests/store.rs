@@ -358,36 +358,46 @@ async fn a_checkpoint_that_ends_or_pauses_a_run_clears_its_halt(store: impl Chec
         assert!(store.request_halt(id(n), Halt::Pause).await.unwrap());
         store.save(Checkpoint { status, ..under(n, 1, &held.lease) }).await.unwrap();
         // Made runnable again (for a finished run, only to look), it comes without the halt.
-        store.mark(id(n), Status::Running, None).await.unwrap();
+        store.mark(id(n), Status::Running, None, None).await.unwrap();
         let again = claim_one(&store, "e1", 0).await;
         assert_eq!(again.halt, None, "{status}");
         assert!(store.heartbeat("e1", 0, 10_000).await.unwrap().is_empty());
         // Out of the next round's way.
         store.release(id(n), again.lease).await.unwrap();
-        store.mark(id(n), status, None).await.unwrap();
+        store.mark(id(n), status, None, None).await.unwrap();
     }
 }
 
-async fn mark_stuck_holds_a_run_and_mark_running_frees_it(store: impl CheckpointStore) {
+async fn mark_is_fenced_stuck_holds_a_run_and_running_frees_it(store: impl CheckpointStore) {
     store
         .save(Checkpoint { wait: Some(Wait::Backoff), wake_at: Some(5_000), ..cp(1, 0) })
         .await
         .unwrap();
-    store.mark(id(1), Status::Stuck, Some("no version 3".into())).await.unwrap();
+    store.mark(id(1), Status::Stuck, Some("no version 3".into()), None).await.unwrap();
     assert!(claim(&store, "e1", JOB, u64::MAX).await.is_empty());
     assert_eq!(store.next_due(JOB).await.unwrap(), None);
     let summary = store.summary(id(1)).await.unwrap().unwrap();
     assert_eq!((summary.status, summary.note.as_deref()), (Status::Stuck, Some("no version 3")));
     assert_eq!(summary.wait, None);
 
-    store.mark(id(1), Status::Running, None).await.unwrap();
+    store.mark(id(1), Status::Running, None, None).await.unwrap();
     let claimed = claim_one(&store, "e1", 0).await; // at once, before its backoff's end
     assert_eq!(claimed.checkpoint.seq, 0);
 
-    // Marking a held run lets go of it: its holder's writes are refused.
-    store.mark(id(1), Status::Stuck, Some("panicked".into())).await.unwrap();
+    // A held run is marked only under its claim: not from outside, not under a stale one.
+    let outside = store.mark(id(1), Status::Stuck, Some("from outside".into()), None).await;
+    assert_fenced(outside, 1);
+    let stale = Lease { token: claimed.lease.token - 1, ..claimed.lease.clone() };
+    assert_fenced(store.mark(id(1), Status::Stuck, None, Some(stale)).await, 1);
+    assert_eq!(store.summary(id(1)).await.unwrap().unwrap().status, Status::Running);
+    // Marked by its holder, it is let go of: the holder's writes are refused.
+    let panicked = Some("panicked".into());
+    store.mark(id(1), Status::Stuck, panicked, Some(claimed.lease.clone())).await.unwrap();
     assert_fenced(store.save(under(1, 1, &claimed.lease)).await, 1);
     assert!(store.take_over("e2", JOB, u64::MAX, 10).await.unwrap().is_empty());
+    // An unknown run is left alone.
+    store.mark(id(9), Status::Running, None, None).await.unwrap();
+    assert_eq!(store.summary(id(9)).await.unwrap(), None);
 }
 
 async fn delete_removes_a_finished_run_and_its_history(store: impl CheckpointStore) {
@@ -409,7 +419,7 @@ async fn delete_removes_a_finished_run_and_its_history(store: impl CheckpointSto
 async fn delete_refuses_an_unfinished_run(store: impl CheckpointStore) {
     store.save(Checkpoint { entries: r#"["a"]"#.into(), ..cp(1, 0) }).await.unwrap();
     store.save(cp(2, 0)).await.unwrap();
-    store.mark(id(2), Status::Stuck, None).await.unwrap();
+    store.mark(id(2), Status::Stuck, None, None).await.unwrap();
     for (n, status) in [(1, Status::Running), (2, Status::Stuck)] {
         let refused = store.delete(id(n)).await;
         assert!(
@@ -465,7 +475,7 @@ async fn list_and_summary_reflect_status_wait_and_times(store: impl CheckpointSt
     store.save(Checkpoint { at: 300, ..cp(3, 0) }).await.unwrap();
     store.save(Checkpoint { at: 350, status: Status::Failed, ..cp(3, 1) }).await.unwrap();
     store.save(Checkpoint { at: 400, ..cp(4, 0) }).await.unwrap();
-    store.mark(id(4), Status::Stuck, Some("why".into())).await.unwrap();
+    store.mark(id(4), Status::Stuck, Some("why".into()), None).await.unwrap();
 
     let summary = |n: u128, machine: &str, status, note: Option<&str>, wait, created, updated| {
         let (machine, note) = (machine.to_owned(), note.map(str::to_owned));
@@ -541,7 +551,7 @@ contract!(
     release_frees_a_run_at_once_unless_its_lease_is_stale,
     halts_are_delivered_to_the_holder_and_to_the_next_claim,
     a_checkpoint_that_ends_or_pauses_a_run_clears_its_halt,
-    mark_stuck_holds_a_run_and_mark_running_frees_it,
+    mark_is_fenced_stuck_holds_a_run_and_running_frees_it,
     delete_removes_a_finished_run_and_its_history,
     delete_refuses_an_unfinished_run,
     delete_finished_deletes_matching_runs_finished_before,

@@ -106,9 +106,10 @@ impl CheckpointStore for Flaky {
         run: RunId,
         status: Status,
         note: Option<String>,
+        lease: Option<Lease>,
     ) -> Result<(), StoreError> {
         self.check()?;
-        self.inner.mark(run, status, note).await
+        self.inner.mark(run, status, note, lease).await
     }
     async fn delete_finished(&self, filter: Filter, before: u64) -> Result<u64, StoreError> {
         self.check()?;

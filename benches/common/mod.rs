@@ -132,9 +132,10 @@ impl CheckpointStore for Watched {
         run: RunId,
         status: Status,
         note: Option<String>,
+        lease: Option<Lease>,
     ) -> Result<(), StoreError> {
         self.count(WRITE);
-        self.store.mark(run, status, note).await
+        self.store.mark(run, status, note, lease).await
     }
     async fn delete_finished(&self, filter: Filter, before: u64) -> Result<u64, StoreError> {
         self.count(WRITE);

@@ -132,7 +132,7 @@ impl Engine {
         let _one = inner.claiming.lock().await;
         for summary in inner.store.list(Filter::new().status(Status::Stuck)).await? {
             if inner.names.contains(&summary.machine.as_str()) {
-                inner.store.mark(summary.run, Status::Running, None).await?;
+                inner.store.mark(summary.run, Status::Running, None, None).await?;
             }
         }
         let (mut resumed, mut failed) = scheduler::claim_now(inner, false).await;

@@ -15,7 +15,7 @@ use super::{Durable, Ended, EngineError, Inner, Live};
 use crate::event::EventKind;
 use crate::history::Failure;
 use crate::run::{Cursor, End, Jitter, Journal, catching_panics, drive, panic_message};
-use crate::store::{Claimed, Status};
+use crate::store::{Claimed, Lease, Status};
 use crate::{Graph, RunId};
 
 /// A machine as the engine's registry holds it.
@@ -149,6 +149,7 @@ pub(crate) fn spawn<M: Durable>(
     let mut live = inner.live();
     let task = tokio::spawn({
         let inner = Arc::clone(&inner);
+        let held = lease.clone();
         async move {
             let mut jitter = Jitter::new(inner.seed.map(|seed| seed ^ run.as_u128() as u64));
             let max_steps = M::graph().max_steps;
@@ -176,13 +177,15 @@ pub(crate) fn spawn<M: Durable>(
                     reporter.send(EventKind::LeaseLost { error: reason });
                     Ended::Lost
                 }
-                Ok((Err(Stop::Failed(error)), _)) => stuck(&inner, run, error.to_string()).await,
+                Ok((Err(Stop::Failed(error)), _)) => {
+                    stuck(&inner, run, held.clone(), error.to_string()).await
+                }
                 Err(panic) => {
                     let reason = format!(
                         "the engine failed while running it (a bug in flow): {}",
                         panic_message(&*panic)
                     );
-                    stuck(&inner, run, reason).await
+                    stuck(&inner, run, held.clone(), reason).await
                 }
             };
             drop(permit);
@@ -204,10 +207,11 @@ pub(crate) fn spawn<M: Durable>(
     inner.changed.notify_waiters();
 }
 
-/// Marks `run` stuck with `reason`, letting go of it, and says how it ended.
-async fn stuck(inner: &Inner, run: RunId, reason: String) -> Ended {
+/// Marks `run`, held under `lease`, stuck with `reason`, letting go of it, and says how it
+/// ended.
+async fn stuck(inner: &Inner, run: RunId, lease: Option<Lease>, reason: String) -> Ended {
     tracing::error!(run = %run, "run stopped: {reason}");
-    if let Err(error) = inner.store.mark(run, Status::Stuck, Some(reason.clone())).await {
+    if let Err(error) = inner.store.mark(run, Status::Stuck, Some(reason.clone()), lease).await {
         tracing::error!(run = %run, "and could not be marked stuck: {error}");
     }
     Ended::Stopped(reason)

@@ -243,7 +243,9 @@ async fn go(
         Err(error) => {
             // A run this version cannot read: stuck, with the reason, for a fixed binary.
             let note = Some(error.to_string());
-            if let Err(store) = inner.store.mark(run, Status::Stuck, note).await {
+            if let Err(store) =
+                inner.store.mark(run, Status::Stuck, note, Some(lease.clone())).await
+            {
                 tracing::error!(run = %run, "cannot mark the run stuck: {store}");
                 let _ = inner.store.release(run, lease).await;
             }

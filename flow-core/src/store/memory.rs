@@ -291,9 +291,18 @@ impl CheckpointStore for MemoryStore {
         run: RunId,
         status: Status,
         note: Option<String>,
+        lease: Option<Lease>,
     ) -> Result<(), StoreError> {
         let mut runs = self.runs();
         if let Some(stored) = runs.by_id.get_mut(&run) {
+            let holds = match (&lease, &stored.owner) {
+                (Some(lease), Some(owner)) => lease.owner == *owner && lease.token == stored.token,
+                (None, None) => true,
+                _ => false,
+            };
+            if !holds {
+                return Err(StoreError::Fenced { run });
+            }
             stored.summary.status = status;
             stored.summary.note = note;
             stored.summary.wait = None;

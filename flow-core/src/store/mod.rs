@@ -539,11 +539,16 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// Sets a run's status and note without writing a checkpoint, and lets go of it: how the
     /// engine marks a run it cannot resume as [`Status::Stuck`], and how
     /// `Engine::resume_pending` makes it [`Status::Running`] (runnable at once) again.
+    ///
+    /// Fenced like a checkpoint: with `lease`, only while the run is held under that claim
+    /// (an engine marking a run it holds); without, only while no engine holds it. Otherwise
+    /// [`StoreError::Fenced`], and nothing changes. An unknown run is left alone.
     fn mark(
         &self,
         run: RunId,
         status: Status,
         note: Option<String>,
+        lease: Option<Lease>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Deletes finished runs that `filter` matches and that finished before `before` (all of
@@ -604,7 +609,13 @@ pub(crate) trait DynStore: Send + Sync + 'static {
     fn history(&self, run: RunId) -> Boxed<'_, Vec<String>>;
     fn summary(&self, run: RunId) -> Boxed<'_, Option<RunSummary>>;
     fn list(&self, filter: Filter) -> Boxed<'_, Vec<RunSummary>>;
-    fn mark(&self, run: RunId, status: Status, note: Option<String>) -> Boxed<'_, ()>;
+    fn mark(
+        &self,
+        run: RunId,
+        status: Status,
+        note: Option<String>,
+        lease: Option<Lease>,
+    ) -> Boxed<'_, ()>;
     fn delete_finished(&self, filter: Filter, before: u64) -> Boxed<'_, u64>;
     fn delete(&self, run: RunId) -> Boxed<'_, bool>;
     fn shared_between_processes(&self) -> bool;
@@ -662,8 +673,14 @@ impl<S: CheckpointStore> DynStore for S {
     fn list(&self, filter: Filter) -> Boxed<'_, Vec<RunSummary>> {
         Box::pin(CheckpointStore::list(self, filter))
     }
-    fn mark(&self, run: RunId, status: Status, note: Option<String>) -> Boxed<'_, ()> {
-        Box::pin(CheckpointStore::mark(self, run, status, note))
+    fn mark(
+        &self,
+        run: RunId,
+        status: Status,
+        note: Option<String>,
+        lease: Option<Lease>,
+    ) -> Boxed<'_, ()> {
+        Box::pin(CheckpointStore::mark(self, run, status, note, lease))
     }
     fn delete_finished(&self, filter: Filter, before: u64) -> Boxed<'_, u64> {
         Box::pin(CheckpointStore::delete_finished(self, filter, before))

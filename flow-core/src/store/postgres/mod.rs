@@ -43,9 +43,9 @@ use schema::LAYOUT;
 /// again at the next call.
 ///
 /// ```no_run
-/// use flow::store::PostgresStore;
+/// use flow_core::store::PostgresStore;
 ///
-/// # async fn open() -> Result<(), flow::store::StoreError> {
+/// # async fn open() -> Result<(), flow_core::store::StoreError> {
 /// let store = PostgresStore::connect("postgres://postgres@127.0.0.1:5432/test").await?;
 /// # let _ = store; Ok(()) }
 /// ```
@@ -239,6 +239,12 @@ impl PostgresStore {
         self.shared.connection.live().await
     }
 
+    /// Tells the engines listening that runs of `machine` are runnable.
+    async fn notify(&self, live: &Live, machine: &str) -> Result<(), StoreError> {
+        live.client.execute(&live.statements.notify, &[&machine]).await.map_err(backend)?;
+        Ok(())
+    }
+
     async fn claim_with(
         &self,
         lapsed: bool,
@@ -326,11 +332,12 @@ impl CheckpointStore for PostgresStore {
     async fn release(&self, run: RunId, lease: Lease) -> Result<(), StoreError> {
         let (id, owner, token) = (uuid(run), &*lease.owner, to_sql(lease.token));
         let live = self.live().await?;
-        live.client
-            .query(&live.statements.release, &[&id, &owner, &token])
-            .await
-            .map_err(backend)?;
-        Ok(())
+        let released =
+            live.client.query_opt(&live.statements.release, &[&id, &owner, &token]).await;
+        match released.map_err(backend)? {
+            Some(row) => self.notify(&live, &row.get::<_, String>(0)).await,
+            None => Ok(()),
+        }
     }
 
     async fn request_halt(&self, run: RunId, halt: Halt) -> Result<bool, StoreError> {
@@ -371,11 +378,25 @@ impl CheckpointStore for PostgresStore {
         run: RunId,
         status: Status,
         note: Option<String>,
+        lease: Option<Lease>,
     ) -> Result<(), StoreError> {
         let (id, status, note) = (uuid(run), status.as_str(), note.as_deref());
+        let owner = lease.as_ref().map(|lease| &*lease.owner);
+        let token = lease.as_ref().map_or(0, |lease| to_sql(lease.token));
         let live = self.live().await?;
-        live.client.query(&live.statements.mark, &[&id, &status, &note]).await.map_err(backend)?;
-        Ok(())
+        let row = live
+            .client
+            .query_one(&live.statements.mark, &[&id, &status, &note, &owner, &token])
+            .await
+            .map_err(backend)?;
+        let (marked, known): (Option<String>, bool) = (row.get(0), row.get(1));
+        match marked {
+            None if known => Err(StoreError::Fenced { run }),
+            Some(machine) if status == Status::Running.as_str() => {
+                self.notify(&live, &machine).await
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn delete_finished(&self, filter: Filter, before: u64) -> Result<u64, StoreError> {

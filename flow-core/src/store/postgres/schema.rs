@@ -220,12 +220,17 @@ pub const REQUEST_HALT: &str = "
     UPDATE flow_runs SET halt = CASE WHEN halt = 'cancel' THEN halt ELSE $2 END
     WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')";
 
-/// Sets run $1's status $2 and note $3 and lets go of it; returns its machine.
+/// Sets run $1's status $2 and note $3 and lets go of it, if it is held under owner $4 and
+/// token $5, or by no one with $4 NULL; returns its machine if it did, and whether the run
+/// exists.
 pub const MARK: &str = "
-    UPDATE flow_runs SET status = $2, note = $3, owner = NULL,
-        due_at = CASE WHEN $2 = 'running' THEN 0 END
-    WHERE id = $1
-    RETURNING machine";
+    WITH marked AS (
+        UPDATE flow_runs SET status = $2, note = $3, owner = NULL,
+            due_at = CASE WHEN $2 = 'running' THEN 0 END
+        WHERE id = $1 AND owner IS NOT DISTINCT FROM $4::text AND ($4::text IS NULL OR token = $5)
+        RETURNING machine
+    )
+    SELECT (SELECT machine FROM marked), EXISTS (SELECT 1 FROM flow_runs WHERE id = $1)";
 
 /// A run's latest checkpoint. (A run marked stuck was running when it was marked.)
 pub const LATEST: &str = "

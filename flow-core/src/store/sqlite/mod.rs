@@ -608,14 +608,26 @@ impl CheckpointStore for SqliteStore {
         run: RunId,
         status: Status,
         note: Option<String>,
+        lease: Option<Lease>,
     ) -> Result<(), StoreError> {
         self.write(move |transaction| {
-            transaction.prepare_cached(MARK)?.execute(params![
-                run.to_string(),
+            let id = run.to_string();
+            let owner = lease.as_ref().map(|lease| &*lease.owner);
+            let token = lease.as_ref().map_or(0, |lease| to_sql(lease.token));
+            let changed = transaction.prepare_cached(MARK)?.execute(params![
+                id,
                 status.as_str(),
-                note
+                note,
+                owner,
+                token
             ])?;
-            Ok(Ok(()))
+            let known = changed > 0
+                || transaction
+                    .prepare_cached(EXISTS)?
+                    .query_row([&id], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+            Ok(if changed == 0 && known { Err(StoreError::Fenced { run }) } else { Ok(()) })
         })
         .await
     }

@@ -137,10 +137,13 @@ pub const REQUEST_HALT: &str = "
     UPDATE flow_runs SET halt = CASE WHEN halt = 'cancel' THEN halt ELSE ?2 END
     WHERE id = ?1 AND status NOT IN ('completed', 'failed', 'cancelled')";
 
+/// Marks run ?1 if it is held under owner ?4 and token ?5, or by no one with ?4 NULL.
 pub const MARK: &str = "
     UPDATE flow_runs SET status = ?2, note = ?3, owner = NULL,
         due_at = CASE WHEN ?2 = 'running' THEN 0 END
-    WHERE id = ?1";
+    WHERE id = ?1 AND owner IS ?4 AND (?4 IS NULL OR token = ?5)";
+
+pub const EXISTS: &str = "SELECT 1 FROM flow_runs WHERE id = ?1";
 
 /// A run's latest checkpoint, its columns in the order `checkpoint` reads them. (A run marked
 /// stuck was running when it was marked.)
