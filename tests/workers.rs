@@ -280,6 +280,9 @@ async fn engine(schema: &str, seed: u64) -> Result<Engine, String> {
         .machine::<job::Machine>()
         .machine::<slow::Machine>()
         .max_concurrent_runs(CONCURRENCY)
+        // As many takeovers per visit as the states have attempts: 30 kills may take one visit
+        // over several times.
+        .max_reassignments(12)
         .lease(LEASE)
         .poll_interval(POLL)
         .seed(seed)
