@@ -53,7 +53,7 @@ pub enum EngineError {
         /// Why, as the engine that marked it wrote.
         note: String,
     },
-    /// The engine is shutting down ([`Engine::shutdown`]) and starts nothing more.
+    /// The engine is shutting down ([`Engine::shutdown`](crate::Engine::shutdown)) and starts nothing more.
     #[error("the engine is shutting down and starts no more runs; start it on another engine")]
     ShuttingDown,
     /// The stored run matches no version of its machine this engine knows.
@@ -123,13 +123,13 @@ pub enum EngineError {
         /// How, with the run's history.
         error: RunError,
     },
-    /// The run was cancelled ([`Engine::cancel`]).
+    /// The run was cancelled ([`Engine::cancel`](crate::Engine::cancel)).
     #[error("run {run} was cancelled")]
     Cancelled {
         /// The run.
         run: RunId,
     },
-    /// The run is paused ([`Engine::pause`]); [`Engine::resume`] continues it.
+    /// The run is paused ([`Engine::pause`](crate::Engine::pause)); [`Engine::resume`](crate::Engine::resume) continues it.
     #[error("run {run} is paused; Engine::resume continues it, then Engine::handle waits for it")]
     Paused {
         /// The run.
@@ -185,7 +185,7 @@ pub enum EngineError {
         status: Status,
     },
     /// The run stopped unfinished and is marked [`Status::Stuck`] with the reason; it goes on
-    /// from its last checkpoint after [`Engine::resume_pending`].
+    /// from its last checkpoint after [`Engine::resume_pending`](crate::Engine::resume_pending).
     #[error("run {run} stopped unfinished: {reason}")]
     Stopped {
         /// The run.

@@ -85,7 +85,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// Runs machines durably: a worker over a [`CheckpointStore`] that claims runnable runs,
+/// Runs machines durably: a worker over a [`CheckpointStore`](crate::store::CheckpointStore) that claims runnable runs,
 /// executes them until they wait or end, and lets go. Cheap to clone: clones share one engine.
 ///
 /// ```
