@@ -50,10 +50,34 @@ pub mod mill {
 
 type Mill = mill::Machine;
 
+/// Books, then fails for good: the rollback runs `unbook`, which kills every engine that runs
+/// it (hangs until the runtime is dropped).
+#[flow::machine]
+pub mod trip {
+    use super::*;
+
+    #[state(start, to(pay), compensate = unbook, retry(attempts = 20, backoff = "1s"))]
+    async fn book(_cx: &mut u32, id: u32) -> Result<Book> {
+        goto!(pay(id))
+    }
+
+    #[state(end)]
+    async fn pay(_cx: &mut u32, _id: u32) -> Result<u32> {
+        Err(Error::permanent("card declined"))
+    }
+
+    async fn unbook(_cx: &mut u32, id: u32) -> Result<()> {
+        let now = flow::current().expect("inside a compensation");
+        CRUNCHES.lock().unwrap().entry(id).or_default().push(now.attempt);
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
 /// One engine's life on `store`, its clock `hour` hours past [`TestClock::START`]: it starts
 /// order `id` (or takes run `run` over) and runs until `crunch` hangs once more, or the run
 /// ends. Then the engine dies with its runtime, mid-attempt.
-fn life(
+fn life<M: flow::Durable<Input = u32, Output = u32, Context = u32>>(
     store: &MemoryStore,
     hour: u64,
     id: u32,
@@ -66,7 +90,7 @@ fn life(
         let start = UNIX_EPOCH + TestClock::START + Duration::from_secs(hour * 3600);
         let engine = Engine::builder()
             .store(store.clone())
-            .machine::<Mill>()
+            .machine::<M>()
             .clock(TestClock::starting_at(start))
             .seed(5)
             .max_reassignments(2)
@@ -74,9 +98,9 @@ fn life(
             .unwrap();
         let run = match run {
             Some(run) => run,
-            None => engine.start::<Mill>(id).await.unwrap().id(),
+            None => engine.start::<M>(id).await.unwrap().id(),
         };
-        let output = engine.handle::<Mill>(run).await.unwrap().output();
+        let output = engine.handle::<M>(run).await.unwrap().output();
         let hung = async {
             while crunches(id).len() == before {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -93,10 +117,16 @@ fn life(
 /// Lives engines one after another on one store until the run ends; the output, and how
 /// many engines it took.
 fn until_it_ends(id: u32) -> (RunId, Result<u32, EngineError>, u64) {
+    until_ends::<Mill>(id)
+}
+
+fn until_ends<M: flow::Durable<Input = u32, Output = u32, Context = u32>>(
+    id: u32,
+) -> (RunId, Result<u32, EngineError>, u64) {
     let store = MemoryStore::new();
     let mut run = None;
     for hour in 0..10 {
-        match life(&store, hour, id, run) {
+        match life::<M>(&store, hour, id, run) {
             (id, None) => run = Some(id),
             (id, Some(output)) => return (id, output, hour + 1),
         }
@@ -138,4 +168,22 @@ fn the_takeover_count_starts_over_when_the_run_moves_on() {
     assert_eq!(output.unwrap(), 203);
     assert_eq!(engines, 4);
     assert_eq!(crunches(2), [1, 2, 1, 2, 1, 2]);
+}
+
+#[test]
+fn a_compensation_that_kills_every_engine_fails_after_max_reassignments_takeovers() {
+    let (_, output, engines) = until_ends::<trip::Machine>(3);
+    // As for a state: three engines ran `unbook` and died with it; the fourth took the run
+    // over a third time, failed the compensation at once, and ended the rollback.
+    assert_eq!(crunches(3), [1, 2, 3]);
+    assert_eq!(engines, 4);
+    let Err(EngineError::Failed { error: RunError::RolledBack { cause, failed, .. }, .. }) = output
+    else {
+        panic!("the run did not fail with a rollback: {output:?}");
+    };
+    assert!(cause.to_string().contains("card declined"), "{cause}");
+    let reassigned = Failure::Reassigned { times: 3, limit: 2 };
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].state, "book");
+    assert_eq!(failed[0].attempts, [Failure::Interrupted, Failure::Interrupted, reassigned]);
 }

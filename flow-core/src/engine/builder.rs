@@ -118,9 +118,10 @@ impl EngineBuilder {
     ///
     /// The count is kept in the run's checkpoints, so it holds across engines and restarts.
     /// It starts over when the run enters a state (a transition, a fallback), and when the
-    /// run ends or pauses; a retry of the same visit keeps it. Takeovers during a rollback
-    /// are not counted: the compensation that was cut off runs again. 0 fails a visit at
-    /// its first takeover.
+    /// run ends or pauses; a retry of the same visit keeps it. A rollback counts the
+    /// takeovers of each compensation alike: a compensation cut off by a takeover runs again
+    /// whatever attempts it has left, until the limit fails it ([`Failure::Reassigned`]) and
+    /// the rollback goes on to the next. 0 fails a visit at its first takeover.
     ///
     /// [`Failure::Interrupted`]: crate::history::Failure::Interrupted
     /// [`Failure::Reassigned`]: crate::history::Failure::Reassigned

@@ -431,6 +431,10 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
             permanent: false,
         })
     }
+
+    fn interrupted(&mut self) -> Option<Failure> {
+        self.interrupted.take()
+    }
 }
 
 /// Reads a finished run's output from its last checkpoint's snapshot.

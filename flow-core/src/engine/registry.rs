@@ -106,10 +106,10 @@ impl<M: Durable> Registered for Registration<M> {
         self.restore(&mut context);
         let mut journal =
             DurableJournal::<M>::new(inner, run, Some(lease), graph.states[M::index(&state)].name);
-        // The attempt the dead engine was running failed; the next checkpoint, written before
-        // the state runs again (the retry's, or the failure's), keeps the count. A rollback
-        // is not counted: its cut-off compensation runs again.
-        if taken_over && cursor.rollback.is_none() {
+        // The attempt the dead engine was running (a state's, or a compensation's) failed; the
+        // next checkpoint, written before it runs again (the retry's, or the failure's),
+        // keeps the count.
+        if taken_over {
             cursor.takeovers = cursor.takeovers.saturating_add(1);
             let (times, limit) = (cursor.takeovers, inner.max_reassignments);
             journal.interrupted = Some(if times > limit {

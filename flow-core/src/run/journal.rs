@@ -120,6 +120,13 @@ pub(crate) trait Journal<M: Machine> {
         let _ = (state, attempt);
         None
     }
+
+    /// Why the first compensation attempt after a claim fails without running, if it does:
+    /// the run was taken over mid-rollback, and the compensation that was running was cut off
+    /// ([`Failure::Interrupted`], or [`Failure::Reassigned`] past the engine's limit).
+    fn interrupted(&mut self) -> Option<Failure> {
+        None
+    }
 }
 
 /// The journal of [`Runner`](super::Runner): nothing is kept, backoffs are plain sleeps.

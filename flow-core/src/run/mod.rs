@@ -339,4 +339,8 @@ pub(crate) struct Rollback {
     #[serde(deserialize_with = "crate::history::names")]
     pub undone: Vec<crate::history::Name>,
     pub failed: Vec<FailedCompensation>,
+    /// The failed attempts of the compensation under way, kept when a takeover cuts it off,
+    /// so that its attempts go on counting; absent from older snapshots.
+    #[serde(default)]
+    pub trying: Vec<crate::history::Failure>,
 }
