@@ -1,5 +1,8 @@
 //! Every form of the DSL, compiled and run: payloads of zero, one and several arguments,
 //! branching, a state going to itself, back-edges, a shared context, and the loop guards.
+//! The generated code must not warn in the user's crate: lints it could trip are denied here.
+
+#![deny(non_snake_case, unused_variables)]
 
 use flow::history::Outcome;
 use flow::prelude::*;
@@ -61,6 +64,26 @@ pub mod single {
         *cx += 1;
         Ok(*cx)
     }
+}
+
+/// Payload arguments a state does not use, named with a leading underscore.
+#[flow::machine]
+pub mod unused {
+    #[state(start, to(last))]
+    async fn first(_cx: &mut u32, _id: u32, __twice: u32) -> flow::Result<First> {
+        flow::goto!(last(7))
+    }
+
+    #[state(end)]
+    async fn last(_cx: &mut u32, _ignored: u32) -> flow::Result<u32> {
+        Ok(1)
+    }
+}
+
+#[tokio::test]
+async fn unused_payload_arguments_named_with_an_underscore() {
+    let finished = unused::run((1, 2), &mut 0).await.unwrap();
+    assert_eq!(finished.output, 1);
 }
 
 #[tokio::test]

@@ -446,9 +446,14 @@ fn signal_methods(machine: &Machine) -> TokenStream {
     }
 }
 
-/// Generated names to bind `fields` to, one each.
+/// Generated names to bind `fields` to, one each: by position, so that a parameter named
+/// `_id` does not become `__flow__id`, which `non_snake_case` warns about in the user's
+/// crate.
 fn bindings(fields: &[syn::Ident]) -> Vec<syn::Ident> {
-    fields.iter().map(|field| format_ident!("__flow_{}", field)).collect()
+    let bind = |(index, field): (usize, &syn::Ident)| {
+        format_ident!("__flow_field{}", index, span = field.span())
+    };
+    fields.iter().enumerate().map(bind).collect()
 }
 
 /// `Machine`'s `compensate` and `fallback`, for the states that declare them.
