@@ -190,7 +190,10 @@ fn a_backoff_survives_a_restart_and_waits_only_the_rest() {
             .seed(11)
             .build()
             .unwrap();
-        let run = engine.start::<order::Machine>(3).await.unwrap().id();
+        // A run id of its own: the backoff's jitter is drawn from the seed and the run id,
+        // and this one's is long enough to restart half way through.
+        let run = RunId::from_u128(0x0bac_c0ff);
+        engine.start_as::<order::Machine>(run, 3, Ledger::default()).await.unwrap();
         loop {
             let status = engine.status(run).await.unwrap();
             if let Some(wake_at) = status.wake_at {
@@ -495,27 +498,39 @@ fn edit_snapshot(path: &std::path::Path, run: RunId, json_path: &str, value: i64
 #[test]
 fn guards_and_counters_hold_for_any_stored_value() {
     let path = common::db("durable-stored-counters");
-    paused_runtime().block_on(async {
-        let engine = Engine::builder()
+    let build = || {
+        Engine::builder()
             .store(SqliteStore::open(&path).unwrap())
             .machine::<ticker::Machine>()
             .clock(TestClock::new())
             .build()
-            .unwrap();
-        let past_the_limit = engine.start_with::<ticker::Machine>(0, 0).await.unwrap();
-        let at_the_top = engine.start_with::<ticker::Machine>(0, 0).await.unwrap();
-        // Both wait a second in the store; meanwhile their counters are rewritten, as a
-        // deploy that lowered max_steps, or a long life, would leave them.
-        edit_snapshot(&path, past_the_limit.id(), "$.steps", 1000);
-        edit_snapshot(&path, at_the_top.id(), "$.visits.tick", i64::from(u32::MAX));
-        edit_snapshot(&path, at_the_top.id(), "$.steps", 3);
-
+            .unwrap()
+    };
+    // In real time: a shutdown on a paused clock would give up on its grace at once, while
+    // SQLite's writer thread still works.
+    let (past_the_limit, at_the_top) = runtime().block_on(async {
+        let engine = build();
+        let past_the_limit = engine.start_with::<ticker::Machine>(0, 0).await.unwrap().id();
+        let at_the_top = engine.start_with::<ticker::Machine>(0, 0).await.unwrap().id();
+        // No engine writes them while they are edited below.
+        engine.shutdown(Duration::from_secs(10)).await.unwrap();
+        (past_the_limit, at_the_top)
+    });
+    // Their counters are rewritten, as a deploy that lowered max_steps, or a long life, would
+    // leave them.
+    edit_snapshot(&path, past_the_limit, "$.steps", 1000);
+    edit_snapshot(&path, at_the_top, "$.visits.tick", i64::from(u32::MAX));
+    edit_snapshot(&path, at_the_top, "$.steps", 3);
+    paused_runtime().block_on(async {
+        let engine = build();
         // A run stored past max_steps is stopped at its next step, not run on.
-        let error = past_the_limit.output().await.unwrap_err();
+        let output = engine.handle::<ticker::Machine>(past_the_limit).await.unwrap().output();
+        let error = output.await.unwrap_err();
         let EngineError::Failed { error: RunError::MaxSteps { limit: 50, .. }, .. } = &error else {
             panic!("expected the max_steps guard, got {error:?}");
         };
         // A visit counter at its top saturates: no overflow, no wrap, the run goes on.
-        assert_eq!(at_the_top.output().await.unwrap(), 304);
+        let output = engine.handle::<ticker::Machine>(at_the_top).await.unwrap().output();
+        assert_eq!(output.await.unwrap(), 304);
     });
 }
