@@ -534,3 +534,23 @@ fn guards_and_counters_hold_for_any_stored_value() {
         assert_eq!(output.await.unwrap(), 304);
     });
 }
+
+/// Runs never complete into a file deleted under the engine: their writes are refused, and
+/// the handle says why, instead of reporting an output nobody can find after a restart.
+#[test]
+fn runs_never_complete_into_a_deleted_file() {
+    let path = common::db("durable-deleted-file");
+    runtime().block_on(async {
+        let engine = Engine::builder()
+            .store(SqliteStore::open(&path).unwrap())
+            .machine::<ticker::Machine>()
+            .build()
+            .unwrap();
+        let handle = engine.start::<ticker::Machine>(0).await.unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), handle.output()).await;
+        let error =
+            ended.expect("the handle hangs").expect_err("the run completed into a deleted file");
+        assert!(error.to_string().contains("was deleted"), "{error}");
+    });
+}

@@ -613,6 +613,42 @@ async fn sqlite_group_commit_fails_a_refused_or_failing_write_alone() {
     assert_eq!(store.history(id(3)).await.unwrap(), [r#"["kept"]"#]);
 }
 
+/// The store is the file it opened: once that file is deleted, or another is put at its path,
+/// nothing more is written, to either, and the new file's data is left as it was.
+#[tokio::test]
+async fn sqlite_never_writes_into_a_file_deleted_or_replaced_under_it() {
+    let path = common::db("file-deleted");
+    let store = SqliteStore::open(&path).unwrap();
+    store.save(cp(1, 0)).await.unwrap();
+    std::fs::remove_file(&path).unwrap();
+    for seq in [1, 1] {
+        let refused = store.save(cp(1, seq)).await;
+        assert!(
+            matches!(&refused, Err(StoreError::FileChanged { replaced: false, path: at }) if *at == path),
+            "{refused:?}"
+        );
+    }
+    let message = store.save(cp(2, 0)).await.unwrap_err().to_string();
+    assert!(message.contains("was deleted") && message.contains("restart"), "{message}");
+    drop(store);
+
+    let path = common::db("file-replaced");
+    let other = common::db("file-replacement");
+    let store = SqliteStore::open(&path).unwrap();
+    store.save(cp(1, 0)).await.unwrap();
+    let replacement = SqliteStore::open(&other).unwrap();
+    replacement.save(cp(2, 0)).await.unwrap();
+    drop(replacement);
+    std::fs::rename(&other, &path).unwrap();
+    let refused = store.save(cp(1, 1)).await;
+    assert!(matches!(refused, Err(StoreError::FileChanged { replaced: true, .. })), "{refused:?}");
+    assert!(matches!(store.save(cp(3, 0)).await, Err(StoreError::FileChanged { .. })));
+    drop(store);
+    // The file now at the path holds its own data only.
+    let now = SqliteStore::open(&path).unwrap();
+    assert_eq!(listed(now.list(Filter::new()).await.unwrap()), [id(2)]);
+}
+
 #[tokio::test]
 async fn sqlite_delete_leaves_no_checkpoint_rows() {
     let store = sqlite("delete-rows");

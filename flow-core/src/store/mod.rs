@@ -422,6 +422,20 @@ pub enum StoreError {
         #[source]
         source: BoxError,
     },
+    /// The store's file was deleted, or replaced by another file, while the store had it
+    /// open. Nothing more is written through this store: its writes would go to a file no
+    /// one can open again, or (its journal replayed later) over the new file's data.
+    #[error(
+        "the store's file {} was {} while this process had it open; nothing more is written \
+         through this store. Put the file back and restart, or restart to use the file now \
+         at that path", .path.display(), if *.replaced { "replaced by another file" } else { "deleted" }
+    )]
+    FileChanged {
+        /// The file.
+        path: PathBuf,
+        /// Whether another file is at the path now (`false`: none is).
+        replaced: bool,
+    },
     /// The store has shut down (its writer stopped); nothing more can be written.
     #[error("the store has shut down; nothing more can be written to it")]
     Closed,

@@ -1,5 +1,6 @@
 //! The embedded default: one SQLite file.
 
+mod file;
 mod schema;
 
 use std::borrow::Cow;
@@ -15,6 +16,7 @@ use super::{
     Checkpoint, CheckpointStore, Claimed, Filter, Halt, Lease, RunSummary, Status, StoreError,
 };
 use crate::RunId;
+use file::File;
 use schema::*;
 
 /// The most jobs one transaction (one fsync) commits.
@@ -53,6 +55,15 @@ struct Shared {
     path: PathBuf,
     writer: mpsc::Sender<Box<dyn Job>>,
     reader: Arc<Mutex<Connection>>,
+    file: Arc<File>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Closing: no checkpoint into a journal that is no longer this store's.
+        let reader = self.reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.file.disown(&reader);
+    }
 }
 
 /// A write the writer thread runs inside the batch's transaction.
@@ -61,8 +72,8 @@ trait Job: Send {
     /// `false` if SQLite failed the job: the transaction must then be undone and tried again
     /// without it (a job may run more than once).
     fn apply(&mut self, connection: &Connection) -> bool;
-    /// Sends the kept answer, or `failed` if the transaction did not commit.
-    fn answer(self: Box<Self>, failed: Option<&str>);
+    /// Sends the kept answer, or the error `failed` makes if the transaction did not commit.
+    fn answer(self: Box<Self>, failed: Option<&dyn Fn() -> StoreError>);
 }
 
 impl std::fmt::Debug for dyn Job {
@@ -92,9 +103,9 @@ where
         applied
     }
 
-    fn answer(self: Box<Self>, failed: Option<&str>) {
+    fn answer(self: Box<Self>, failed: Option<&dyn Fn() -> StoreError>) {
         let answer = match failed {
-            Some(message) => Err(StoreError::Backend(message.to_owned().into())),
+            Some(error) => Err(error()),
             None => self.answer.unwrap_or(Err(StoreError::Closed)),
         };
         // A caller that stopped waiting needs no answer.
@@ -118,14 +129,25 @@ impl SqliteStore {
         };
         let mut writer = connect(&path).map_err(open_error)?;
         migrate(&mut writer, &path)?;
+        let file = File::opened(&path)
+            .map_err(|error| StoreError::Open { path: path.clone(), source: Box::new(error) })?;
+        let file = Arc::new(file);
         let reader = connect(&path).map_err(open_error)?;
         let (sender, jobs) = mpsc::channel();
         thread::Builder::new()
             .name("flow-sqlite-writer".into())
-            .spawn(move || write_loop(writer, jobs))
+            .spawn({
+                let file = Arc::clone(&file);
+                move || write_loop(writer, jobs, file)
+            })
             .map_err(|error| StoreError::Open { path: path.clone(), source: Box::new(error) })?;
         Ok(SqliteStore {
-            shared: Arc::new(Shared { path, writer: sender, reader: Arc::new(Mutex::new(reader)) }),
+            shared: Arc::new(Shared {
+                path,
+                writer: sender,
+                reader: Arc::new(Mutex::new(reader)),
+                file,
+            }),
         })
     }
 
@@ -192,13 +214,15 @@ impl SqliteStore {
         query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let reader = Arc::clone(&self.shared.reader);
-        let result = tokio::task::spawn_blocking(move || {
+        let file = Arc::clone(&self.shared.file);
+        tokio::task::spawn_blocking(move || {
             let connection = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            query(&connection)
+            // Read from a file no longer at the path, runs would look stale, not gone.
+            file.check(&connection)?;
+            query(&connection).map_err(backend)
         })
         .await
-        .map_err(|error| StoreError::Backend(Box::new(error)))?;
-        result.map_err(backend)
+        .map_err(|error| StoreError::Backend(Box::new(error)))?
     }
 }
 
@@ -247,7 +271,10 @@ fn backend(error: rusqlite::Error) -> StoreError {
 }
 
 /// The writer thread: takes every job waiting, runs them in one transaction, answers each.
-fn write_loop(mut connection: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
+///
+/// Before each transaction it checks that the file at the store's path is still the one it
+/// opened; once it is not, every write fails with [`StoreError::FileChanged`].
+fn write_loop(mut connection: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, file: Arc<File>) {
     let mut batch = Vec::new();
     while let Ok(first) = jobs.recv() {
         batch.push(first);
@@ -257,11 +284,21 @@ fn write_loop(mut connection: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        let failed = commit(&mut connection, &mut batch).err().map(|error| error.to_string());
+        let failed: Option<Box<dyn Fn() -> StoreError>> = match file.check(&connection) {
+            Err(StoreError::FileChanged { path, replaced }) => {
+                Some(Box::new(move || StoreError::FileChanged { path: path.clone(), replaced }))
+            }
+            _ => commit(&mut connection, &mut batch).err().map(|error| {
+                let message = error.to_string();
+                Box::new(move || StoreError::Backend(message.clone().into())) as Box<_>
+            }),
+        };
         for job in batch.drain(..) {
             job.answer(failed.as_deref());
         }
     }
+    // Closing: no checkpoint into a journal that is no longer this store's.
+    file.disown(&connection);
 }
 
 /// One transaction for the whole batch. A job that SQLite fails (a row over its limits) fails
