@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flow::{Backoff, Machine, OnFailure, Policy, RetryPolicy};
+use flow::{Backoff, Jitter, Machine, OnFailure, Policy, RetryPolicy};
 
 #[allow(dead_code)]
 #[path = "../examples/checkout.rs"]
@@ -37,7 +37,10 @@ fn checkout_graph_edge_by_edge() {
     assert_eq!(
         charge.policy,
         Policy {
-            retry: RetryPolicy { attempts: 5, backoff: Backoff { base: ms(20), cap: ms(200) } },
+            retry: RetryPolicy {
+                attempts: 5,
+                backoff: Backoff { base: ms(20), cap: ms(200), jitter: Jitter::Full }
+            },
             timeout: Some(Duration::from_secs(1)),
             max_visits: None,
             wait: None,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use flow::history::{Failure, Outcome};
 use flow::prelude::*;
-use flow::{Backoff, RunError, Runner};
+use flow::{Backoff, Jitter, RunError, Runner};
 
 /// How the `call` state behaves on each attempt, in order; attempts past the end succeed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -157,7 +157,11 @@ async fn panic_is_a_failed_attempt_not_a_crash() {
 
 #[tokio::test(start_paused = true)]
 async fn backoff_delays_are_within_jitter_bounds_and_cap() {
-    let backoff = Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(2) };
+    let backoff = Backoff {
+        base: Duration::from_millis(100),
+        cap: Duration::from_secs(2),
+        ..Backoff::DEFAULT
+    };
     let ceilings: Vec<Duration> = (1..=8).map(|n| backoff.ceiling(n)).collect();
     let ms = Duration::from_millis;
     assert_eq!(
@@ -195,4 +199,104 @@ async fn a_seed_reproduces_the_delays() {
     };
     assert_eq!(delays(7).await, delays(7).await);
     assert_ne!(delays(7).await, delays(8).await);
+}
+
+/// `call` of [`flaky`] with each jitter named: fails while the script says so, then ends.
+macro_rules! with_jitter {
+    ($name:ident, $jitter:tt) => {
+        #[flow::machine]
+        pub mod $name {
+            use super::*;
+
+            #[state(start, to(done), retry(attempts = 4, backoff = "1s..3s", jitter = $jitter))]
+            async fn call(cx: &mut Script, value: u32) -> Result<Call> {
+                let act = cx.acts.get(cx.calls as usize).copied();
+                cx.calls += 1;
+                match act {
+                    Some(_) => Err(Error::retryable("service unavailable")),
+                    None => goto!(done(value)),
+                }
+            }
+
+            #[state(end)]
+            async fn done(_cx: &mut Script, value: u32) -> Result<u32> {
+                Ok(value)
+            }
+        }
+    };
+}
+
+with_jitter!(exact, "none");
+with_jitter!(even, "equal");
+with_jitter!(full, "full");
+
+/// The retry delays of `M` failing three times, with the jitter seeded by `seed`, and how
+/// long the run took on the paused clock.
+async fn three_failures<M>(seed: u64) -> (Vec<Duration>, Duration)
+where
+    M: flow::Machine<Context = Script, Input = u32, Output = u32>,
+{
+    let mut script = Script { acts: vec![Act::Fail; 3], calls: 0 };
+    let started = tokio::time::Instant::now();
+    let finished = Runner::new().seed(seed).run::<M>(1, &mut script).await.unwrap();
+    (retry_delays(&finished.history), started.elapsed())
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_jitter_waits_exactly_each_ceiling() {
+    let backoff = exact::graph().state("call").unwrap().policy.retry.backoff;
+    assert_eq!(backoff.jitter, Jitter::None);
+    let ceilings: Vec<Duration> = (1..=3).map(|n| backoff.ceiling(n)).collect();
+    let s = Duration::from_secs;
+    assert_eq!(ceilings, [s(1), s(2), s(3)]);
+    for seed in 0..20 {
+        let (delays, elapsed) = three_failures::<exact::Machine>(seed).await;
+        assert_eq!(delays, ceilings, "seed {seed}");
+        assert_eq!(elapsed, s(6), "the run waited exactly its backoffs");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn equal_jitter_waits_between_half_and_all_of_each_ceiling() {
+    let backoff = even::graph().state("call").unwrap().policy.retry.backoff;
+    assert_eq!(backoff.jitter, Jitter::Equal);
+    let (mut at_ceiling, mut below_three_quarters) = (0, 0);
+    for seed in 0..200 {
+        let (delays, elapsed) = three_failures::<even::Machine>(seed).await;
+        assert_eq!(delays.len(), 3);
+        assert_eq!(elapsed, delays.iter().sum::<Duration>());
+        for (n, delay) in delays.into_iter().enumerate() {
+            let ceiling = backoff.ceiling(n as u32 + 1);
+            assert!(
+                ceiling / 2 <= delay && delay <= ceiling,
+                "retry {} waited {delay:?}, outside [{:?}, {ceiling:?}]",
+                n + 1,
+                ceiling / 2
+            );
+            at_ceiling += usize::from(delay == ceiling);
+            below_three_quarters += usize::from(delay < ceiling * 3 / 4);
+        }
+    }
+    // Drawn, not fixed: of 600 draws spread over the upper half, about half fall in its lower
+    // half, and few (if any) land on the ceiling itself.
+    assert!(at_ceiling < 10, "{at_ceiling} of 600 delays were the whole ceiling");
+    assert!(
+        (200..400).contains(&below_three_quarters),
+        "{below_three_quarters} of 600 delays below three quarters of their ceiling"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn full_jitter_is_the_default() {
+    let default = flaky::graph().state("call").unwrap().policy.retry.backoff;
+    assert_eq!(default.jitter, Jitter::Full);
+    assert_eq!(default, full::graph().state("call").unwrap().policy.retry.backoff);
+    // The same seed draws the same delays with the jitter left out as with "full" written.
+    for seed in 0..20 {
+        let mut script = Script { acts: vec![Act::Fail; 3], calls: 0 };
+        let finished =
+            Runner::new().seed(seed).run::<flaky::Machine>(1, &mut script).await.unwrap();
+        let (delays, _) = three_failures::<full::Machine>(seed).await;
+        assert_eq!(retry_delays(&finished.history), delays, "seed {seed}");
+    }
 }

@@ -38,7 +38,7 @@ pub use graph::{Graph, SignalInfo, StateInfo};
 pub use history::{Caught, FromCaught};
 pub use id::{ParseRunIdError, RunId};
 pub use machine::{Goto, Machine, Signal, Step};
-pub use policy::{Backoff, OnFailure, Policy, RetryPolicy};
+pub use policy::{Backoff, Jitter, OnFailure, Policy, RetryPolicy};
 pub use run::{FailedCompensation, Finished, RunError, Runner};
 
 #[doc(hidden)]

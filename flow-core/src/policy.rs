@@ -7,19 +7,24 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use flow_core::{Backoff, OnFailure, Policy, RetryPolicy};
+//! use flow_core::{Backoff, Jitter, OnFailure, Policy, RetryPolicy};
 //!
 //! let policy = Policy {
 //!     retry: RetryPolicy {
 //!         attempts: 5,
-//!         backoff: Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(10) },
+//!         backoff: Backoff {
+//!             base: Duration::from_millis(100),
+//!             cap: Duration::from_secs(10),
+//!             jitter: Jitter::Full,
+//!         },
 //!     },
 //!     timeout: Some(Duration::from_secs(30)),
 //!     max_visits: Some(3),
 //!     wait: None,
 //!     on_failure: OnFailure::Fail,
 //! };
-//! // The n-th retry waits a random time in [0, min(cap, base * 2^(n-1))] ("full jitter").
+//! // The n-th retry waits a random time in [0, min(cap, base * 2^(n-1))] ("full jitter", the
+//! // default; `retry(jitter = "equal")` or `"none"` choose otherwise: see `Jitter`).
 //! assert_eq!(policy.retry.backoff.ceiling(1), Duration::from_millis(100));
 //! assert_eq!(policy.retry.backoff.ceiling(4), Duration::from_millis(800));
 //! assert_eq!(policy.retry.backoff.ceiling(30), Duration::from_secs(10));
@@ -93,23 +98,56 @@ impl RetryPolicy {
     pub const NONE: RetryPolicy = RetryPolicy { attempts: 1, backoff: Backoff::DEFAULT };
 }
 
-/// Exponential backoff with a cap and full jitter.
+/// Exponential backoff with a cap and a [`Jitter`].
 ///
-/// Before retry `n` (1 for the first retry) the runtime waits a uniformly random duration in
-/// `[0, min(cap, base * 2^(n-1))]` (in whole milliseconds). Full jitter spreads retries of many runs hitting the same
-/// failing service, instead of having them come back in lockstep.
+/// Before retry `n` (1 for the first retry) the runtime waits up to the ceiling
+/// `min(cap, base * 2^(n-1))`; the jitter says how much of it, full jitter (the default)
+/// drawing a uniformly random duration in `[0, ceiling]`. Jitter spreads the retries of many
+/// runs hitting the same failing service, instead of having them come back in lockstep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Backoff {
     /// The ceiling of the first retry's wait.
     pub base: Duration,
     /// The largest ceiling any retry's wait can have.
     pub cap: Duration,
+    /// How much of each retry's ceiling it waits: `retry(jitter = "equal")`.
+    pub jitter: Jitter,
+}
+
+/// How a retry's wait is drawn under its ceiling, `#[state(retry(jitter = "..."))]`.
+///
+/// Full and equal jitter are the two named in Marc Brooker's "Exponential Backoff And Jitter"
+/// (AWS Architecture Blog, 2015,
+/// <https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/>): full jitter
+/// spreads retries the most, equal jitter keeps every wait at least half its ceiling.
+///
+/// ```
+/// use std::time::Duration;
+/// use flow_core::{Backoff, Jitter};
+///
+/// let exact = Backoff { jitter: Jitter::None, ..Backoff::DEFAULT };
+/// // With no jitter, retry 3 waits exactly its ceiling: 100ms * 2^2.
+/// assert_eq!(exact.ceiling(3), Duration::from_millis(400));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum Jitter {
+    /// A uniformly random wait in `[0, ceiling]`: `jitter = "full"`, the default.
+    #[default]
+    Full,
+    /// A uniformly random wait in `[ceiling / 2, ceiling]`: `jitter = "equal"`.
+    Equal,
+    /// Exactly the ceiling, every time: `jitter = "none"`, for exact waits in a test or a
+    /// protocol that prescribes them.
+    None,
 }
 
 impl Backoff {
-    /// `100ms..10s`: the backoff of a `retry(...)` that does not name one.
-    pub const DEFAULT: Backoff =
-        Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(10) };
+    /// `100ms..10s` with full jitter: the backoff of a `retry(...)` that does not name one.
+    pub const DEFAULT: Backoff = Backoff {
+        base: Duration::from_millis(100),
+        cap: Duration::from_secs(10),
+        jitter: Jitter::Full,
+    };
 
     /// The longest wait before retry `retry` (1-based): `min(cap, base * 2^(retry-1))`.
     pub fn ceiling(&self, retry: u32) -> Duration {
@@ -120,15 +158,62 @@ impl Backoff {
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
-    /// The wait before retry `retry`, drawn uniformly from `[0, ceiling(retry)]`.
+    /// The wait before retry `retry`: drawn uniformly from `[0, ceiling(retry)]` (full jitter)
+    /// or `[ceiling(retry) / 2, ceiling(retry)]` (equal jitter), or the ceiling itself (none).
     ///
     /// Drawn in whole milliseconds, the resolution of tokio's timers, so the recorded delay is
     /// the one the run really waits; a ceiling under a millisecond is drawn in nanoseconds.
     pub(crate) fn delay(&self, retry: u32, rng: &mut fastrand::Rng) -> Duration {
         let ceiling = self.ceiling(retry);
-        match u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX) {
-            0 => Duration::from_nanos(rng.u64(0..=ceiling.subsec_nanos().into())),
-            millis => Duration::from_millis(rng.u64(0..=millis)),
+        let (unit, highest) = match u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX) {
+            _ if self.jitter == Jitter::None => return ceiling,
+            0 => (1, u64::from(ceiling.subsec_nanos())),
+            millis => (1_000_000, millis),
+        };
+        let lowest = match self.jitter {
+            // Half the ceiling, rounded up to a whole unit so that no draw falls below it.
+            Jitter::Equal => {
+                let half = ceiling.as_nanos().div_ceil(2).div_ceil(unit);
+                u64::try_from(half).unwrap_or(u64::MAX).min(highest)
+            }
+            Jitter::Full | Jitter::None => 0,
+        };
+        let drawn = rng.u64(lowest..=highest);
+        if unit == 1 { Duration::from_nanos(drawn) } else { Duration::from_millis(drawn) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Backoff, Jitter};
+    use std::time::Duration;
+
+    /// Ceilings in whole milliseconds, with a fraction of one, and under one: every draw stays
+    /// within its jitter's bounds.
+    #[test]
+    fn draws_stay_within_their_jitter() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        for base in
+            [Duration::from_millis(40), Duration::from_micros(1_500), Duration::from_nanos(700)]
+        {
+            for jitter in [Jitter::Full, Jitter::Equal, Jitter::None] {
+                let backoff = Backoff { base, cap: base * 4, jitter };
+                for retry in 1..=4 {
+                    let ceiling = backoff.ceiling(retry);
+                    let lowest = match jitter {
+                        Jitter::Full => Duration::ZERO,
+                        Jitter::Equal => ceiling / 2,
+                        Jitter::None => ceiling,
+                    };
+                    for _ in 0..200 {
+                        let delay = backoff.delay(retry, &mut rng);
+                        assert!(
+                            lowest <= delay && delay <= ceiling,
+                            "{jitter:?} retry {retry}: {delay:?} outside [{lowest:?}, {ceiling:?}]"
+                        );
+                    }
+                }
+            }
         }
     }
 }

@@ -17,7 +17,7 @@
 //! # enum State { Send(u32) }
 //! # static STATES: [StateInfo; 1] = [StateInfo {
 //! #     name: "send", start: true, end: true, payload: &[], output: Some("u32"), signal: None, compensate: None,
-//! #     policy: Policy { retry: RetryPolicy { attempts: 4, backoff: Backoff { base: Duration::from_secs(3600), cap: Duration::from_secs(3600) } }, ..Policy::DEFAULT },
+//! #     policy: Policy { retry: RetryPolicy { attempts: 4, backoff: Backoff { base: Duration::from_secs(3600), cap: Duration::from_secs(3600), ..Backoff::DEFAULT } }, ..Policy::DEFAULT },
 //! # }];
 //! # static GRAPH: Graph = Graph { name: "mailer", states: &STATES, edges: &[], start: 0, max_steps: 10, version: 1, fingerprint: "mailer-1" };
 //! # struct Mailer;

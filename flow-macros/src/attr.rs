@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! #[flow::machine(max_steps = 1000, name = "checkout", version = 2)]
-//! #[state(start, end, to(a, b), retry(attempts = 5, backoff = "100ms..10s"),
+//! #[state(start, end, to(a, b), retry(attempts = 5, backoff = "100ms..10s", jitter = "full"),
 //!         timeout = "30s", max_visits = 3, wait = "1h",
 //!         signal(timeout = "3d", default = escalate), compensate = refund,
 //!         fallback = review, on_failure = pause)]
@@ -34,7 +34,9 @@ const STATE_KEYS: [&str; 11] = [
     "on_failure",
 ];
 const SIGNAL_KEYS: [&str; 2] = ["timeout", "default"];
-const RETRY_KEYS: [&str; 2] = ["attempts", "backoff"];
+const RETRY_KEYS: [&str; 3] = ["attempts", "backoff", "jitter"];
+/// The values of `retry(jitter = "...")`.
+const JITTERS: [&str; 3] = ["full", "equal", "none"];
 const MACHINE_KEYS: [&str; 3] = ["max_steps", "name", "version"];
 const DURATION_HELP: &str =
     "= help: write a number and a unit, such as \"250ms\", \"30s\", \"5m\", \"1h30m\" or \"2d\"";
@@ -95,6 +97,14 @@ pub enum OnFailure {
     Pause,
 }
 
+/// How a retry's wait is drawn under its ceiling: `retry(jitter = "equal")`.
+#[derive(Clone, Copy)]
+pub enum Jitter {
+    Full,
+    Equal,
+    None,
+}
+
 /// How long a state waits for its signal, and where it goes without one.
 pub struct SignalAttr {
     /// The `signal` keyword.
@@ -110,6 +120,7 @@ pub struct SignalAttr {
 pub struct PolicyAttr {
     pub attempts: Option<u32>,
     pub backoff: Option<(Duration, Duration)>,
+    pub jitter: Option<Jitter>,
     pub timeout: Option<Duration>,
     pub max_visits: Option<u32>,
     pub wait: Option<Duration>,
@@ -162,7 +173,9 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
                 out.to.replace((span, targets)).is_some()
             }
             "retry" => {
-                let repeated = out.policy.attempts.is_some() || out.policy.backoff.is_some();
+                let policy = &out.policy;
+                let repeated =
+                    policy.attempts.is_some() || policy.backoff.is_some() || policy.jitter.is_some();
                 meta.parse_nested_meta(|option| retry_option(&option, &mut out.policy, errors))?;
                 repeated
             }
@@ -308,6 +321,10 @@ fn retry_option(
             let value = meta.value()?.parse::<Expr>()?;
             policy.backoff = backoff_value(&value, errors);
         }
+        "jitter" => {
+            let value = meta.value()?.parse::<Expr>()?;
+            policy.jitter = jitter_value(&value, errors);
+        }
         other => {
             let hint = suggest::hint(other, "keys of retry(...)", RETRY_KEYS);
             errors.push_spanned(&meta.path, format!("unknown key `{other}` in retry(...)\n{hint}"));
@@ -440,6 +457,27 @@ fn backoff_value(value: &Expr, errors: &mut Errors) -> Option<(Duration, Duratio
         Ok(bounds) => Some(bounds),
         Err(problem) => {
             errors.push_spanned(text, format!("bad backoff {raw:?}: {problem}\n= help: write \"BASE..CAP\", such as \"100ms..10s\": retry n waits up to min(CAP, BASE * 2^(n-1))"));
+            None
+        }
+    }
+}
+
+/// `"full"`, `"equal"` or `"none"`.
+fn jitter_value(value: &Expr, errors: &mut Errors) -> Option<Jitter> {
+    let text = string_value(value, "jitter", "equal", errors)?;
+    match text.value().as_str() {
+        "full" => Some(Jitter::Full),
+        "equal" => Some(Jitter::Equal),
+        "none" => Some(Jitter::None),
+        other => {
+            let help = match suggest::closest(other, JITTERS) {
+                Some(close) => format!("= help: did you mean \"{close}\"?"),
+                None => "= help: \"full\" (the default) waits a random time up to each retry's ceiling, \"equal\" a random time between half of it and all of it, \"none\" exactly the ceiling".to_owned(),
+            };
+            errors.push_spanned(
+                text,
+                format!("unknown jitter {other:?}: write \"full\", \"equal\" or \"none\"\n{help}"),
+            );
             None
         }
     }

@@ -14,7 +14,7 @@ use syn::Type;
 use syn::spanned::Spanned;
 
 use crate::ast::{Machine, State, type_text};
-use crate::attr::OnFailure;
+use crate::attr::{Jitter, OnFailure};
 use crate::suggest;
 
 /// Runs that enter this many states without ending fail, unless `max_steps` says otherwise.
@@ -586,6 +586,11 @@ fn graph(machine: &Machine) -> TokenStream {
             Some((base, cap)) => (duration(base), duration(cap)),
             None => (quote!(::flow::Backoff::DEFAULT.base), quote!(::flow::Backoff::DEFAULT.cap)),
         };
+        let jitter = match policy.jitter {
+            None | Some(Jitter::Full) => quote!(::flow::Jitter::Full),
+            Some(Jitter::Equal) => quote!(::flow::Jitter::Equal),
+            Some(Jitter::None) => quote!(::flow::Jitter::None),
+        };
         let timeout = option(policy.timeout.map(duration));
         let max_visits = option(policy.max_visits.map(|n| quote!(#n)));
         let wait = option(policy.wait.map(duration));
@@ -621,7 +626,7 @@ fn graph(machine: &Machine) -> TokenStream {
                 policy: ::flow::Policy {
                     retry: ::flow::RetryPolicy {
                         attempts: #attempts,
-                        backoff: ::flow::Backoff { base: #base, cap: #cap },
+                        backoff: ::flow::Backoff { base: #base, cap: #cap, jitter: #jitter },
                     },
                     timeout: #timeout,
                     max_visits: #max_visits,

@@ -14,7 +14,7 @@ use super::versions::upgrade;
 use super::{Durable, Ended, EngineError, Inner, Live};
 use crate::event::EventKind;
 use crate::history::Failure;
-use crate::run::{Cursor, End, Jitter, Journal, catching_panics, drive, panic_message};
+use crate::run::{Cursor, End, JitterRng, Journal, catching_panics, drive, panic_message};
 use crate::store::{Claimed, Lease, Status};
 use crate::{Graph, RunId};
 
@@ -151,7 +151,7 @@ pub(crate) fn spawn<M: Durable>(
         let inner = Arc::clone(&inner);
         let held = lease.clone();
         async move {
-            let mut jitter = Jitter::new(inner.seed.map(|seed| seed ^ run.as_u128() as u64));
+            let mut jitter = JitterRng::new(inner.seed.map(|seed| seed ^ run.as_u128() as u64));
             let max_steps = M::graph().max_steps;
             let driven = catching_panics(async {
                 let ended = drive::<M, _>(

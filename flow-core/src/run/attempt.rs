@@ -13,14 +13,14 @@ use crate::current::{Attempt, Current};
 use crate::history::Failure;
 
 /// The backoff jitter's random source, created on first use.
-pub(crate) struct Jitter {
+pub(crate) struct JitterRng {
     seed: Option<u64>,
     rng: Option<fastrand::Rng>,
 }
 
-impl Jitter {
-    pub(crate) fn new(seed: Option<u64>) -> Jitter {
-        Jitter { seed, rng: None }
+impl JitterRng {
+    pub(crate) fn new(seed: Option<u64>) -> JitterRng {
+        JitterRng { seed, rng: None }
     }
 
     pub(crate) fn rng(&mut self) -> &mut fastrand::Rng {

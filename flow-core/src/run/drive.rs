@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::attempt::{Jitter, guarded, scoped};
+use super::attempt::{JitterRng, guarded, scoped};
 use super::rollback::{fail, roll_back};
 use super::{Cursor, Done, End, Journal, RunError, Waited};
 use crate::current::Halt;
@@ -21,7 +21,7 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
     cursor: &mut Cursor<M::State>,
     cx: &mut M::Context,
     journal: &mut J,
-    jitter: &mut Jitter,
+    jitter: &mut JitterRng,
     max_steps: u64,
 ) -> Result<End<M::Output>, J::Stop> {
     let graph = M::graph();
@@ -224,7 +224,7 @@ async fn reroute<M: Machine, J: Journal<M>>(
     cursor: &mut Cursor<M::State>,
     cx: &mut M::Context,
     journal: &mut J,
-    jitter: &mut Jitter,
+    jitter: &mut JitterRng,
     max_steps: u64,
 ) -> Result<Result<M::State, End<M::Output>>, J::Stop> {
     let to = M::graph().states[M::index(&next)].name;

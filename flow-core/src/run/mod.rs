@@ -17,7 +17,7 @@ use crate::history::{Entry, Failure};
 use crate::id::RunId;
 use crate::{Graph, Machine};
 
-pub(crate) use attempt::{Jitter, catching_panics, panic_message};
+pub(crate) use attempt::{JitterRng, catching_panics, panic_message};
 pub(crate) use drive::{arrive, drive};
 pub(crate) use journal::{End, InMemory, Journal, Waited};
 
@@ -228,7 +228,7 @@ impl Runner {
         let max_steps = self.max_steps.unwrap_or(M::graph().max_steps);
         let mut cursor = Cursor::new(M::graph());
         let mut journal = InMemory { run: RunId::random(), base: Instant::now() };
-        let mut jitter = Jitter::new(self.seed);
+        let mut jitter = JitterRng::new(self.seed);
         let ended = match cursor.enter::<M>(&state, max_steps) {
             Ok(()) => {
                 arrive::<M, _>(&state, &mut cursor, &journal);

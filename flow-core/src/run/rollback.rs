@@ -3,7 +3,7 @@
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::attempt::{Jitter, guarded, scoped};
+use super::attempt::{JitterRng, guarded, scoped};
 use super::drive::announce;
 use super::{Cursor, End, FailedCompensation, Journal, Rollback, RunError};
 use crate::Machine;
@@ -18,7 +18,7 @@ pub(crate) async fn fail<M: Machine, J: Journal<M>>(
     cursor: &mut Cursor<M::State>,
     cx: &mut M::Context,
     journal: &mut J,
-    jitter: &mut Jitter,
+    jitter: &mut JitterRng,
 ) -> Result<End<M::Output>, J::Stop> {
     if cursor.undo.is_empty() {
         let at = error.state();
@@ -49,7 +49,7 @@ pub(crate) async fn roll_back<M: Machine, J: Journal<M>>(
     cursor: &mut Cursor<M::State>,
     cx: &mut M::Context,
     journal: &mut J,
-    jitter: &mut Jitter,
+    jitter: &mut JitterRng,
 ) -> Result<End<M::Output>, J::Stop> {
     let graph = M::graph();
     while let Some(done) = cursor.undo.last() {

@@ -29,7 +29,7 @@ pub mod publishing {
     }
 
     // A self-loop, with a policy on every key.
-    #[state(to(draft, review), retry(attempts = 3, backoff = "1s"), timeout = "1h30m", max_visits = 20)]
+    #[state(to(draft, review), retry(attempts = 3, backoff = "1s", jitter = "equal"), timeout = "1h30m", max_visits = 20)]
     async fn draft(_cx: &mut Desk, mut doc: Doc, round: u8) -> Result<Draft> {
         doc.text.push('.');
         if round < 3 {
