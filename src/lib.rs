@@ -69,11 +69,11 @@
 //! | `to(a, b)` | the states this one may go to, with `goto!(a(...))` |
 //! | `retry(attempts = 5, backoff = "100ms..10s", jitter = "full")` | attempts in all, and the jittered exponential backoff between them (`"1s"` alone: every wait up to 1s); `jitter` is how much of a retry's ceiling it waits: `"full"` (the default) a random time up to it, `"equal"` between half of it and all of it, `"none"` exactly it ([`Jitter`]) |
 //! | `timeout = "30s"` | the longest one attempt may run |
-//! | `max_visits = 3` | how often a run may enter this state |
+//! | `max_visits = 3` | how often a run may enter this state; one visit more fails the run ([`RunError::MaxVisits`]), or goes to the state's `fallback` if it has one |
 //! | `signal(timeout = "3d", default = escalate)` | for a state with a `#[signal] name: T` parameter: how long it waits for a `T` ([`Engine::signal`]) before going to `default` with its payload |
 //! | `wait = "1h"` | a durable timer: entering the state, the run waits this long before its first attempt (on an [`Engine`], across restarts) |
 //! | `compensate = refund` | what undoes a completed visit if the run fails later: `async fn refund(cx: &mut C, <the state's payload>) -> Result<()>` |
-//! | `fallback = review` | where the run goes when this state fails for good (last attempt, or a permanent error), with the failure ([`Caught`]) as the payload |
+//! | `fallback = review` | where the run goes when this state fails for good (last attempt, or a permanent error) or its `max_visits` refuses a visit, with the failure ([`Caught`]) as the payload |
 //! | `on_failure = pause` | instead, pause the run for an operator to [`Engine::resume`] (on an [`Engine`]; in memory the run fails); `fail`, the default, fails the run |
 //!
 //! `#[flow::machine(max_steps = 1000, name = "checkout", version = 2)]` bounds the states one
@@ -133,6 +133,11 @@
 //! assert_eq!(bank.held, 500);
 //! # }
 //! ```
+//!
+//! A fallback catches its state's `max_visits` too: a bounded loop with an exit for when it
+//! runs out. The visit the limit refuses never runs; the fallback receives it as a [`Caught`]
+//! whose one failure is [`Failure::VisitLimit`](history::Failure::VisitLimit), naming the
+//! limit. (`max_steps` bounds the whole run, and no fallback catches it.)
 //!
 //! # Durable runs
 //!

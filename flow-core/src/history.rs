@@ -38,7 +38,8 @@ pub enum Outcome {
         #[serde(deserialize_with = "name")]
         to: Name,
     },
-    /// The state failed for good and the run went to its fallback, with the failure: an entry
+    /// The state failed for good (or its `max_visits` refused a visit:
+    /// [`Failure::VisitLimit`]) and the run went to its fallback, with the failure: an entry
     /// of its own after the last attempt's `Failed` one, with the same attempt number.
     Caught {
         /// The fallback state.
@@ -99,12 +100,26 @@ pub enum Failure {
         /// The engine's `max_reassignments`.
         limit: u32,
     },
+    /// The run entered the state more often than its `max_visits` allows, and the state
+    /// declares a `fallback`, which catches the refused visit like any failure: the fallback
+    /// receives it in its [`Caught`], and the history records it as the failed first attempt
+    /// of the refused visit (which never ran: its duration is zero), before the `Caught` entry.
+    /// Without a fallback the run fails with [`RunError::MaxVisits`](crate::RunError::MaxVisits).
+    VisitLimit {
+        /// The state's `max_visits`.
+        limit: u32,
+    },
 }
 
 impl Failure {
     /// Whether this failure ends the visit whatever attempts remain.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Failure::Error { permanent: true, .. } | Failure::Reassigned { .. })
+        matches!(
+            self,
+            Failure::Error { permanent: true, .. }
+                | Failure::Reassigned { .. }
+                | Failure::VisitLimit { .. }
+        )
     }
 }
 
@@ -123,6 +138,9 @@ impl fmt::Display for Failure {
                  before its next checkpoint; look for what in this state kills or stalls the \
                  process"
             ),
+            Failure::VisitLimit { limit } => {
+                write!(f, "entered more than {limit} times (its max_visits)")
+            }
         }
     }
 }
@@ -142,7 +160,8 @@ impl fmt::Display for Failure {
 pub struct Caught {
     /// The state that failed.
     pub state: String,
-    /// Its attempts' failures, in order; the last one ended the visit.
+    /// Its attempts' failures, in order; the last one ended the visit. A visit refused by the
+    /// state's `max_visits` has the one failure [`Failure::VisitLimit`].
     pub attempts: Vec<Failure>,
 }
 
@@ -153,9 +172,13 @@ impl Caught {
     }
 }
 
-/// `state `charge` failed after 3 attempt(s); last: error: declined`.
+/// `state `charge` failed after 3 attempt(s); last: error: declined`, or for a refused visit
+/// `state `plan` was entered more than 3 times (its max_visits)`.
 impl fmt::Display for Caught {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let [refused @ Failure::VisitLimit { .. }] = self.attempts.as_slice() {
+            return write!(f, "state `{}` was {refused}", self.state);
+        }
         write!(f, "state `{}` failed after {} attempt(s)", self.state, self.attempts.len())?;
         match self.last() {
             Some(last) => write!(f, "; last: {last}"),

@@ -41,7 +41,10 @@ pub struct Policy {
     pub retry: RetryPolicy,
     /// The longest one attempt may run; a slower attempt is cancelled and counts as failed.
     pub timeout: Option<Duration>,
-    /// How often a run may enter this state; entering it once more fails the run.
+    /// How often a run may enter this state; entering it once more fails the run, or, if the
+    /// state declares a fallback, goes there instead ([`Failure::VisitLimit`]).
+    ///
+    /// [`Failure::VisitLimit`]: crate::history::Failure::VisitLimit
     pub max_visits: Option<u32>,
     /// A durable timer: how long a run waits after entering this state before its first
     /// attempt, `#[state(wait = "1h")]`. The wake-up time is checkpointed, so the wait survives
@@ -63,7 +66,9 @@ pub enum OnFailure {
     /// attempts. A run without an engine to resume it (the in-memory runner) fails instead.
     Pause,
     /// The run goes to this state, which takes the failure ([`Caught`](crate::Caught)) as
-    /// its payload: a typed `Catch`.
+    /// its payload: a typed `Catch`. It catches the state's `max_visits` too: a visit the
+    /// limit refuses goes to the fallback, with
+    /// [`Failure::VisitLimit`](crate::history::Failure::VisitLimit) as the failure.
     Fallback(&'static str),
 }
 

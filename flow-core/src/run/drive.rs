@@ -111,8 +111,15 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                 // layer cost about a tenth of a trivial transition (`cargo bench --bench transitions`).
                 cursor.seq += 1;
                 if let Err(error) = cursor.enter::<M>(&next, max_steps) {
-                    return Box::pin(fail::<M, J>(Some(next), error, cursor, cx, journal, jitter))
-                        .await;
+                    let caught = refused::<M, J>(
+                        info.name, next, error, cursor, cx, journal, jitter, max_steps,
+                    );
+                    state = match Box::pin(caught).await? {
+                        Ok(next) => next,
+                        Err(end) => return Ok(end),
+                    };
+                    clock = Instant::now();
+                    continue;
                 }
                 arrive::<M, J>(&next, cursor, journal);
                 journal.record(Some(&next), cursor, cx, None).await?;
@@ -231,12 +238,78 @@ async fn reroute<M: Machine, J: Journal<M>>(
     let (outcome, duration) = (outcome(to), Duration::ZERO);
     cursor.history.push(Entry { state: from, attempt, outcome, duration });
     if let Err(error) = cursor.enter::<M>(&next, max_steps) {
-        let failed = Box::pin(fail::<M, J>(Some(next), error, cursor, cx, journal, jitter));
-        return Ok(Err(failed.await?));
+        let caught = refused::<M, J>(from, next, error, cursor, cx, journal, jitter, max_steps);
+        return Box::pin(caught).await;
     }
     arrive::<M, J>(&next, cursor, journal);
     journal.record(Some(&next), cursor, cx, None).await?;
     journal.event(from, || EventKind::Transitioned { to });
+    if cursor.wake_at.is_some() && !M::waits_for_signal(&next) {
+        journal.wait_until(&next, cursor, cx).await?;
+        cursor.wake_at = None;
+    }
+    Ok(Ok(next))
+}
+
+/// Goes on from `from`'s move to `next`, which a loop guard refused with `error`: when the
+/// guard is `next`'s `max_visits` and `next` declares a fallback, the refused visit is caught
+/// like a failed state ([`Failure::VisitLimit`], then [`Outcome::Caught`]) and the run enters
+/// the fallback instead (whose own guard may refuse it in turn); otherwise the run fails with
+/// `error`. Like [`reroute`], checkpoints the state entered and waits out its `wait`.
+#[allow(clippy::too_many_arguments)] // the run loop's state, passed through
+async fn refused<M: Machine, J: Journal<M>>(
+    from: &'static str,
+    mut next: M::State,
+    mut error: RunError,
+    cursor: &mut Cursor<M::State>,
+    cx: &mut M::Context,
+    journal: &mut J,
+    jitter: &mut JitterRng,
+    max_steps: u64,
+) -> Result<Result<M::State, End<M::Output>>, J::Stop> {
+    let graph = M::graph();
+    // What to announce once the state finally entered is durable, in order.
+    let to = graph.states[M::index(&next)].name;
+    let mut events = vec![(from, EventKind::Transitioned { to })];
+    loop {
+        let index = M::index(&next);
+        let info = &graph.states[index];
+        let failure = match (&error, info.policy.on_failure) {
+            (RunError::MaxVisits { limit, .. }, OnFailure::Fallback(_)) => {
+                Some(Failure::VisitLimit { limit: *limit })
+            }
+            _ => None,
+        };
+        let caught = failure.and_then(|failure| {
+            let caught = Caught { state: info.name.to_owned(), attempts: vec![failure.clone()] };
+            Some((M::fallback(index, caught)?, failure))
+        });
+        let Some((fallback, failure)) = caught else {
+            let failed = Box::pin(fail::<M, J>(Some(next), error, cursor, cx, journal, jitter));
+            return Ok(Err(failed.await?));
+        };
+        let (attempt, duration, retry_in) = (1, Duration::ZERO, None);
+        let kind = EventKind::AttemptFailed { attempt, failure: failure.clone(), retry_in };
+        events.push((info.name, kind));
+        let outcome = Outcome::Failed { failure, retry_in };
+        cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
+        let to = graph.states[M::index(&fallback)].name;
+        let outcome = Outcome::Caught { to };
+        cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
+        events.push((info.name, EventKind::Transitioned { to }));
+        match cursor.enter::<M>(&fallback, max_steps) {
+            Ok(()) => {
+                next = fallback;
+                break;
+            }
+            Err(refusal) => (next, error) = (fallback, refusal),
+        }
+    }
+    arrive::<M, J>(&next, cursor, journal);
+    journal.record(Some(&next), cursor, cx, None).await?;
+    for (state, kind) in events {
+        journal.event(state, || kind);
+    }
     if cursor.wake_at.is_some() && !M::waits_for_signal(&next) {
         journal.wait_until(&next, cursor, cx).await?;
         cursor.wake_at = None;

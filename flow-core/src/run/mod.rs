@@ -68,7 +68,8 @@ pub enum RunError {
         #[serde(skip)]
         history: Vec<Entry>,
     },
-    /// A state was entered more often than its `max_visits` allows.
+    /// A state was entered more often than its `max_visits` allows, and declares no fallback
+    /// to catch it (with one, the run goes there instead: `Failure::VisitLimit`).
     #[error(
         "state `{state}` was entered more than {limit} times (its max_visits); \
          make the loop reach an exit sooner, or raise max_visits in its #[state(...)]"
