@@ -102,7 +102,8 @@ pub enum EngineError {
         /// What went wrong.
         detail: String,
     },
-    /// A run's state, context or output would not serialize; the run stopped unfinished.
+    /// A signal would not serialize (or would read back as no signal), or a run's history
+    /// would not: nothing was written.
     #[error(
         "run {run} of machine `{machine}` could not be checkpointed: {detail}; the run stopped at \
          its last checkpoint (check the Serialize impls of its payloads and context)"
@@ -114,6 +115,27 @@ pub enum EngineError {
         machine: &'static str,
         /// What serde said.
         detail: String,
+    },
+    /// What a run was about to write would not read back from the store (a float that is
+    /// NaN or infinite, which JSON cannot hold; a value nested deeper than the 128 levels a
+    /// checkpoint is read with; a `Serialize` impl that fails or does not match its
+    /// `Deserialize`), so it was not written. A start or a signal refused this way stored
+    /// nothing; a state whose result was refused failed that attempt with this message.
+    #[error(
+        "run {run} of machine `{machine}`: its checkpoint in state `{state}` would not read \
+         back ({source}), so nothing was written; JSON holds no NaN or infinite float (they \
+         are written as null) and is read back at most 128 levels deep"
+    )]
+    Unstorable {
+        /// The run.
+        run: RunId,
+        /// Its machine.
+        machine: &'static str,
+        /// The state the run was entering, waiting in, or ending in.
+        state: &'static str,
+        /// Why: the serializer's error, or the read-back's.
+        #[source]
+        source: serde_json::Error,
     },
     /// The run failed.
     #[error("run {run} failed: {error}")]

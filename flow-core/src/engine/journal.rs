@@ -9,8 +9,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::de::{DeserializeOwned, IgnoredAny};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
+use super::versions::upgrade;
 use super::{Durable, EngineError, Inner, duration_ms};
 use crate::current::{Cancel, Halt};
 use crate::event::{EventKind, Reporter};
@@ -48,6 +49,7 @@ fn is_zero(count: &u32) -> bool {
 
 /// What a checkpoint's `snapshot` holds, read back.
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "S: Deserialize<'de>, C: Deserialize<'de>, O: Deserialize<'de>"))]
 pub(crate) struct SnapshotIn<S, C, O> {
     pub state: Option<S>,
     pub context: C,
@@ -55,7 +57,7 @@ pub(crate) struct SnapshotIn<S, C, O> {
     pub visit: u64,
     pub steps: u64,
     pub visits: BTreeMap<String, u32>,
-    #[serde(default = "none")]
+    #[serde(default = "none", deserialize_with = "present")]
     pub output: Option<O>,
     #[serde(default)]
     pub error: Option<RunError>,
@@ -76,6 +78,47 @@ pub(crate) struct SnapshotIn<S, C, O> {
 
 fn none<O>() -> Option<O> {
     None
+}
+
+/// An output whose key is present: `null` is read as the output it is (`()`, a `None`), or
+/// refused, never taken for no output.
+fn present<'de, D: Deserializer<'de>, O: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<O>, D::Error> {
+    O::deserialize(deserializer).map(Some)
+}
+
+/// The parts of a snapshot the engine reads back with the machine's own types: the state and
+/// the undo list (as a claim reads them), the context (as a claim, and a signal, read it),
+/// the output (as a finished run's handle reads it). The rest is the engine's own, and
+/// always reads back.
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "S: Deserialize<'de>, C: Deserialize<'de>, O: Deserialize<'de>"))]
+#[allow(dead_code)] // read only to be checked
+struct Readable<S, C, O> {
+    state: Option<S>,
+    context: C,
+    #[serde(default = "none", deserialize_with = "present")]
+    output: Option<O>,
+    #[serde(default = "Vec::new")]
+    undo: Vec<Done<S>>,
+}
+
+/// `snapshot` as JSON, once it is known to read back: a snapshot that would not (a NaN,
+/// which serde_json writes as `null`; a value nested past serde_json's recursion limit) is
+/// refused before it reaches the store, rather than found unreadable after.
+pub(crate) fn readable<S, C, O, R>(
+    snapshot: &SnapshotOut<'_, S, C, O>,
+) -> serde_json::Result<String>
+where
+    S: Serialize + DeserializeOwned,
+    C: Serialize + DeserializeOwned,
+    O: Serialize,
+    R: DeserializeOwned,
+{
+    let json = serde_json::to_string(snapshot)?;
+    serde_json::from_str::<Readable<S, C, R>>(&json)?;
+    Ok(json)
 }
 
 fn visits(graph: &Graph, counts: &[u32]) -> BTreeMap<&'static str, u32> {
@@ -176,9 +219,7 @@ impl<M: Durable> DurableJournal<M> {
     ) -> Result<Checkpoint, EngineError> {
         let graph = M::graph();
         let now = self.inner.now_ms();
-        if let Some(state) = state {
-            self.state_name = graph.states[M::index(state)].name;
-        }
+        let state_name = state.map_or(self.state_name, |state| graph.states[M::index(state)].name);
         let (status, output, error) = match end {
             None => (Status::Running, None, None),
             Some(End::Done(output)) => (Status::Completed, Some(output), None),
@@ -193,8 +234,6 @@ impl<M: Durable> DurableJournal<M> {
             _ if cursor.wake_at.is_some_and(|at| at > now) => Some(self.waiting_for),
             _ => None,
         };
-        self.waiting_for = Wait::Timer;
-        self.released = wait.is_some();
         let snapshot = SnapshotOut {
             state,
             context: cx,
@@ -210,17 +249,21 @@ impl<M: Durable> DurableJournal<M> {
             // A run that ends or pauses starts counting again if it is ever resumed.
             takeovers: if end.is_some() { 0 } else { cursor.takeovers },
         };
-        let serialize_error = |error: serde_json::Error| EngineError::Serialize {
-            run: self.run,
-            machine: M::NAME,
-            detail: error.to_string(),
-        };
-        let snapshot = serde_json::to_string(&snapshot).map_err(serialize_error)?;
+        // Refused before anything changes here: the run loop may go on from the last
+        // checkpoint instead (`Journal::recover`).
+        let snapshot = readable::<_, _, _, M::Output>(&snapshot).map_err(|source| {
+            EngineError::Unstorable { run: self.run, machine: M::NAME, state: state_name, source }
+        })?;
+        let entries = serde_json::to_string(&cursor.history).map_err(|error| {
+            EngineError::Serialize { run: self.run, machine: M::NAME, detail: error.to_string() }
+        })?;
+        cursor.history.clear();
+        self.state_name = state_name;
+        self.waiting_for = Wait::Timer;
+        self.released = wait.is_some();
         if status == Status::Completed {
             self.completed = Some(snapshot.as_str().into());
         }
-        let entries = serde_json::to_string(&cursor.history).map_err(serialize_error)?;
-        cursor.history.clear();
         Ok(Checkpoint {
             run: self.run,
             seq: cursor.seq,
@@ -435,6 +478,38 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
     fn interrupted(&mut self) -> Option<Failure> {
         self.interrupted.take()
     }
+
+    fn recover(
+        &mut self,
+        stop: Stop,
+        cx: &mut M::Context,
+    ) -> impl Future<Output = Result<Failure, Stop>> + Send {
+        let inner = Arc::clone(&self.inner);
+        let run = self.run;
+        async move {
+            let Stop::Failed(refused @ EngineError::Unstorable { .. }) = stop else {
+                return Err(stop);
+            };
+            let corrupt =
+                |detail: String| EngineError::Corrupt { run, machine: M::NAME.into(), detail };
+            let latest = inner.store.latest(run).await.map_err(EngineError::from)?;
+            let mut latest = latest.ok_or_else(|| corrupt("its checkpoints are gone".into()))?;
+            // Read as a claim reads it: a run claimed from an older version was migrated in
+            // memory only.
+            let migrations = inner.migrations.get(M::NAME).map_or(&[][..], Vec::as_slice);
+            upgrade::<M>(migrations, &mut latest)?;
+            let snapshot: SnapshotIn<IgnoredAny, M::Context, IgnoredAny> =
+                serde_json::from_str(&latest.snapshot).map_err(|error| {
+                    corrupt(format!("checkpoint {} does not read back: {error}", latest.seq))
+                })?;
+            let mut context = snapshot.context;
+            if let Some(registered) = inner.machines.get(M::NAME) {
+                registered.restore(&mut context);
+            }
+            *cx = context;
+            Ok(Failure::Error { message: refused.to_string(), permanent: false })
+        }
+    }
 }
 
 /// Reads a finished run's output from its last checkpoint's snapshot.
@@ -495,11 +570,11 @@ pub(crate) fn deliver_stored<M: Durable, S: Signal<M>>(
     if !M::waits_for_signal(state) || snapshot.rollback.is_some() {
         return Err(EngineError::NotWaiting { run, state: Some(name.into()) });
     }
-    M::deliver_signal(state, signal).map_err(|error| EngineError::Serialize {
-        run,
-        machine: M::NAME,
-        detail: format!("the signal does not read back as the state's: {error}"),
-    })?;
+    // A signal is written as JSON before it reaches the state: one that does not read back
+    // as the state's (a NaN written as `null` where a float is due) is refused here.
+    let unstorable =
+        |source| EngineError::Unstorable { run, machine: M::NAME, state: name, source };
+    M::deliver_signal(state, signal).map_err(unstorable)?;
     // A signal that serializes to JSON `null` (a unit struct) would read back as no signal:
     // the run would wait on, and the sender would never know.
     if M::waits_for_signal(state) {
@@ -527,11 +602,7 @@ pub(crate) fn deliver_stored<M: Durable, S: Signal<M>>(
         failures: &snapshot.failures,
         takeovers: snapshot.takeovers,
     };
-    let snapshot = serde_json::to_string(&out).map_err(|error| EngineError::Serialize {
-        run,
-        machine: M::NAME,
-        detail: error.to_string(),
-    })?;
+    let snapshot = readable::<_, _, _, IgnoredAny>(&out).map_err(unstorable)?;
     // Runnable at once, unless paused: the wait is over.
     Ok(Checkpoint {
         seq: latest.seq + 1,

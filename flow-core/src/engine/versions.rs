@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use serde::de::IgnoredAny;
 
-use super::journal::{SnapshotIn, SnapshotOut, stored_visits};
+use super::journal::{SnapshotIn, SnapshotOut, readable, stored_visits};
 use super::{Durable, EngineError};
 use crate::store::Checkpoint;
 use crate::{Error, Machine};
@@ -87,7 +87,9 @@ fn migrate<Old: Durable, New: Durable + Migrate<Old>>(
         failures: &old.failures,
         takeovers: old.takeovers,
     };
-    Ok((serde_json::to_string(&new).map_err(|error| error.to_string())?, name))
+    let new = readable::<_, _, _, IgnoredAny>(&new)
+        .map_err(|error| format!("the migrated run would not read back: {error}"))?;
+    Ok((new, name))
 }
 
 /// Carries a checkpoint written by an older version of `M` to the current one, through the

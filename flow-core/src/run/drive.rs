@@ -85,7 +85,7 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
         // durable run keeps it for the failure's checkpoint, and a state with a compensation
         // for its rollback.
         let keep = J::KEEPS_STATE || attempt < retry.attempts || info.compensate.is_some();
-        let (this_try, kept) = if keep { (state.clone(), Some(state)) } else { (state, None) };
+        let (this_try, mut kept) = if keep { (state.clone(), Some(state)) } else { (state, None) };
         let (scope, span) = scoped::<M, J>(journal, info.name, cursor.visit, attempt, false);
         let started = clock;
         let result = if let Some(failure) = journal.failed_before(info.name, attempt) {
@@ -100,11 +100,12 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
         let failure = match result {
             Ok(Step::Next(next)) => {
                 let to = graph.states[M::index(&next)].name;
+                // Taken back if the journal refuses to store where the state went.
+                let mark = cursor.mark(M::index(&next));
                 let outcome = Outcome::Transitioned { to };
                 cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
-                if info.compensate.is_some()
-                    && let Some(state) = kept
-                {
+                let undoable = info.compensate.is_some() && kept.is_some();
+                if undoable && let Some(state) = kept.take() {
                     cursor.undo.push(Done { state, visit: cursor.visit });
                 }
                 // `reroute`'s steps, written out: on this path, the hot one, an extra async
@@ -122,25 +123,49 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                     continue;
                 }
                 arrive::<M, J>(&next, cursor, journal);
-                journal.record(Some(&next), cursor, cx, None).await?;
-                // Announced once durable: a subscriber never hears of a transition a crash
-                // could take back.
-                journal.event(info.name, || EventKind::Transitioned { to });
-                if cursor.wake_at.is_some() && !M::waits_for_signal(&next) {
-                    journal.wait_until(&next, cursor, cx).await?;
-                    cursor.wake_at = None;
-                    clock = Instant::now();
+                let recorded = journal.record(Some(&next), cursor, cx, None).await;
+                match recorded {
+                    // What the state returned would not read back: the attempt failed, and
+                    // the run goes on from where it was.
+                    Err(stop) => {
+                        let failure = journal.recover(stop, cx).await?;
+                        if undoable {
+                            kept = cursor.undo.pop().map(|done| done.state);
+                        }
+                        cursor.rewind(mark);
+                        failure
+                    }
+                    Ok(()) => {
+                        // Announced once durable: a subscriber never hears of a transition a
+                        // crash could take back.
+                        journal.event(info.name, || EventKind::Transitioned { to });
+                        if cursor.wake_at.is_some() && !M::waits_for_signal(&next) {
+                            journal.wait_until(&next, cursor, cx).await?;
+                            cursor.wake_at = None;
+                            clock = Instant::now();
+                        }
+                        state = next;
+                        continue;
+                    }
                 }
-                state = next;
-                continue;
             }
             Ok(Step::Done(output)) => {
+                let mark = cursor.mark(index);
                 let outcome = Outcome::Completed;
                 cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
                 cursor.seq += 1;
                 let end = End::Done(output);
-                journal.record(kept.as_ref(), cursor, cx, Some(&end)).await?;
-                return Ok(announce(journal, info.name, end));
+                let recorded = journal.record(kept.as_ref(), cursor, cx, Some(&end)).await;
+                match recorded {
+                    Ok(()) => return Ok(announce(journal, info.name, end)),
+                    // The output (or the context) would not read back: the attempt failed.
+                    Err(stop) => {
+                        drop(end);
+                        let failure = journal.recover(stop, cx).await?;
+                        cursor.rewind(mark);
+                        failure
+                    }
+                }
             }
             Err(failure) => failure,
         };

@@ -127,6 +127,17 @@ pub(crate) trait Journal<M: Machine> {
     fn interrupted(&mut self) -> Option<Failure> {
         None
     }
+
+    /// The run loop's `record` of what an attempt returned stopped with `stop`. If the
+    /// journal refused it because it would not read back from the store, puts `cx` back as
+    /// last recorded (the attempt may have changed it) and returns the attempt's failure,
+    /// saying why: the run goes on from its last checkpoint, as after any failed attempt.
+    /// Any other stop is returned as it is.
+    fn recover(
+        &mut self,
+        stop: Self::Stop,
+        cx: &mut M::Context,
+    ) -> impl Future<Output = Result<Failure, Self::Stop>> + Send;
 }
 
 /// The journal of [`Runner`](super::Runner): nothing is kept, backoffs are plain sleeps.
@@ -219,5 +230,14 @@ impl<M: Machine> Journal<M> for InMemory {
 
     fn attempt_scope(&self, _: &'static str) -> (Option<Reporter>, Option<Arc<Cancel>>) {
         (None, None)
+    }
+
+    fn recover(
+        &mut self,
+        stop: Self::Stop,
+        _: &mut M::Context,
+    ) -> impl Future<Output = Result<Failure, Self::Stop>> + Send {
+        // Nothing is stored in memory, so nothing is refused.
+        std::future::ready(Err(stop))
     }
 }

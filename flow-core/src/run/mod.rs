@@ -324,6 +324,53 @@ impl<S> Cursor<S> {
     }
 }
 
+/// What recording a step changes in a [`Cursor`] (besides the undo list), taken before the
+/// step so that it can be taken back when the journal refuses the step's checkpoint.
+pub(crate) struct Mark {
+    attempt: u32,
+    seq: u64,
+    visit: u64,
+    steps: u64,
+    wake_at: Option<u64>,
+    takeovers: u32,
+    history: usize,
+    failures: Vec<Failure>,
+    /// The visit count of the state about to be entered, by index.
+    visits: (usize, u32),
+}
+
+impl<S> Cursor<S> {
+    /// Where the cursor stands before a step that enters the state at `entering` (or, for
+    /// an end, stays in the state at that index).
+    pub(crate) fn mark(&self, entering: usize) -> Mark {
+        Mark {
+            attempt: self.attempt,
+            seq: self.seq,
+            visit: self.visit,
+            steps: self.steps,
+            wake_at: self.wake_at,
+            takeovers: self.takeovers,
+            history: self.history.len(),
+            // Empty, and so free to copy, unless the visit failed attempts before.
+            failures: self.failures.clone(),
+            visits: (entering, self.visits[entering]),
+        }
+    }
+
+    /// Takes the cursor back to `mark`.
+    pub(crate) fn rewind(&mut self, mark: Mark) {
+        self.attempt = mark.attempt;
+        self.seq = mark.seq;
+        self.visit = mark.visit;
+        self.steps = mark.steps;
+        self.wake_at = mark.wake_at;
+        self.takeovers = mark.takeovers;
+        self.history.truncate(mark.history);
+        self.failures = mark.failures;
+        self.visits[mark.visits.0] = mark.visits.1;
+    }
+}
+
 /// A completed visit of a state with a compensation: what a rollback would undo.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Done<S> {
