@@ -12,7 +12,7 @@
 //! ];
 //! static JOB: Graph = Graph {
 //!     name: "job", states: &STATES, edges: &[("work", "work"), ("work", "done")], start: 0, max_steps: 100,
-//!     version: 1, fingerprint: "5f0c8e1a2b3d4c6e",
+//!     version: 1, fingerprint: "5f0c8e1a2b3d4c6e", legacy_fingerprints: &[],
 //! };
 //!
 //! assert_eq!(JOB.targets("work").collect::<Vec<_>>(), ["work", "done"]);
@@ -40,10 +40,16 @@ pub struct Graph {
     pub max_steps: u64,
     /// The machine's version, `#[flow::machine(version = N)]`; 1 unless declared.
     pub version: u32,
-    /// A hash of the machine's shape (state names, payload and output types, edges, context
-    /// type), stored with every durable run. A stored run whose version and fingerprint match
-    /// neither this machine nor a registered migration is refused rather than misread.
+    /// A hash of the machine's shape (state names, payload fields and their types, signal
+    /// types, edges, output types, compensations, context type), stored with every durable
+    /// run. A stored run whose version and fingerprint match neither this machine nor a
+    /// registered migration is refused rather than misread. The order in which states, fields
+    /// and targets are declared, and how they are formatted, do not change it.
     pub fingerprint: &'static str,
+    /// Fingerprints earlier flow versions computed for this same shape: a stored run carrying
+    /// one of them (and this version) is this machine's run, and its next checkpoint carries
+    /// [`Graph::fingerprint`]. Empty for a graph written by hand.
+    pub legacy_fingerprints: &'static [&'static str],
 }
 
 /// One state of a [`Graph`].
@@ -81,6 +87,12 @@ pub struct SignalInfo {
 }
 
 impl Graph {
+    /// Whether a run stored with `fingerprint` has this graph's shape: it is
+    /// [`Graph::fingerprint`] or one of [`Graph::legacy_fingerprints`].
+    pub fn has_fingerprint(&self, fingerprint: &str) -> bool {
+        self.fingerprint == fingerprint || self.legacy_fingerprints.contains(&fingerprint)
+    }
+
     /// The start state.
     pub fn start(&self) -> &'static StateInfo {
         &self.states[self.start]

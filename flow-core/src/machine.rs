@@ -16,7 +16,7 @@
 //! }];
 //! static GRAPH: Graph = Graph {
 //!     name: "countdown", states: &STATES, edges: &[("tick", "tick")], start: 0, max_steps: 100,
-//!     version: 1, fingerprint: "countdown-1",
+//!     version: 1, fingerprint: "countdown-1", legacy_fingerprints: &[],
 //! };
 //!
 //! impl Machine for Countdown {

@@ -19,7 +19,7 @@
 //! #     name: "send", start: true, end: true, payload: &[], output: Some("u32"), signal: None, compensate: None,
 //! #     policy: Policy { retry: RetryPolicy { attempts: 4, backoff: Backoff { base: Duration::from_secs(3600), cap: Duration::from_secs(3600), ..Backoff::DEFAULT } }, ..Policy::DEFAULT },
 //! # }];
-//! # static GRAPH: Graph = Graph { name: "mailer", states: &STATES, edges: &[], start: 0, max_steps: 10, version: 1, fingerprint: "mailer-1" };
+//! # static GRAPH: Graph = Graph { name: "mailer", states: &STATES, edges: &[], start: 0, max_steps: 10, version: 1, fingerprint: "mailer-1", legacy_fingerprints: &[] };
 //! # struct Mailer;
 //! # impl Machine for Mailer {
 //! #     const NAME: &'static str = "mailer";

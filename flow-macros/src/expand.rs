@@ -564,6 +564,7 @@ fn graph(machine: &Machine) -> TokenStream {
     let max_steps = machine.config.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
     let version = machine.config.version.unwrap_or(1);
     let fingerprint = fingerprint(machine);
+    let legacy = legacy_fingerprint(machine);
     let states = machine.states.iter().map(|state| {
         let name = state.ident.to_string();
         let is_start = state.attr.start.is_some();
@@ -656,18 +657,64 @@ fn graph(machine: &Machine) -> TokenStream {
             max_steps: #max_steps,
             version: #version,
             fingerprint: #fingerprint,
+            legacy_fingerprints: &[#legacy],
         };
     }
 }
 
 /// A hash of what a checkpoint's meaning depends on: the machine's name and context type, and
-/// each state's name, payload types, targets and output type, in order. Policies are left out:
-/// changing a retry or a timeout does not change what a stored run means.
+/// each state's name, payload fields (names and types), signal, targets, fallback, output
+/// type and compensation. Policies are left out: changing a retry or a timeout does not change
+/// what a stored run means.
 ///
-/// FNV-1a over the types as written, so it is the same on every build of the same source; a
-/// type spelled differently (`String` vs `std::string::String`) changes it, which errs on the
-/// side of asking for a version bump.
+/// The shape is written in a canonical order (states by name, fields by name, targets by
+/// name), so declaring the same states, fields or targets in another order, or formatting
+/// them differently, leaves it as it is. FNV-1a over the types as written, so it is the same
+/// on every build of the same source; a type spelled differently (`String` vs
+/// `std::string::String`) changes it, which errs on the side of asking for a version bump.
 fn fingerprint(machine: &Machine) -> String {
+    let context = machine.context().map(|(_, ty)| type_text(ty)).unwrap_or_default();
+    let mut states: Vec<String> = machine
+        .states
+        .iter()
+        .map(|state| {
+            let field = |param: &crate::ast::Param| {
+                let name = param.ident.as_ref().map(ToString::to_string).unwrap_or_default();
+                format!("{name}:{}", type_text(&param.ty))
+            };
+            let mut payload: Vec<String> = state.payload.iter().map(field).collect();
+            payload.sort();
+            let mut targets: Vec<String> =
+                state.targets().iter().map(ToString::to_string).collect();
+            targets.sort();
+            let signal = state.signal.as_ref().map(field).unwrap_or_default();
+            let fallback = state.attr.fallback.as_ref().map(ToString::to_string);
+            let output = state.returns.as_ref().filter(|_| state.is_end()).map(type_text);
+            let compensate = state.attr.compensate.as_ref().map(type_text);
+            format!(
+                "state {} {{payload({}) signal({signal}) to({}) fallback({}) output({}) \
+                 compensate({})}}",
+                state.ident,
+                payload.join(","),
+                targets.join(","),
+                fallback.unwrap_or_default(),
+                output.unwrap_or_default(),
+                compensate.unwrap_or_default(),
+            )
+        })
+        .collect();
+    states.sort();
+    fnv(&format!(
+        "flow shape 2; machine {}; context({context}); {}",
+        machine.name(),
+        states.join("; ")
+    ))
+}
+
+/// The fingerprint earlier flow versions computed: [`fingerprint`]'s shape in declaration
+/// order, without compensations or field names. Generated beside the current one so that
+/// runs stored with it are still recognised as this machine's.
+fn legacy_fingerprint(machine: &Machine) -> String {
     let context = machine.context().map(|(_, ty)| type_text(ty)).unwrap_or_default();
     let mut shape = format!("{};{context}", machine.name());
     for state in &machine.states {
@@ -689,6 +736,11 @@ fn fingerprint(machine: &Machine) -> String {
             shape.push_str(&format!("=>{}", type_text(output)));
         }
     }
+    fnv(&shape)
+}
+
+/// FNV-1a, 64 bits, as 16 hex digits.
+fn fnv(shape: &str) -> String {
     let hash = shape.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     });

@@ -544,7 +544,7 @@ pub(crate) fn deliver_stored<M: Durable, S: Signal<M>>(
 ) -> Result<Checkpoint, EngineError> {
     let run = latest.run;
     let graph = M::graph();
-    if latest.version != graph.version || latest.fingerprint != graph.fingerprint {
+    if latest.version != graph.version || !graph.has_fingerprint(&latest.fingerprint) {
         return Err(EngineError::Incompatible {
             run,
             machine: M::NAME.into(),
@@ -606,6 +606,7 @@ pub(crate) fn deliver_stored<M: Durable, S: Signal<M>>(
     // Runnable at once, unless paused: the wait is over.
     Ok(Checkpoint {
         seq: latest.seq + 1,
+        fingerprint: Cow::Borrowed(graph.fingerprint),
         wake_at: None,
         wait: None,
         lease: None,

@@ -96,7 +96,8 @@ impl Clock for SystemClock {
 /// #     name: "tick", start: true, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT, signal: None, compensate: None,
 /// # }];
 /// # static GRAPH: Graph = Graph { name: "countdown", states: &STATES, edges: &[("tick", "tick")],
-/// #     start: 0, max_steps: 100, version: 1, fingerprint: "countdown-1" };
+/// #     start: 0, max_steps: 100, version: 1, fingerprint: "countdown-1",
+/// #     legacy_fingerprints: &[] };
 /// # pub struct Countdown;
 /// # impl Machine for Countdown {
 /// #     const NAME: &'static str = "countdown";

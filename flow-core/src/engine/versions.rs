@@ -39,6 +39,8 @@ pub trait Migrate<Old: Machine>: Machine {
 pub(crate) struct Migration {
     pub from_version: u32,
     pub from_fingerprint: &'static str,
+    /// What earlier flow versions computed as `from_fingerprint`.
+    pub from_legacy: &'static [&'static str],
     pub to_version: u32,
     pub to_fingerprint: &'static str,
     /// Old snapshot JSON → new snapshot JSON and the new state's name.
@@ -50,6 +52,7 @@ impl Migration {
         Migration {
             from_version: Old::graph().version,
             from_fingerprint: Old::graph().fingerprint,
+            from_legacy: Old::graph().legacy_fingerprints,
             to_version: New::graph().version,
             to_fingerprint: New::graph().fingerprint,
             apply: migrate::<Old, New>,
@@ -110,11 +113,15 @@ pub(crate) fn upgrade<M: Durable>(
     };
     // Each step raises the version, so this ends; the bound guards a malformed registry.
     for _ in 0..=migrations.len() {
-        if latest.version == graph.version && latest.fingerprint == graph.fingerprint {
+        if latest.version == graph.version && graph.has_fingerprint(&latest.fingerprint) {
+            // Written by an earlier flow for this shape: the same run, under today's name.
+            latest.fingerprint = Cow::Borrowed(graph.fingerprint);
             return Ok(());
         }
         let step = migrations.iter().find(|step| {
-            step.from_version == latest.version && step.from_fingerprint == latest.fingerprint
+            step.from_version == latest.version
+                && (step.from_fingerprint == latest.fingerprint
+                    || step.from_legacy.contains(&&*latest.fingerprint))
         });
         let Some(step) = step else {
             let why = if latest.version == graph.version {
