@@ -639,6 +639,17 @@ async fn sqlite_never_writes_into_a_file_deleted_or_replaced_under_it() {
     let replacement = SqliteStore::open(&other).unwrap();
     replacement.save(cp(2, 0)).await.unwrap();
     drop(replacement);
+    // Its writer closes the file on its own thread, moving its journal into it: wait for that,
+    // so the file moved in holds its data.
+    let journal = format!("{}-wal", other.display());
+    let closing = std::time::Instant::now();
+    while std::path::Path::new(&journal).exists() {
+        assert!(
+            closing.elapsed() < std::time::Duration::from_secs(10),
+            "the replacement never closed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     std::fs::rename(&other, &path).unwrap();
     let refused = store.save(cp(1, 1)).await;
     assert!(matches!(refused, Err(StoreError::FileChanged { replaced: true, .. })), "{refused:?}");
