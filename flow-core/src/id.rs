@@ -2,17 +2,21 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
+use uuid::Uuid;
 
-/// Identifies one run: 128 bits, written as 32 lowercase hex digits.
+/// Identifies one run: a UUID (RFC 9562), written as 32 lowercase hex digits.
 ///
-/// [`RunId::random`] ids begin with the creation time in milliseconds, so they sort roughly
-/// by age. Pick your own with [`RunId::from_u128`] (for example from an order number) and
-/// start the run with `Engine::start_as`: starting the same id twice is refused, which makes
-/// starting a run idempotent.
+/// [`RunId::random`] ids are UUID v7: they begin with the creation time, so they sort by age.
+/// [`RunId::for_key`] derives an id from a machine and a business key ("order-1042"), the
+/// same every time. Start a run under such an id, or any other ([`RunId::from_u128`]), with
+/// `Engine::start_as`: starting the same id twice is refused, which makes starting a run
+/// idempotent.
+///
+/// Ids parse from the form they are printed in, and from the usual hyphenated form of a
+/// UUID (8-4-4-4-12 hex digits), in either case.
 ///
 /// ```
 /// use flow_core::RunId;
@@ -20,17 +24,48 @@ use thiserror::Error;
 /// let id = RunId::from_u128(42);
 /// assert_eq!(id.to_string(), "0000000000000000000000000000002a");
 /// assert_eq!("0000000000000000000000000000002a".parse::<RunId>().unwrap(), id);
+/// assert_eq!("00000000-0000-0000-0000-00000000002A".parse::<RunId>().unwrap(), id);
 /// assert!("run-42".parse::<RunId>().is_err());
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RunId(u128);
 
 impl RunId {
-    /// A new id: 48 bits of the current Unix time in milliseconds, then 80 random bits.
+    /// The namespace of the UUID v5 ids [`RunId::for_key`] derives from business keys:
+    /// `99bbd2bc-12d1-462e-ba1d-8b5d251379a6`, fixed for good.
+    pub const KEY_NAMESPACE: RunId = RunId(0x99bb_d2bc_12d1_462e_ba1d_8b5d_2513_79a6);
+
+    /// A new id, a UUID v7 (RFC 9562, section 5.7): 48 bits of the current Unix time in
+    /// milliseconds, then the version and variant bits, then random bits (the first of them
+    /// a counter, so the ids one process makes sort in the order it made them).
     pub fn random() -> RunId {
-        let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        let random = fastrand::u128(..) & ((1u128 << 80) - 1);
-        RunId(((millis & ((1u128 << 48) - 1)) << 80) | random)
+        RunId(Uuid::now_v7().as_u128())
+    }
+
+    /// The id of the run of machine `machine` for the business key `key`: a UUID v5 (RFC 9562, section 5.5:
+    /// SHA-1 over a namespace and a name) in [`RunId::KEY_NAMESPACE`], whose name is the
+    /// length of `machine` in bytes (8 bytes, big-endian), `machine`, then `key`, all as
+    /// UTF-8. The length keeps every (machine, key) pair apart, whatever bytes they hold.
+    ///
+    /// The id depends on nothing else: not on the version of `flow`, of Rust or of any
+    /// dependency, nor on the platform. It never changes, so an id computed today finds the
+    /// run in a store written years ago, and any UUID v5 implementation computes it.
+    ///
+    /// ```
+    /// use flow_core::RunId;
+    ///
+    /// let id = RunId::for_key("checkout", "order-1042");
+    /// assert_eq!(id, RunId::for_key("checkout", "order-1042"));
+    /// assert_ne!(id, RunId::for_key("refund", "order-1042"));
+    /// ```
+    pub fn for_key(machine: &str, key: &str) -> RunId {
+        let length = u64::try_from(machine.len()).unwrap_or(u64::MAX);
+        let mut name = Vec::with_capacity(8 + machine.len() + key.len());
+        name.extend_from_slice(&length.to_be_bytes());
+        name.extend_from_slice(machine.as_bytes());
+        name.extend_from_slice(key.as_bytes());
+        let namespace = Uuid::from_u128(RunId::KEY_NAMESPACE.0);
+        RunId(Uuid::new_v5(&namespace, &name).as_u128())
     }
 
     /// The id with this value.
@@ -58,7 +93,10 @@ impl fmt::Debug for RunId {
 
 /// A string that is not a run id.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("`{text}` is not a run id: a run id is 32 hex digits, as printed by the engine")]
+#[error(
+    "`{text}` is not a run id: a run id is 32 hex digits, as printed by the engine, or a UUID \
+     in its hyphenated form (8-4-4-4-12 hex digits)"
+)]
 pub struct ParseRunIdError {
     text: String,
 }
@@ -67,9 +105,9 @@ impl FromStr for RunId {
     type Err = ParseRunIdError;
 
     fn from_str(text: &str) -> Result<RunId, ParseRunIdError> {
-        let valid = text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit());
-        match u128::from_str_radix(text, 16) {
-            Ok(value) if valid => Ok(RunId(value)),
+        // Only the printed form and the hyphenated one: not the braced or URN forms.
+        match Uuid::try_parse(text) {
+            Ok(id) if text.len() == 32 || text.len() == 36 => Ok(RunId(id.as_u128())),
             _ => Err(ParseRunIdError { text: text.chars().take(64).collect() }),
         }
     }
@@ -85,5 +123,59 @@ impl<'de> Deserialize<'de> for RunId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RunId, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The derivation is a promise to every store ever written: this id must never change.
+    #[test]
+    fn a_key_maps_to_the_same_id_forever() {
+        let id = RunId::for_key("checkout", "order-1042");
+        assert_eq!(id.to_string(), "2ba3cae2fe5452098f461a884391336d");
+        assert_eq!(Uuid::from_u128(id.as_u128()).get_version_num(), 5);
+    }
+
+    #[test]
+    fn machine_and_key_are_kept_apart() {
+        assert_ne!(RunId::for_key("ab", "c"), RunId::for_key("a", "bc"));
+        assert_ne!(RunId::for_key("checkout", "1"), RunId::for_key("refund", "1"));
+    }
+
+    #[test]
+    fn random_ids_are_v7_in_creation_order() {
+        let ids: Vec<RunId> = (0..1000).map(|_| RunId::random()).collect();
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
+        assert_eq!(Uuid::from_u128(ids[0].as_u128()).get_version_num(), 7);
+    }
+
+    #[test]
+    fn ids_parse_from_their_usual_forms() {
+        let id = RunId::from_u128(0x0190_6d6b_8f3a_7c12_9e4b_28e9_c8a1_b2c3);
+        let printed = "01906d6b8f3a7c129e4b28e9c8a1b2c3";
+        assert_eq!(id.to_string(), printed);
+        for text in [
+            printed,
+            "01906D6B8F3A7C129E4B28E9C8A1B2C3",
+            "01906d6b-8f3a-7c12-9e4b-28e9c8a1b2c3",
+            "01906D6B-8F3A-7C12-9E4B-28E9C8A1B2C3",
+        ] {
+            assert_eq!(text.parse::<RunId>(), Ok(id), "{text}");
+        }
+        for text in [
+            "",
+            "…28e9c8",
+            "01906d6b8f3a7c129e4b28e9c8a1b2c",
+            "01906d6b8f3a7c129e4b28e9c8a1b2c3a",
+            "+1906d6b8f3a7c129e4b28e9c8a1b2c3",
+            "01906d6b-8f3a7c12-9e4b-28e9c8a1b2c3",
+            "{01906d6b-8f3a-7c12-9e4b-28e9c8a1b2c3}",
+            "urn:uuid:01906d6b-8f3a-7c12-9e4b-28e9c8a1b2c3",
+            "g1906d6b8f3a7c129e4b28e9c8a1b2c3",
+        ] {
+            assert!(text.parse::<RunId>().is_err(), "{text}");
+        }
     }
 }
