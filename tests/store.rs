@@ -35,6 +35,7 @@ fn cp(n: u128, seq: u64) -> Checkpoint {
         snapshot: format!(r#"{{"seq":{seq}}}"#),
         at: 1_000 + seq,
         entries: "[]".into(),
+        key: None,
     }
 }
 
@@ -479,7 +480,7 @@ async fn list_and_summary_reflect_status_wait_and_times(store: impl CheckpointSt
 
     let summary = |n: u128, machine: &str, status, note: Option<&str>, wait, created, updated| {
         let (machine, note) = (machine.to_owned(), note.map(str::to_owned));
-        RunSummary { run: id(n), machine, status, note, wait, created, updated }
+        RunSummary { run: id(n), machine, key: None, status, note, wait, created, updated }
     };
     let all = [
         summary(1, "job", Status::Running, None, Some(Wait::Signal), 100, 150),
@@ -504,6 +505,58 @@ async fn list_and_summary_reflect_status_wait_and_times(store: impl CheckpointSt
     store.save(Checkpoint { at: 450, ..cp(4, 1) }).await.unwrap();
     let expected = summary(4, "job", Status::Running, None, None, 400, 450);
     assert_eq!(store.summary(id(4)).await.unwrap(), Some(expected));
+}
+
+/// A run's business key is written with its checkpoint 0 and kept: later checkpoints cannot
+/// change it, and every read, claim and summary gives it back; a filter by key lists and
+/// deletes the runs started under it.
+async fn a_keyed_run_keeps_its_key_and_lists_by_it(store: impl CheckpointStore) {
+    let keyed = |n: u128, machine: &'static str, key: Option<&str>| Checkpoint {
+        machine: machine.into(),
+        key: key.map(str::to_owned),
+        at: n as u64,
+        ..cp(n, 0)
+    };
+    store.save(keyed(1, "job", Some("order-1"))).await.unwrap();
+    store.save(keyed(2, "other", Some("order-2"))).await.unwrap();
+    store.save(keyed(3, "job", None)).await.unwrap();
+    store.save(keyed(4, "other", Some("order-1"))).await.unwrap();
+    let key = Some("order-1".to_owned());
+    assert_eq!(store.latest(id(1)).await.unwrap().unwrap().key, key);
+    assert_eq!(store.summary(id(1)).await.unwrap().unwrap().key, key);
+    assert_eq!(store.summary(id(3)).await.unwrap().unwrap().key, None);
+
+    // A later checkpoint without the key, or with another, leaves it as it was.
+    let claimed = claim(&store, "e1", JOB, 0).await;
+    let first = claimed.iter().find(|claim| claim.checkpoint.run == id(1)).unwrap();
+    assert_eq!(first.checkpoint.key, key);
+    store.save(under(1, 1, &first.lease)).await.unwrap();
+    let other = Some("changed".to_owned());
+    store.save(Checkpoint { key: other, ..under(1, 2, &first.lease) }).await.unwrap();
+    let done = Checkpoint { status: Status::Completed, ..under(1, 3, &first.lease) };
+    store.save(done).await.unwrap();
+    assert_eq!(store.latest(id(1)).await.unwrap().unwrap().key, key);
+
+    let keys = store.list(Filter::new()).await.unwrap().into_iter().map(|s| (s.run, s.key));
+    let order = |n: u32| Some(format!("order-{n}"));
+    assert_eq!(
+        keys.collect::<Vec<_>>(),
+        [(id(1), order(1)), (id(2), order(2)), (id(3), None), (id(4), order(1))]
+    );
+    let list = async |filter| listed(store.list(filter).await.unwrap());
+    assert_eq!(list(Filter::new().key("order-1")).await, [id(1), id(4)]);
+    assert_eq!(list(Filter::new().key("order-1").machine("other")).await, [id(4)]);
+    assert_eq!(list(Filter::new().key("order-2").status(Status::Running)).await, [id(2)]);
+    assert!(list(Filter::new().key("changed")).await.is_empty());
+    assert!(list(Filter::new().key("order-")).await.is_empty());
+
+    // Deleting by key spares the runs of other keys and those without one.
+    store.save(Checkpoint { status: Status::Cancelled, ..cp(2, 1) }).await.unwrap();
+    let third = lease_of(&claimed, 3);
+    store.save(Checkpoint { status: Status::Cancelled, ..under(3, 1, &third) }).await.unwrap();
+    assert_eq!(store.delete_finished(Filter::new().key("order-2"), u64::MAX).await.unwrap(), 1);
+    assert_eq!(store.delete_finished(Filter::new().key("order-1"), u64::MAX).await.unwrap(), 1);
+    assert_eq!(list(Filter::new()).await, [id(3), id(4)]);
 }
 
 /// Each contract test, once per store: `memory::name`, `sqlite::name` and (with the `postgres`
@@ -556,6 +609,7 @@ contract!(
     delete_refuses_an_unfinished_run,
     delete_finished_deletes_matching_runs_finished_before,
     list_and_summary_reflect_status_wait_and_times,
+    a_keyed_run_keeps_its_key_and_lists_by_it,
 );
 
 /// A store in a fresh file for test `name`.
@@ -721,7 +775,7 @@ async fn sqlite_upgrades_a_layout_1_file_on_open() {
     let history = [r#"[{"n":0}]"#, r#"[{"n":2}]"#];
     assert_eq!(store.history(id(1)).await.unwrap(), history);
     let summary = store.summary(id(1)).await.unwrap().unwrap();
-    assert_eq!((summary.status, summary.wait), (Status::Running, None));
+    assert_eq!((summary.status, summary.wait, summary.key), (Status::Running, None, None));
 
     let claimed = claim_one(&store, "e1", 0).await;
     assert_eq!(claimed.checkpoint, latest);
@@ -734,6 +788,41 @@ async fn sqlite_upgrades_a_layout_1_file_on_open() {
     assert_eq!(store.latest(id(1)).await.unwrap().map(|latest| latest.seq), Some(3));
     let history = [r#"[{"n":0}]"#, r#"[{"n":2}]"#, r#"[{"n":3}]"#];
     assert_eq!(store.history(id(1)).await.unwrap(), history);
+}
+
+/// A file of layout 2, the last before business keys: its runs list without a key, and
+/// keyed runs are written beside them.
+#[tokio::test]
+async fn sqlite_upgrades_a_layout_2_file_on_open() {
+    let path = common::db("store-layout-2");
+    let store = SqliteStore::open(&path).unwrap();
+    store.save(Checkpoint { entries: r#"["a"]"#.into(), ..cp(1, 0) }).await.unwrap();
+    store.save(Checkpoint { status: Status::Completed, ..cp(1, 1) }).await.unwrap();
+    store.save(cp(2, 0)).await.unwrap();
+    drop(store);
+    // Layout 3 only added the key column and its index: without them, the file is layout 2.
+    let sql = rusqlite::Connection::open(&path).unwrap();
+    sql.execute_batch(
+        "DROP INDEX flow_runs_by_key;
+         ALTER TABLE flow_runs DROP COLUMN key;
+         PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    drop(sql);
+
+    let store = SqliteStore::open(&path).unwrap();
+    let keys: Vec<_> =
+        store.list(Filter::new()).await.unwrap().into_iter().map(|s| s.key).collect();
+    assert_eq!(keys, [None, None]);
+    assert_eq!(store.latest(id(2)).await.unwrap(), Some(cp(2, 0)));
+    assert_eq!(store.history(id(1)).await.unwrap(), [r#"["a"]"#]);
+    let keyed = Checkpoint { key: Some("order-3".into()), ..cp(3, 0) };
+    store.save(keyed.clone()).await.unwrap();
+    assert_eq!(store.latest(id(3)).await.unwrap(), Some(keyed));
+    assert_eq!(listed(store.list(Filter::new().key("order-3")).await.unwrap()), [id(3)]);
+    let sql = rusqlite::Connection::open(&path).unwrap();
+    let layout: i64 = sql.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
+    assert_eq!(layout, 3);
 }
 
 #[cfg(feature = "postgres")]
@@ -889,8 +978,46 @@ mod postgres_only {
             .unwrap();
         let refused = flow::store::PostgresStore::builder(url).schema(schema).connect().await;
         let error = refused.unwrap_err();
-        assert!(matches!(error, StoreError::Layout { found: 99, supported: 1, .. }), "{error:?}");
+        assert!(matches!(error, StoreError::Layout { found: 99, supported: 2, .. }), "{error:?}");
         assert!(error.to_string().contains("upgrade flow"), "{error}");
+    }
+
+    /// Tables of layout 1, the last before business keys: their runs list without a key, and
+    /// keyed runs are written beside them.
+    #[tokio::test]
+    async fn a_layout_1_schema_is_upgraded() {
+        let store = common::postgres("pg-layout-1").await;
+        store.save(Checkpoint { entries: r#"["a"]"#.into(), ..cp(1, 0) }).await.unwrap();
+        store.save(cp(2, 0)).await.unwrap();
+        drop(store);
+        // Layout 2 only added the key column and its index: without them, the tables are
+        // layout 1.
+        let (url, schema) = (common::database_url(), common::schema_for("pg-layout-1"));
+        let (client, connection) =
+            tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "DROP INDEX {schema}.flow_runs_by_key;
+                 ALTER TABLE {schema}.flow_runs DROP COLUMN key;
+                 UPDATE {schema}.flow_layout SET version = 1;"
+            ))
+            .await
+            .unwrap();
+
+        let store = flow::store::PostgresStore::builder(url).schema(&schema).connect().await;
+        let store = store.unwrap();
+        let summaries = store.list(Filter::new()).await.unwrap();
+        let keys: Vec<_> = summaries.into_iter().map(|s| (s.run, s.key)).collect();
+        assert_eq!(keys, [(id(1), None), (id(2), None)]);
+        assert_eq!(store.latest(id(2)).await.unwrap(), Some(cp(2, 0)));
+        let keyed = Checkpoint { key: Some("order-3".into()), ..cp(3, 0) };
+        store.save(keyed.clone()).await.unwrap();
+        assert_eq!(store.latest(id(3)).await.unwrap(), Some(keyed));
+        assert_eq!(listed(store.list(Filter::new().key("order-3")).await.unwrap()), [id(3)]);
+        let layout = format!("SELECT max(version) FROM {schema}.flow_layout");
+        let layout: i32 = client.query_one(&layout, &[]).await.unwrap().get(0);
+        assert_eq!(i64::from(layout), flow::store::PostgresStore::LAYOUT);
     }
 
     #[tokio::test]

@@ -278,6 +278,7 @@ impl<M: Durable> DurableJournal<M> {
             at: now,
             snapshot,
             entries,
+            key: None,
         })
     }
 

@@ -133,6 +133,7 @@ impl CheckpointStore for MemoryStore {
             let summary = RunSummary {
                 run: id,
                 machine: latest.machine.to_string(),
+                key: latest.key.clone(),
                 status: latest.status,
                 note: None,
                 wait: latest.wait,
@@ -152,6 +153,8 @@ impl CheckpointStore for MemoryStore {
             runs.order.push(id);
         }
         if let Some(run) = runs.by_id.get_mut(&id) {
+            // The key is the run's, written once.
+            latest.key.clone_from(&run.summary.key);
             run.summary.status = latest.status;
             run.summary.note = None;
             run.summary.wait = latest.wait;

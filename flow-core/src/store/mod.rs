@@ -10,9 +10,10 @@
 //! ```
 //!
 //! The store is the truth: a run lives in its store, not in a process. Per run, a store keeps
-//! its latest [`Checkpoint`] (numbered 0, 1, 2, …: [`Checkpoint::seq`]), the history entries
-//! each checkpoint added, why the run waits and until when ([`Wait`], [`Checkpoint::due_at`]),
-//! and which engine holds it under which [`Lease`]. Writing checkpoint `n` succeeds only if the
+//! its latest [`Checkpoint`] (numbered 0, 1, 2, …: [`Checkpoint::seq`]), the business key it
+//! was started under, if any ([`Checkpoint::key`]), the history entries each checkpoint
+//! added, why the run waits and until when ([`Wait`], [`Checkpoint::due_at`]), and which
+//! engine holds it under which [`Lease`]. Writing checkpoint `n` succeeds only if the
 //! run's last one is `n - 1` (a compare-and-set) and the write carries the lease the run is
 //! held under (fencing): an engine that lost a run cannot move it on. Engines
 //! [`claim`](CheckpointStore::claim) runs when they are due, and
@@ -90,6 +91,10 @@ pub struct Checkpoint {
     /// The history entries this checkpoint adds, as a JSON array. Reads leave it `"[]"`:
     /// [`CheckpointStore::history`] gives a run's history.
     pub entries: String,
+    /// The business key the run was started under, if any. A store
+    /// records it with the run's checkpoint 0 and ignores it on later ones; reads give it
+    /// back on every checkpoint.
+    pub key: Option<String>,
 }
 
 impl Checkpoint {
@@ -292,7 +297,8 @@ impl FromStr for Status {
 /// use flow_core::store::{Filter, Status};
 ///
 /// let stuck_checkouts = Filter::new().machine("checkout").status(Status::Stuck);
-/// # let _ = stuck_checkouts;
+/// let order = Filter::new().key("order-1042");
+/// # let _ = (stuck_checkouts, order);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -300,6 +306,8 @@ pub struct Filter {
     pub machine: Option<String>,
     /// Only runs with this status.
     pub status: Option<Status>,
+    /// Only runs started under this business key.
+    pub key: Option<String>,
 }
 
 impl Filter {
@@ -320,10 +328,18 @@ impl Filter {
         self
     }
 
+    /// Only runs started under the business key `key` (one run per machine at most: the
+    /// key and the machine make the run's id).
+    pub fn key(mut self, key: impl Into<String>) -> Filter {
+        self.key = Some(key.into());
+        self
+    }
+
     /// Whether `summary` passes the filter.
     pub fn matches(&self, summary: &RunSummary) -> bool {
         self.machine.as_ref().is_none_or(|name| *name == summary.machine)
             && self.status.is_none_or(|status| status == summary.status)
+            && self.key.as_ref().is_none_or(|key| summary.key.as_ref() == Some(key))
     }
 }
 
@@ -334,6 +350,8 @@ pub struct RunSummary {
     pub run: RunId,
     /// Its machine's name.
     pub machine: String,
+    /// The business key it was started under, if any.
+    pub key: Option<String>,
     /// Where it stands.
     pub status: Status,
     /// Why a run is stuck; `None` otherwise.
@@ -459,7 +477,8 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// Writes `checkpoint` as its run's latest, and appends its history entries, if:
     ///
     /// - its `seq` follows the run's last one (for `seq` 0: the run does not exist yet, which
-    ///   also records the run and its machine); otherwise [`StoreError::Conflict`];
+    ///   also records the run, its machine and its [`Checkpoint::key`]); otherwise
+    ///   [`StoreError::Conflict`];
     /// - it carries the lease the run is held under, or none while no engine holds the run;
     ///   otherwise [`StoreError::Fenced`].
     ///

@@ -402,6 +402,7 @@ async fn create(
                 &c.token,
                 &machine,
                 &checkpoint.entries,
+                &checkpoint.key,
             ],
         )
         .await?;

@@ -204,14 +204,15 @@ fn checkpoint(row: &Row) -> Result<Checkpoint, StoreError> {
         lease: None,
         at: from_sql(row.try_get(10).map_err(backend)?),
         entries: "[]".into(),
+        key: row.try_get(11).map_err(backend)?,
     })
 }
 
 /// A claimed run from a claim's row: the checkpoint's columns, then token, halt, due.
 fn claimed(row: &Row, owner: &Arc<str>, taken_over: bool) -> Result<(Claimed, i64), StoreError> {
-    let token: i64 = row.try_get(11).map_err(backend)?;
-    let halt: Option<String> = row.try_get(12).map_err(backend)?;
-    let due: i64 = row.try_get(13).map_err(backend)?;
+    let token: i64 = row.try_get(12).map_err(backend)?;
+    let halt: Option<String> = row.try_get(13).map_err(backend)?;
+    let due: i64 = row.try_get(14).map_err(backend)?;
     let claim = Claimed {
         checkpoint: checkpoint(row)?,
         lease: Lease { owner: Arc::clone(owner), token: from_sql(token) },
@@ -226,6 +227,7 @@ fn summary(row: &Row) -> Result<RunSummary, StoreError> {
     Ok(RunSummary {
         run: run_id(row.try_get(0).map_err(backend)?),
         machine: row.try_get(1).map_err(backend)?,
+        key: row.try_get(7).map_err(backend)?,
         status: status.parse()?,
         note: row.try_get(3).map_err(backend)?,
         wait: parse(row.try_get(4).map_err(backend)?)?,
@@ -368,8 +370,9 @@ impl CheckpointStore for PostgresStore {
     async fn list(&self, filter: Filter) -> Result<Vec<RunSummary>, StoreError> {
         let machine = filter.machine.as_deref();
         let status = filter.status.map(Status::as_str);
+        let key = filter.key.as_deref();
         let live = self.live().await?;
-        let rows = live.client.query(&live.statements.list, &[&machine, &status]).await;
+        let rows = live.client.query(&live.statements.list, &[&machine, &status, &key]).await;
         rows.map_err(backend)?.iter().map(summary).collect()
     }
 
@@ -403,10 +406,11 @@ impl CheckpointStore for PostgresStore {
         let before = to_sql(before);
         let machine = filter.machine.as_deref();
         let status = filter.status.map(Status::as_str);
+        let key = filter.key.as_deref();
         let live = self.live().await?;
         let row = live
             .client
-            .query_one(&live.statements.delete_finished, &[&before, &machine, &status])
+            .query_one(&live.statements.delete_finished, &[&before, &machine, &status, &key])
             .await
             .map_err(backend)?;
         row.try_get::<_, i64>(0).map(from_sql).map_err(backend)

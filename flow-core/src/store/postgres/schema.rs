@@ -9,7 +9,7 @@
 //! leases live in `flow_owners`, their expiry on the database server's clock.
 
 /// The layout this build writes; a newer one is refused rather than misread.
-pub const LAYOUT: i64 = 1;
+pub const LAYOUT: i64 = 2;
 
 /// The database server's clock, in Unix milliseconds: leases are measured on it, so workers
 /// whose clocks disagree still agree on whose lease lapsed.
@@ -61,8 +61,14 @@ const LAYOUT_1: &str = "
         expires bigint  NOT NULL
     );";
 
+/// Layout 2: a run's business key, if it was started under one; runs of layout 1 have none.
+/// (Adding a column without a default rewrites no rows.)
+const LAYOUT_2: &str = "
+    ALTER TABLE flow_runs ADD COLUMN key text;
+    CREATE INDEX flow_runs_by_key ON flow_runs (key) WHERE key IS NOT NULL;";
+
 /// The steps from an empty schema to [`LAYOUT`], in order: step `n` leads to layout `n + 1`.
-pub const MIGRATIONS: [&str; LAYOUT as usize] = [LAYOUT_1];
+pub const MIGRATIONS: [&str; LAYOUT as usize] = [LAYOUT_1, LAYOUT_2];
 
 pub const SET_LAYOUT: &str = "INSERT INTO flow_layout VALUES ($1)";
 
@@ -102,12 +108,12 @@ pub const ADVANCE: &str = "
 /// the run is new). Returns 1 if applied.
 ///
 /// Parameters: 1 run, 2 at, 3 version, 4 fingerprint, 5 state, 6 wake_at, 7 wait,
-/// 8 snapshot, 9 status, 10 due_at, 11 owner, 12 token, 13 machine, 14 entries.
+/// 8 snapshot, 9 status, 10 due_at, 11 owner, 12 token, 13 machine, 14 entries, 15 key.
 pub const CREATE: &str = "
     WITH created AS (
         INSERT INTO flow_runs (id, seq, updated, created, version, fingerprint, state, wake_at,
-            wait, snapshot, status, due_at, owner, token, machine)
-        VALUES ($1, 0, $2, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            wait, snapshot, status, due_at, owner, token, machine, key)
+        VALUES ($1, 0, $2, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15)
         ON CONFLICT (id) DO NOTHING
         RETURNING id
     ), added AS (
@@ -152,7 +158,9 @@ macro_rules! checkpoint_columns {
             $r,
             ".wait, ",
             $r,
-            ".updated"
+            ".updated, ",
+            $r,
+            ".key"
         )
     };
 }
@@ -236,7 +244,7 @@ pub const MARK: &str = "
 pub const LATEST: &str = "
     SELECT id, seq, machine, version, fingerprint,
         CASE status WHEN 'stuck' THEN 'running' ELSE status END,
-        state, wake_at, snapshot, wait, updated
+        state, wake_at, snapshot, wait, updated, key
     FROM flow_runs WHERE id = $1";
 
 pub const HISTORY: &str = "SELECT entries FROM flow_history WHERE run = $1 ORDER BY seq";
@@ -245,7 +253,7 @@ pub const HISTORY: &str = "SELECT entries FROM flow_history WHERE run = $1 ORDER
 macro_rules! summary_columns {
     () => {
         "id, machine, status, note,
-        CASE WHEN status = 'running' AND owner IS NULL THEN wait END, created, updated"
+        CASE WHEN status = 'running' AND owner IS NULL THEN wait END, created, updated, key"
     };
 }
 
@@ -256,16 +264,18 @@ pub const LIST: &str = concat!(
     summary_columns!(),
     " FROM flow_runs
     WHERE ($1::text IS NULL OR machine = $1) AND ($2::text IS NULL OR status = $2)
+      AND ($3::text IS NULL OR key = $3)
     ORDER BY created, id"
 );
 
-/// Deletes the finished runs matching machine $2 and status $3 that finished before $1, and
-/// their history; returns how many.
+/// Deletes the finished runs matching machine $2, status $3 and key $4 that finished before
+/// $1, and their history; returns how many.
 pub const DELETE_FINISHED: &str = "
     WITH gone AS (
         DELETE FROM flow_runs
         WHERE status IN ('completed', 'failed', 'cancelled') AND updated < $1
           AND ($2::text IS NULL OR machine = $2) AND ($3::text IS NULL OR status = $3)
+          AND ($4::text IS NULL OR key = $4)
         RETURNING id
     ), history AS (
         DELETE FROM flow_history WHERE run IN (SELECT id FROM gone)

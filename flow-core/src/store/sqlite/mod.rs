@@ -387,7 +387,8 @@ fn save(
                 status,
                 due_at,
                 owner,
-                token
+                token,
+                checkpoint.key
             ])?;
         }
         // Held before and after: nothing indexed changes.
@@ -489,6 +490,7 @@ fn checkpoint(row: &Row<'_>) -> rusqlite::Result<Checkpoint> {
         snapshot: row.get(8)?,
         at: from_sql(row.get(10)?),
         entries: "[]".into(),
+        key: row.get(11)?,
     })
 }
 
@@ -501,6 +503,7 @@ fn summary(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
             .parse()
             .map_err(|error: crate::ParseRunIdError| malformed(0, error.to_string()))?,
         machine: row.get(1)?,
+        key: row.get(7)?,
         status: status.parse().map_err(|error: StoreError| malformed(2, error.to_string()))?,
         note: row.get(3)?,
         wait: wait
@@ -632,9 +635,13 @@ impl CheckpointStore for SqliteStore {
                 .prepare_cached(&format!(
                     "SELECT {SUMMARY_COLUMNS} FROM flow_runs
                      WHERE (?1 IS NULL OR machine = ?1) AND (?2 IS NULL OR status = ?2)
+                       AND (?3 IS NULL OR key = ?3)
                      ORDER BY created"
                 ))?
-                .query_map(params![filter.machine, filter.status.map(Status::as_str)], summary)?
+                .query_map(
+                    params![filter.machine, filter.status.map(Status::as_str), filter.key],
+                    summary,
+                )?
                 .collect()
         })
         .await
@@ -674,7 +681,12 @@ impl CheckpointStore for SqliteStore {
             let ids = transaction
                 .prepare_cached(FINISHED_BEFORE)?
                 .query_map(
-                    params![to_sql(before), filter.machine, filter.status.map(Status::as_str)],
+                    params![
+                        to_sql(before),
+                        filter.machine,
+                        filter.status.map(Status::as_str),
+                        filter.key
+                    ],
                     |row| row.get::<_, String>(0),
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;

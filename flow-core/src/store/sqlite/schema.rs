@@ -9,7 +9,7 @@
 //! a step writes its head's page and the history's last page.
 
 /// The layout this build writes; a newer one is refused rather than misread.
-pub const LAYOUT: i64 = 2;
+pub const LAYOUT: i64 = 3;
 
 /// Layout 1: the runs' heads and every checkpoint in full.
 const LAYOUT_1: &str = "
@@ -72,8 +72,14 @@ const LAYOUT_2: &str = "
     ) WITHOUT ROWID;
 ";
 
+/// Layout 3: a run's business key, if it was started under one; runs of layout 2 have none.
+const LAYOUT_3: &str = "
+    ALTER TABLE flow_runs ADD COLUMN key TEXT;
+    CREATE INDEX flow_runs_by_key ON flow_runs (key) WHERE key IS NOT NULL;
+";
+
 /// The steps from an empty file to [`LAYOUT`], in order: step `n` leads to layout `n + 1`.
-pub const MIGRATIONS: [&str; LAYOUT as usize] = [LAYOUT_1, LAYOUT_2];
+pub const MIGRATIONS: [&str; LAYOUT as usize] = [LAYOUT_1, LAYOUT_2, LAYOUT_3];
 
 pub const HEAD: &str = "SELECT seq, head, owner, token FROM flow_runs WHERE id = ?1";
 
@@ -87,8 +93,8 @@ pub const INSERT_HISTORY: &str = "
 pub const INSERT_RUN: &str = "
     INSERT INTO flow_runs
         (id, seq, head, updated, version, fingerprint, state, wake_at, wait, snapshot,
-         machine, status, created, due_at, owner, token)
-    VALUES (?1, 0, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?3, ?12, ?13, ?14)";
+         machine, status, created, due_at, owner, token, key)
+    VALUES (?1, 0, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?3, ?12, ?13, ?14, ?15)";
 
 /// The hot path: the run goes on under the same lease, so nothing indexed changes.
 pub const ADVANCE_RUN: &str = "
@@ -150,7 +156,7 @@ pub const EXISTS: &str = "SELECT 1 FROM flow_runs WHERE id = ?1";
 pub const LATEST: &str = "
     SELECT id, seq, machine, version, fingerprint,
         CASE status WHEN 'stuck' THEN 'running' ELSE status END,
-        state, wake_at, snapshot, wait, updated
+        state, wake_at, snapshot, wait, updated, key
     FROM flow_runs WHERE id = ?1";
 
 /// A run's kept checkpoint rows, newest first, by following `prev` from its head.
@@ -173,9 +179,10 @@ pub const DELETE_RUN: &str = "DELETE FROM flow_runs WHERE id = ?1";
 /// A summary's wait is the latest checkpoint's while the run waits in the store.
 pub const SUMMARY_COLUMNS: &str = "
     id, machine, status, note,
-    CASE WHEN status = 'running' AND owner IS NULL THEN wait END, created, updated";
+    CASE WHEN status = 'running' AND owner IS NULL THEN wait END, created, updated, key";
 
 pub const FINISHED_BEFORE: &str = "
     SELECT id FROM flow_runs
     WHERE status IN ('completed', 'failed', 'cancelled') AND updated < ?1
-      AND (?2 IS NULL OR machine = ?2) AND (?3 IS NULL OR status = ?3)";
+      AND (?2 IS NULL OR machine = ?2) AND (?3 IS NULL OR status = ?3)
+      AND (?4 IS NULL OR key = ?4)";
