@@ -21,9 +21,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use flow::Engine;
 use flow::prelude::*;
 use flow::store::{Filter, SqliteStore};
-use flow::{Engine, RunId};
 use serde::{Deserialize, Serialize};
 
 /// What a report run carries along: the lines it has produced so far.
@@ -114,14 +114,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (_, n) => println!("going on with {n} unfinished run(s) where they stopped\n"),
     }
 
-    // Fixed ids make starting idempotent: a report started by an earlier process is taken
-    // over, not started twice.
+    // Keyed starts are idempotent: a report started by an earlier process is taken over, not
+    // started twice.
     let mut handles = Vec::new();
     for report in 1..=5 {
-        let run = RunId::from_u128(u128::from(report));
-        let handle = match engine.start_as::<report::Machine>(run, report, Draft::default()).await {
+        let key = format!("report-{report}");
+        let started = engine.start_keyed::<report::Machine>(&*key, report, Draft::default()).await;
+        let handle = match started {
             Ok(handle) => handle,
-            Err(flow::EngineError::AlreadyExists { .. }) => engine.handle(run).await?,
+            Err(flow::EngineError::AlreadyExists { .. }) => engine.handle_for_key(&key).await?,
             Err(error) => return Err(error.into()),
         };
         handles.push(handle);

@@ -1,5 +1,5 @@
 //! Durable runs on the engine: checkpoints, takeover after a crash, backoffs that survive a
-//! restart, one claim per run between engines, idempotency keys, and bad input.
+//! restart, one claim per run between engines, idempotency keys, keyed starts, and bad input.
 //!
 //! A crash is a runtime dropped mid-run: every task on it stops where it is, as in a killed
 //! process, and the store keeps only what was committed. The next engine takes the run over
@@ -337,6 +337,45 @@ fn unknown_machines_and_runs_are_clear_errors() {
 
         let taken = engine.start_as::<order::Machine>(run, 7, Ledger::default()).await;
         assert!(matches!(taken, Err(EngineError::AlreadyExists { run: r }) if r == run));
+    });
+}
+
+/// A run started under a business key has the id the key maps to and keeps the key; the key
+/// starts one run however often it is started, and finds that run again after a restart.
+#[test]
+fn a_keyed_start_starts_one_run_found_by_its_key() {
+    let path = common::db("durable-keyed");
+    let run = RunId::for_key("order", "order-41");
+    runtime().block_on(async {
+        let engine = engine(SqliteStore::open(&path).unwrap());
+        let first = engine.start_keyed::<order::Machine>("order-41", 41, Ledger::default());
+        let first = first.await.unwrap();
+        assert_eq!(first.id(), run);
+        let again = engine.start_keyed::<order::Machine>("order-41", 42, Ledger::default()).await;
+        assert!(matches!(again, Err(EngineError::AlreadyExists { run: r }) if r == run));
+        let taken = engine.start_as::<order::Machine>(run, 43, Ledger::default()).await;
+        assert!(matches!(taken, Err(EngineError::AlreadyExists { .. })));
+        assert_eq!(first.output().await.unwrap(), "order 41: reserve, charge 410, ship");
+        let other = engine.start_keyed::<order::Machine>("order-44", 44, Ledger::default());
+        other.await.unwrap().output().await.unwrap();
+        engine.start::<order::Machine>(45).await.unwrap().output().await.unwrap();
+    });
+    runtime().block_on(async {
+        let engine = engine(SqliteStore::open(&path).unwrap());
+        let found = engine.handle_for_key::<order::Machine>("order-41").await.unwrap();
+        assert_eq!(found.id(), run);
+        assert_eq!(found.output().await.unwrap(), "order 41: reserve, charge 410, ship");
+        let status = engine.status(run).await.unwrap();
+        assert_eq!(status.key.as_deref(), Some("order-41"));
+        let mut keys: Vec<_> =
+            engine.list(Filter::new()).await.unwrap().into_iter().map(|s| s.key).collect();
+        keys.sort();
+        assert_eq!(keys, [None, Some("order-41".into()), Some("order-44".into())]);
+        let listed = engine.list(Filter::new().key("order-41")).await.unwrap();
+        assert_eq!(listed.iter().map(|s| s.run).collect::<Vec<_>>(), [run]);
+        let unknown = engine.handle_for_key::<order::Machine>("order-40").await;
+        let ghost = RunId::for_key("order", "order-40");
+        assert!(matches!(unknown, Err(EngineError::UnknownRun { run }) if run == ghost));
     });
 }
 

@@ -10,10 +10,10 @@ use uuid::Uuid;
 /// Identifies one run: a UUID (RFC 9562), written as 32 lowercase hex digits.
 ///
 /// [`RunId::random`] ids are UUID v7: they begin with the creation time, so they sort by age.
-/// [`RunId::for_key`] derives an id from a machine and a business key ("order-1042"), the
-/// same every time. Start a run under such an id, or any other ([`RunId::from_u128`]), with
-/// `Engine::start_as`: starting the same id twice is refused, which makes starting a run
-/// idempotent.
+/// A run started under a business key ("order-1042", with `Engine::start_keyed`) has the id
+/// [`RunId::for_key`] derives from its machine and key, the same every time. Pick any other
+/// id with [`RunId::from_u128`] and start the run with `Engine::start_as`. Starting an id
+/// twice is refused, which makes starting a run idempotent.
 ///
 /// Ids parse from the form they are printed in, and from the usual hyphenated form of a
 /// UUID (8-4-4-4-12 hex digits), in either case.
@@ -42,7 +42,8 @@ impl RunId {
         RunId(Uuid::now_v7().as_u128())
     }
 
-    /// The id of the run of machine `machine` for the business key `key`: a UUID v5 (RFC 9562, section 5.5:
+    /// The id of the run of machine `machine` for the business key `key`, which
+    /// `Engine::start_keyed` starts the run under: a UUID v5 (RFC 9562, section 5.5:
     /// SHA-1 over a namespace and a name) in [`RunId::KEY_NAMESPACE`], whose name is the
     /// length of `machine` in bytes (8 bytes, big-endian), `machine`, then `key`, all as
     /// UTF-8. The length keeps every (machine, key) pair apart, whatever bytes they hold.

@@ -50,8 +50,10 @@ impl Engine {
         self.start_as::<M>(RunId::random(), input, context).await
     }
 
-    /// Starts a run of `M` under the id `run`, chosen by the caller (from an order number,
-    /// say). Starting an id that exists is refused, so a retried request starts one run.
+    /// Starts a run of `M` under the id `run`, chosen by the caller. Starting an id that
+    /// exists is refused, so a retried request starts one run. To start a run per order
+    /// number or other business key, [`Engine::start_keyed`] derives the id from the key and
+    /// keeps the key with the run.
     ///
     /// The run executes here at once if a slot is free; otherwise it waits in the store,
     /// runnable, for the first engine with a free slot.
@@ -62,6 +64,53 @@ impl Engine {
     pub async fn start_as<M: Durable>(
         &self,
         run: RunId,
+        input: M::Input,
+        context: M::Context,
+    ) -> Result<RunHandle<M>, EngineError> {
+        self.start_run::<M>(run, None, input, context).await
+    }
+
+    /// Starts a run of `M` under a business key of the caller's (an order number, say:
+    /// `"order-1042"`), kept with the run: [`RunSummary::key`] lists it, and
+    /// [`Filter::key`] finds the run by it.
+    ///
+    /// The run's id is [`RunId::for_key`]`(M::NAME, key)`, the same for every start with
+    /// this key, on every engine and every version of `flow`: starting the key again is
+    /// refused, like [`Engine::start_as`] refuses an id that exists, so a retried request
+    /// starts one run. [`Engine::handle_for_key`] gets the run's handle back.
+    ///
+    /// ```no_run
+    /// # use flow_core::{Durable, Engine, EngineError};
+    /// # async fn order<M: Durable>(engine: Engine, input: M::Input, cx: M::Context)
+    /// # -> Result<(), EngineError> {
+    /// let run = match engine.start_keyed::<M>("order-1042", input, cx).await {
+    ///     Ok(run) => run,
+    ///     // Started by an earlier request: the same run.
+    ///     Err(EngineError::AlreadyExists { .. }) => engine.handle_for_key::<M>("order-1042").await?,
+    ///     Err(error) => return Err(error),
+    /// };
+    /// # let _ = run; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::AlreadyExists`] if a run of `M` was started under `key`; otherwise as
+    /// [`Engine::start`].
+    pub async fn start_keyed<M: Durable>(
+        &self,
+        key: impl Into<String>,
+        input: M::Input,
+        context: M::Context,
+    ) -> Result<RunHandle<M>, EngineError> {
+        let key = key.into();
+        let run = RunId::for_key(M::NAME, &key);
+        self.start_run::<M>(run, Some(key), input, context).await
+    }
+
+    async fn start_run<M: Durable>(
+        &self,
+        run: RunId,
+        key: Option<String>,
         input: M::Input,
         mut context: M::Context,
     ) -> Result<RunHandle<M>, EngineError> {
@@ -86,6 +135,7 @@ impl Engine {
         let lease = permit.as_ref().map(|_| Lease { owner: Arc::clone(&inner.owner), token: 1 });
         let name = graph.states[M::index(&state)].name;
         let mut journal = DurableJournal::<M>::new(inner, run, lease, name);
+        journal.key = key;
         if refused.is_none() {
             crate::run::arrive::<M, _>(&state, &mut cursor, &journal);
         }
@@ -153,6 +203,16 @@ impl Engine {
         Ok(RunHandle { run, engine: self.clone(), machine: PhantomData })
     }
 
+    /// A handle on the run of machine `M` started under the business key `key`
+    /// ([`Engine::start_keyed`]): the run [`RunId::for_key`]`(M::NAME, key)`.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownRun`] if no run of `M` was started under `key`.
+    pub async fn handle_for_key<M: Durable>(&self, key: &str) -> Result<RunHandle<M>, EngineError> {
+        self.handle::<M>(RunId::for_key(M::NAME, key)).await
+    }
+
     /// Where run `run` stands, with its full history.
     ///
     /// # Errors
@@ -171,6 +231,7 @@ impl Engine {
         Ok(RunStatus {
             run,
             machine: latest.machine.to_string(),
+            key: latest.key.clone(),
             version: latest.version,
             status,
             state: latest.state.to_string(),

@@ -36,8 +36,13 @@ pub enum EngineError {
         /// The id asked for.
         run: RunId,
     },
-    /// A run with this id exists already.
-    #[error("a run with id {run} exists already; start_as refuses to start it twice")]
+    /// A run with this id exists already: [`Engine::start_as`](crate::Engine::start_as) was
+    /// given an id that is taken, or [`Engine::start_keyed`](crate::Engine::start_keyed) a
+    /// key its machine has a run for.
+    #[error(
+        "a run with id {run} exists already (started under this id, or this machine and key); \
+         a run is started once: get its handle with Engine::handle or Engine::handle_for_key"
+    )]
     AlreadyExists {
         /// The id.
         run: RunId,

@@ -105,6 +105,8 @@ pub struct RunStatus {
     pub run: RunId,
     /// Its machine's name.
     pub machine: String,
+    /// The business key it was started under ([`Engine::start_keyed`]), if any.
+    pub key: Option<String>,
     /// The machine version its last checkpoint was written by.
     pub version: u32,
     /// Where it stands.

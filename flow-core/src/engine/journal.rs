@@ -191,6 +191,8 @@ pub(crate) struct DurableJournal<M> {
     /// The claim took the run over from an engine that died mid-attempt: how the cut-off
     /// attempt failed.
     pub interrupted: Option<Failure>,
+    /// The business key the run is started under, written with its checkpoint 0.
+    pub key: Option<String>,
     pub machine: PhantomData<fn() -> M>,
 }
 
@@ -206,6 +208,7 @@ impl<M: Durable> DurableJournal<M> {
             released: false,
             waiting_for: Wait::Timer,
             interrupted: None,
+            key: None,
             machine: PhantomData,
         }
     }
@@ -278,7 +281,8 @@ impl<M: Durable> DurableJournal<M> {
             at: now,
             snapshot,
             entries,
-            key: None,
+            // The store keeps the key from checkpoint 0 on.
+            key: if cursor.seq == 0 { self.key.clone() } else { None },
         })
     }
 
