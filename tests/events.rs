@@ -116,6 +116,21 @@ async fn a_run_with_a_retry_emits_its_events_in_order() {
     assert_eq!(events.missed(), 0);
 }
 
+/// An event line begins with the whole run id, which a user can copy and parse back.
+#[tokio::test(start_paused = true)]
+async fn an_event_line_names_its_run_in_full() {
+    let engine = engine(MemoryStore::new());
+    let mut events = engine.events();
+    let handle = engine.start::<order::Machine>(3).await.unwrap();
+    let run = handle.id();
+    handle.output().await.unwrap();
+    let started = events.until(|event| event.kind == EventKind::Started).await.unwrap();
+    let line = started.to_string();
+    assert_eq!(line, format!("{run} order/reserve: started"));
+    let printed = line.split(' ').next().unwrap();
+    assert_eq!(printed.parse::<RunId>(), Ok(run));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_run_handle_streams_only_its_own_run() {
     let engine = engine(MemoryStore::new());

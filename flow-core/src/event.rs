@@ -5,7 +5,8 @@
 //! # async fn watch(engine: flow_core::Engine, run: flow_core::RunId) {
 //! let mut events = engine.events_of(run); // or engine.events() for every run
 //! while let Some(event) = events.next().await {
-//!     println!("{event}"); // "…4e1c5a checkout/charge: attempt 2 failed: …; retry in 180ms"
+//!     // "01906d6b8f3a7c129e4b28e9c8a1b2c3 checkout/charge: attempt 2 failed: …; retry in 180ms"
+//!     println!("{event}");
 //! }
 //! # }
 //! ```
@@ -154,11 +155,11 @@ impl EventKind {
 }
 
 impl fmt::Display for Event {
-    /// `…4e1c5a checkout/charge: attempt 2 failed: error: declined; retry in 180ms`: the run
-    /// by the end of its id (the random part), the machine, the state, what happened.
+    /// `01906d6b8f3a7c129e4b28e9c8a1b2c3 checkout/charge: attempt 2 failed: error: declined;
+    /// retry in 180ms`: the run's whole id (it parses back, to pass to `Engine::status` or
+    /// `Engine::cancel`), the machine, the state, what happened.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let run = self.run.to_string();
-        write!(f, "…{} {}/{}: ", &run[26..], self.machine, self.state)?;
+        write!(f, "{} {}/{}: ", self.run, self.machine, self.state)?;
         match &self.kind {
             EventKind::Started => f.write_str("started"),
             EventKind::Resumed { seq } => write!(f, "resumed from checkpoint {seq}"),
