@@ -205,10 +205,7 @@ async fn a_failed_compensation_is_reported_and_the_others_still_run() {
     assert_eq!(undone, &["car", "flight"]);
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].state, "hotel");
-    assert_eq!(
-        failed[0].attempts,
-        [Failure::Error { message: "non-refundable".into(), permanent: true }]
-    );
+    assert_eq!(failed[0].attempts, [Failure::error("non-refundable", true)]);
     assert_eq!(
         error.to_string(),
         "state `pay` failed after 1 attempt(s); last: permanent error: card declined; \

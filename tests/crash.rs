@@ -569,7 +569,7 @@ fn check_history(i: u32, history: &[Entry]) -> Result<(Vec<Visit>, usize), Strin
                 visits.push((k as u64 + 1, *to));
             }
             Outcome::Failed { failure, retry_in } => {
-                let injected = matches!(failure, Failure::Error { message, permanent: false }
+                let injected = matches!(failure, Failure::Error { message, permanent: false, .. }
                     if message.contains(LOST_ANSWER) && state == "debit" && attempt == 1);
                 if *failure == Failure::Interrupted {
                     interrupted += 1;

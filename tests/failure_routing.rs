@@ -113,7 +113,7 @@ async fn a_failure_pauses_the_run_until_an_operator_resumes_it() {
     let Some(RunError::StateFailed { state: "post", attempts, .. }) = &status.error else {
         panic!("a paused run says why: {:?}", status.error);
     };
-    let unreachable = Failure::Error { message: "ledger unreachable".into(), permanent: false };
+    let unreachable = Failure::error("ledger unreachable", false);
     assert_eq!(attempts, &[unreachable.clone(), unreachable]);
 
     // The operator mends the ledger and resumes the run: the state gets a fresh set of attempts.

@@ -83,7 +83,7 @@ async fn retry_then_success() {
     let call: Vec<_> = finished.history.iter().filter(|e| e.state == "call").collect();
     assert_eq!(call.iter().map(|e| e.attempt).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(
-        matches!(&call[0].outcome, Outcome::Failed { failure: Failure::Error { message, permanent: false }, retry_in: Some(_) } if message == "service unavailable")
+        matches!(&call[0].outcome, Outcome::Failed { failure: Failure::Error { message, permanent: false, .. }, retry_in: Some(_) } if message == "service unavailable")
     );
     assert_eq!(call[2].outcome, Outcome::Transitioned { to: "done" });
     // On the paused clock the run took exactly its backoffs.
@@ -101,12 +101,7 @@ async fn retries_exhausted_error_carries_every_attempt() {
     assert_eq!(state, "call");
     assert_eq!(script.calls, 4, "attempts = 4 means four tries in all");
     assert_eq!(attempts.len(), 4);
-    assert!(
-        attempts
-            .iter()
-            .all(|f| *f
-                == Failure::Error { message: "service unavailable".into(), permanent: false })
-    );
+    assert!(attempts.iter().all(|f| *f == Failure::error("service unavailable", false)));
     // The last attempt schedules no retry.
     assert_eq!(retry_delays(&history).len(), 3);
     assert!(matches!(history.last().unwrap().outcome, Outcome::Failed { retry_in: None, .. }));
@@ -119,7 +114,7 @@ async fn permanent_error_is_not_retried() {
     assert_eq!(script.calls, 1);
     assert_eq!(elapsed, Duration::ZERO, "no backoff was waited");
     let RunError::StateFailed { attempts, .. } = &error else { unreachable!() };
-    assert_eq!(attempts, &[Failure::Error { message: "card declined".into(), permanent: true }]);
+    assert_eq!(attempts, &[Failure::error("card declined", true)]);
     assert_eq!(
         error.to_string(),
         "state `call` failed after 1 attempt(s); last: permanent error: card declined"

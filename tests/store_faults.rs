@@ -17,11 +17,12 @@ use flow::{Engine, EngineError, EventKind, RunId};
 use serde::{Deserialize, Serialize};
 
 /// A store in front of a [`MemoryStore`] that fails on demand: the next `fail_saves` saves,
-/// or every call while `down`.
+/// every release while `fail_releases`, or every call while `down`.
 #[derive(Clone, Default)]
 struct Flaky {
     inner: MemoryStore,
     fail_saves: Arc<AtomicU32>,
+    fail_releases: Arc<AtomicBool>,
     down: Arc<AtomicBool>,
 }
 
@@ -79,6 +80,9 @@ impl CheckpointStore for Flaky {
     }
     async fn release(&self, run: RunId, lease: Lease) -> Result<(), StoreError> {
         self.check()?;
+        if self.fail_releases.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend("the release was lost".into()));
+        }
         self.inner.release(run, lease).await
     }
     async fn request_halt(&self, run: RunId, halt: Halt) -> Result<bool, StoreError> {
@@ -130,6 +134,10 @@ static HOLD: AtomicBool = AtomicBool::new(false);
 static RELEASE: tokio::sync::Notify = tokio::sync::Notify::const_new();
 static PACKS: AtomicU32 = AtomicU32::new(0);
 
+/// `pack` of parcel 3 says it started, then waits to be let go.
+static STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+static LET_GO: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 /// A context whose serialization panics on demand: a bug in user code that runs inside the
 /// engine's own (checkpoint) code, not in a state body.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -164,6 +172,10 @@ pub mod shipping {
             if HOLD.load(Ordering::SeqCst) {
                 RELEASE.notified().await;
             }
+        }
+        if id == 3 {
+            STARTED.notify_one();
+            LET_GO.notified().await;
         }
         cx.explode = id == 99;
         goto!(send(id))
@@ -266,4 +278,29 @@ async fn a_panic_in_the_engine_leaves_a_clear_error_in_the_store_and_no_zombie()
     // Not a zombie: it can be cancelled, and then it is finished.
     engine.cancel(run).await.unwrap();
     assert_eq!(engine.status(run).await.unwrap().status, Status::Cancelled);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_error_that_stops_a_run_is_the_source_of_what_the_handle_returns() {
+    let store = Flaky::default();
+    let engine = engine(store.clone());
+    let handle = engine.start_with::<Shipping>(3, Parcel::default()).await.unwrap();
+    STARTED.notified().await;
+    // At shutdown the run is handed back once `pack` ends; the store loses that release.
+    store.fail_releases.store(true, Ordering::SeqCst);
+    let shutdown = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.shutdown(Duration::from_secs(60)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    LET_GO.notify_one();
+    let error = handle.output().await.unwrap_err();
+    let EngineError::Stopped { reason, .. } = &error else {
+        panic!("expected the run stopped, got {error:?}");
+    };
+    assert!(reason.contains("the release was lost"), "{reason}");
+    let source = std::error::Error::source(&error).expect("the store's error is kept");
+    let store_error = source.downcast_ref::<StoreError>().expect("as the StoreError itself");
+    assert!(matches!(store_error, StoreError::Backend(_)), "{store_error:?}");
+    shutdown.await.unwrap().unwrap();
 }

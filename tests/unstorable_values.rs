@@ -125,9 +125,9 @@ async fn failure_of(engine: &Engine, run: RunId, state: &str, attempt: u32) -> S
     let status = engine.status(run).await.unwrap();
     let entry = status.history.iter().find(|e| e.state == state && e.attempt == attempt);
     match entry.map(|e| &e.outcome) {
-        Some(Outcome::Failed { failure: Failure::Error { message, permanent: false }, .. }) => {
-            message.clone()
-        }
+        Some(Outcome::Failed {
+            failure: Failure::Error { message, permanent: false, .. }, ..
+        }) => message.clone(),
         other => panic!("{state} #{attempt} did not fail with an error: {other:?}"),
     }
 }

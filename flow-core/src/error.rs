@@ -17,6 +17,8 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 
 /// A boxed error as states produce them.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -66,6 +68,12 @@ impl Error {
         &*self.source
     }
 
+    /// The underlying error, owned: to hand it on, or to downcast it
+    /// (`Box::<dyn Error>::downcast`).
+    pub fn into_source(self) -> BoxError {
+        self.source
+    }
+
     /// The error's message followed by its chain of causes, `: `-separated.
     pub fn message(&self) -> String {
         let mut text = self.source.to_string();
@@ -98,6 +106,60 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message())
     }
+}
+
+/// An error shared by the values that carry it: the error a state returned, kept as it was
+/// in a [`Failure`](crate::history::Failure), a [`RunError`](crate::RunError) and an
+/// [`EngineError`](crate::EngineError) while the process that saw it runs.
+///
+/// It dereferences to the error itself, so `downcast_ref` and `source` reach the original
+/// type and its causes. A run read back from a store has no live error: only the message
+/// (causes included) was stored.
+#[derive(Clone)]
+pub struct SharedError(Arc<dyn StdError + Send + Sync + 'static>);
+
+impl SharedError {
+    /// Shares `error`.
+    pub fn new(error: impl Into<BoxError>) -> Self {
+        SharedError(Arc::from(error.into()))
+    }
+}
+
+// Deliberately not `std::error::Error` itself: as the `#[source]` of an error it then stands
+// for the error it holds, whose type `downcast_ref` finds.
+impl Deref for SharedError {
+    type Target = dyn StdError + Send + Sync + 'static;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for SharedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for SharedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+/// The first error of type `E` in the chain that starts at `error`: the error itself or one of
+/// its causes.
+pub(crate) fn find<'a, E: StdError + 'static>(
+    error: &'a (dyn StdError + 'static),
+) -> Option<&'a E> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(found) = error.downcast_ref::<E>() {
+            return Some(found);
+        }
+        next = error.source();
+    }
+    None
 }
 
 /// Marks the error of a `Result` as permanent or retryable on the way through `?`.

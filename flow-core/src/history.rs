@@ -1,11 +1,14 @@
 //! What happened during a run: one [`Entry`] per state attempt.
 
 use std::collections::BTreeSet;
+use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::SharedError;
 
 /// One state attempt: which state, which attempt of its visit, what came of it, how long it took.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,7 +68,11 @@ pub enum Outcome {
 }
 
 /// Why a state attempt failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// A failure is stored with the run; what is stored is what two failures are compared by.
+/// [`Failure::Error`] also holds, while the process that saw it runs, the error the state
+/// returned: [`Failure::downcast_ref`] and the `source` chain reach it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Failure {
     /// The state returned an error.
     Error {
@@ -73,6 +80,11 @@ pub enum Failure {
         message: String,
         /// Whether it was marked permanent (no retry).
         permanent: bool,
+        /// The error itself, with its causes, as the state returned it: present while the
+        /// process that saw it runs. It is not stored (a run read back after a restart has
+        /// only the message, causes included), and it is ignored when failures are compared.
+        #[serde(skip)]
+        source: Option<SharedError>,
     },
     /// The attempt ran longer than the state's `timeout` and was cancelled.
     TimedOut {
@@ -112,6 +124,27 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// A [`Failure::Error`] with `message` and no live error: what a stored failure reads
+    /// back as.
+    pub fn error(message: impl Into<String>, permanent: bool) -> Failure {
+        Failure::Error { message: message.into(), permanent, source: None }
+    }
+
+    /// The error the state returned, as it returned it, while the process that saw it runs;
+    /// `None` for other failures and for a failure read back from a store.
+    pub fn source_error(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
+        match self {
+            Failure::Error { source: Some(source), .. } => Some(&**source),
+            _ => None,
+        }
+    }
+
+    /// The error the state returned, or the first of its causes, of type `E`: see
+    /// [`Failure::source_error`] for when it is there.
+    pub fn downcast_ref<E: StdError + 'static>(&self) -> Option<&E> {
+        crate::error::find(self.source_error()?)
+    }
+
     /// Whether this failure ends the visit whatever attempts remain.
     pub fn is_permanent(&self) -> bool {
         matches!(
@@ -126,8 +159,10 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Error { message, permanent: true } => write!(f, "permanent error: {message}"),
-            Failure::Error { message, permanent: false } => write!(f, "error: {message}"),
+            Failure::Error { message, permanent: true, .. } => {
+                write!(f, "permanent error: {message}")
+            }
+            Failure::Error { message, permanent: false, .. } => write!(f, "error: {message}"),
             Failure::TimedOut { after } => write!(f, "timed out after {after:?}"),
             Failure::Panicked { message } => write!(f, "panicked: {message}"),
             Failure::Interrupted => f.write_str("interrupted: the process running it stopped"),
@@ -144,6 +179,47 @@ impl fmt::Display for Failure {
         }
     }
 }
+
+/// Its source is the error the state returned, while there is one: [`Failure::source_error`].
+impl StdError for Failure {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self.source_error() {
+            Some(source) => Some(source),
+            None => None,
+        }
+    }
+}
+
+/// Compares what is stored: the live error of a [`Failure::Error`] is left out, so a failure
+/// equals itself read back from a store.
+impl PartialEq for Failure {
+    fn eq(&self, other: &Failure) -> bool {
+        use Failure::*;
+        match (self, other) {
+            (Error { message, permanent, .. }, Error { message: m, permanent: p, .. }) => {
+                message == m && permanent == p
+            }
+            (TimedOut { after }, TimedOut { after: a }) => after == a,
+            (Panicked { message }, Panicked { message: m }) => message == m,
+            (Interrupted, Interrupted) => true,
+            (Reassigned { times, limit }, Reassigned { times: t, limit: l }) => {
+                times == t && limit == l
+            }
+            (VisitLimit { limit }, VisitLimit { limit: l }) => limit == l,
+            (
+                Error { .. }
+                | TimedOut { .. }
+                | Panicked { .. }
+                | Interrupted
+                | Reassigned { .. }
+                | VisitLimit { .. },
+                _,
+            ) => false,
+        }
+    }
+}
+
+impl Eq for Failure {}
 
 /// What a fallback state receives: which state failed for good, and each of its attempts'
 /// failures. Declared as the fallback's one payload parameter (the `flow` crate's docs show a

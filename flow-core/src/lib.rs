@@ -32,7 +32,7 @@ pub use engine::{
     Clock, Durable, Engine, EngineBuilder, EngineError, Migrate, Resumed, RunHandle, RunStatus,
     SystemClock,
 };
-pub use error::{BoxError, Error, Result, ResultExt};
+pub use error::{BoxError, Error, Result, ResultExt, SharedError};
 pub use event::{Event, EventKind, Events, progress};
 pub use graph::{Graph, SignalInfo, StateInfo};
 pub use history::{Caught, FromCaught};

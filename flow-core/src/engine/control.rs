@@ -513,6 +513,7 @@ impl Engine {
         Err(EngineError::Stopped {
             run,
             reason: "the run kept moving on while it was being stopped; try again".into(),
+            source: None,
         })
     }
 
@@ -554,9 +555,11 @@ impl Engine {
             }
             Status::Cancelled => Err(EngineError::Cancelled { run }),
             Status::Paused => Err(EngineError::Paused { run }),
-            Status::Running | Status::Stuck => {
-                Err(EngineError::Stopped { run, reason: "the run has not finished".into() })
-            }
+            Status::Running | Status::Stuck => Err(EngineError::Stopped {
+                run,
+                reason: "the run has not finished".into(),
+                source: None,
+            }),
         }
     }
 

@@ -3,7 +3,7 @@
 use thiserror::Error;
 
 use crate::store::{Status, StoreError};
-use crate::{RunError, RunId};
+use crate::{RunError, RunId, SharedError};
 
 /// Why the engine could not do what was asked.
 #[derive(Debug, Error)]
@@ -142,12 +142,15 @@ pub enum EngineError {
         #[source]
         source: serde_json::Error,
     },
-    /// The run failed.
+    /// The run failed. Its source is the [`RunError`], whose chain reaches the error the
+    /// failed state returned while the engine that ran the run still runs
+    /// ([`RunError::downcast_ref`]).
     #[error("run {run} failed: {error}")]
     Failed {
         /// The run.
         run: RunId,
         /// How, with the run's history.
+        #[source]
         error: RunError,
     },
     /// The run was cancelled ([`Engine::cancel`](crate::Engine::cancel)).
@@ -219,6 +222,11 @@ pub enum EngineError {
         run: RunId,
         /// Why.
         reason: String,
+        /// The error that stopped it, as the engine that ran it saw it: the [`StoreError`]
+        /// when the store failed (downcast the source to it), or the engine's own error.
+        /// `None` when the run stopped for another reason, such as a panic in the engine.
+        #[source]
+        source: Option<SharedError>,
     },
     /// The engine's configuration is inconsistent.
     #[error("the engine cannot be built: {problems}")]

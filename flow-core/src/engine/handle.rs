@@ -71,8 +71,19 @@ impl<M: Durable> RunHandle<M> {
                         return self.engine.finished::<M>(run).await;
                     }
                     Some(Ended::Finished(None)) => return self.engine.finished::<M>(run).await,
-                    Some(Ended::Stopped(reason)) => {
-                        return Err(EngineError::Stopped { run, reason });
+                    Some(Ended::Failed(live)) => {
+                        return match self.engine.finished::<M>(run).await {
+                            // The stored error is the live one: keep the live one, with the
+                            // errors its states returned, and the stored history.
+                            Err(EngineError::Failed { run, error }) => {
+                                let history = error.history().to_vec();
+                                Err(EngineError::Failed { run, error: live.with_history(history) })
+                            }
+                            other => other,
+                        };
+                    }
+                    Some(Ended::Stopped(reason, source)) => {
+                        return Err(EngineError::Stopped { run, reason, source });
                     }
                     // It goes on in the store, or in another engine.
                     Some(Ended::Waiting | Ended::Lost) | None => continue,

@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::versions::upgrade;
 use super::{Durable, EngineError, Inner, duration_ms};
 use crate::current::{Cancel, Halt};
+use crate::error::SharedError;
 use crate::event::{EventKind, Reporter};
 use crate::history::Failure;
 use crate::run::{Cursor, Done, End, Journal, Rollback, Waited};
@@ -474,10 +475,7 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
             return Some(failure);
         }
         let injected = self.inner.faults.as_ref().is_some_and(|f| f.fails(M::NAME, state, attempt));
-        injected.then(|| Failure::Error {
-            message: crate::testing::INJECTED.to_owned(),
-            permanent: false,
-        })
+        injected.then(|| Failure::error(crate::testing::INJECTED, false))
     }
 
     fn interrupted(&mut self) -> Option<Failure> {
@@ -512,7 +510,12 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
                 registered.restore(&mut context);
             }
             *cx = context;
-            Ok(Failure::Error { message: refused.to_string(), permanent: false })
+            let message = refused.to_string();
+            Ok(Failure::Error {
+                message,
+                permanent: false,
+                source: Some(SharedError::new(refused)),
+            })
         }
     }
 }

@@ -34,11 +34,11 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, Semaphore, broadcast, watch};
 
 use crate::Machine;
-use crate::RunId;
 use crate::current::Cancel;
 use crate::event::{Event, Reporter};
 use crate::store::{DynStore, Lease};
 use crate::testing::Faults;
+use crate::{RunError, RunId, SharedError};
 
 pub use builder::EngineBuilder;
 pub use error::EngineError;
@@ -229,8 +229,11 @@ pub(crate) enum Ended {
     Waiting,
     /// Another engine holds the run now: this one's claim lapsed.
     Lost,
-    /// The run stopped unfinished and is marked stuck.
-    Stopped(String),
+    /// The run failed; the store has its error. This is the error as the run saw it: the
+    /// errors its states returned are still there.
+    Failed(RunError),
+    /// The run stopped unfinished and is marked stuck: why, and the error that stopped it.
+    Stopped(String, Option<SharedError>),
 }
 
 impl Inner {

@@ -16,7 +16,7 @@ use crate::event::EventKind;
 use crate::history::Failure;
 use crate::run::{Cursor, End, JitterRng, Journal, catching_panics, drive, panic_message};
 use crate::store::{Claimed, Lease, Status};
-use crate::{Graph, RunId};
+use crate::{Graph, RunId, SharedError};
 
 /// A machine as the engine's registry holds it.
 pub(crate) trait Registered: Send + Sync {
@@ -168,6 +168,7 @@ pub(crate) fn spawn<M: Durable>(
             .await;
             let ended = match driven {
                 Ok((Ok(End::Done(_)), completed)) => Ended::Finished(completed),
+                Ok((Ok(End::Failed(error)), _)) => Ended::Failed(error),
                 Ok((Ok(_), _)) => Ended::Finished(None),
                 Ok((Err(Stop::Waiting), _)) => Ended::Waiting,
                 Ok((Err(Stop::Lost(error)), _)) => {
@@ -178,14 +179,20 @@ pub(crate) fn spawn<M: Durable>(
                     Ended::Lost
                 }
                 Ok((Err(Stop::Failed(error)), _)) => {
-                    stuck(&inner, run, held.clone(), error.to_string()).await
+                    let reason = error.to_string();
+                    // The store's own error when it is one: what a caller downcasts to.
+                    let source = match error {
+                        EngineError::Store(error) => SharedError::new(error),
+                        error => SharedError::new(error),
+                    };
+                    stuck(&inner, run, held.clone(), reason, Some(source)).await
                 }
                 Err(panic) => {
                     let reason = format!(
                         "the engine failed while running it (a bug in flow): {}",
                         panic_message(&*panic)
                     );
-                    stuck(&inner, run, held.clone(), reason).await
+                    stuck(&inner, run, held.clone(), reason, None).await
                 }
             };
             drop(permit);
@@ -207,12 +214,18 @@ pub(crate) fn spawn<M: Durable>(
     inner.changed.notify_waiters();
 }
 
-/// Marks `run`, held under `lease`, stuck with `reason`, letting go of it, and says how it
-/// ended.
-async fn stuck(inner: &Inner, run: RunId, lease: Option<Lease>, reason: String) -> Ended {
+/// Marks `run`, held under `lease`, stuck with `reason` (caused by `source`), letting go of it,
+/// and says how it ended.
+async fn stuck(
+    inner: &Inner,
+    run: RunId,
+    lease: Option<Lease>,
+    reason: String,
+    source: Option<SharedError>,
+) -> Ended {
     tracing::error!(run = %run, "run stopped: {reason}");
     if let Err(error) = inner.store.mark(run, Status::Stuck, Some(reason.clone()), lease).await {
         tracing::error!(run = %run, "and could not be marked stuck: {error}");
     }
-    Ended::Stopped(reason)
+    Ended::Stopped(reason, source)
 }

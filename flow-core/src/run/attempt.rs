@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::Journal;
 use crate::Machine;
 use crate::current::{Attempt, Current};
+use crate::error::SharedError;
 use crate::history::Failure;
 
 /// The backoff jitter's random source, created on first use.
@@ -70,9 +71,11 @@ pub(crate) async fn guarded<T>(
     };
     match result {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => {
-            Err(Failure::Error { message: error.message(), permanent: error.is_permanent() })
-        }
+        Ok(Err(error)) => Err(Failure::Error {
+            message: error.message(),
+            permanent: error.is_permanent(),
+            source: Some(SharedError::new(error.into_source())),
+        }),
         Err(panic) => Err(Failure::Panicked { message: panic_message(&*panic) }),
     }
 }

@@ -9,8 +9,10 @@ mod drive;
 mod journal;
 mod rollback;
 
+use std::error::Error as StdError;
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 use tokio::time::Instant;
 
 use crate::history::{Entry, Failure};
@@ -40,10 +42,13 @@ pub struct Finished<O> {
 /// Why a run failed. Each variant carries the history up to the failure.
 ///
 /// Serialized without its history (a durable run's checkpoints hold that already).
-#[derive(Debug, Clone, Error, Serialize, Deserialize)]
+///
+/// Its `source` chain goes from a failed state's last [`Failure`] to the error the state
+/// returned, while the process that saw it runs: [`RunError::downcast_ref`] finds it by type.
+/// For [`RunError::RolledBack`] the chain starts with the cause.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum RunError {
     /// A state failed on its last allowed attempt, or with a permanent error.
-    #[error("state `{state}` failed after {} attempt(s); last: {}", .attempts.len(), last(.attempts))]
     StateFailed {
         /// The state that failed.
         #[serde(deserialize_with = "crate::history::name")]
@@ -56,10 +61,6 @@ pub enum RunError {
     },
     /// A state waits for a signal, which only an [`Engine`](crate::Engine) delivers, and has no
     /// timeout to go on without one.
-    #[error(
-        "state `{state}` waits for a signal, and only an Engine delivers signals; run this \
-         machine on an Engine, or give the wait a timeout: signal(timeout = \"...\", default = ...)"
-    )]
     NoSignal {
         /// The waiting state.
         #[serde(deserialize_with = "crate::history::name")]
@@ -70,10 +71,6 @@ pub enum RunError {
     },
     /// A state was entered more often than its `max_visits` allows, and declares no fallback
     /// to catch it (with one, the run goes there instead: `Failure::VisitLimit`).
-    #[error(
-        "state `{state}` was entered more than {limit} times (its max_visits); \
-         make the loop reach an exit sooner, or raise max_visits in its #[state(...)]"
-    )]
     MaxVisits {
         /// The state.
         #[serde(deserialize_with = "crate::history::name")]
@@ -85,11 +82,6 @@ pub enum RunError {
         history: Vec<Entry>,
     },
     /// The run entered more states than its `max_steps` allows without ending.
-    #[error(
-        "the run entered {limit} states without reaching an end (max_steps), and was stopped \
-         before entering `{state}`; check for a loop that never exits, or raise max_steps in \
-         #[flow::machine(...)] or with Runner::max_steps"
-    )]
     MaxSteps {
         /// The state the run was about to enter.
         #[serde(deserialize_with = "crate::history::name")]
@@ -103,7 +95,6 @@ pub enum RunError {
     /// The run failed, and the compensations of the states it had completed ran, newest
     /// first. The cause names the failed state; `failed` names each compensation that failed
     /// too (the others still ran).
-    #[error("{cause}; rollback: {}", rolled_back(.undone, .failed))]
     RolledBack {
         /// Why the run failed.
         cause: Box<RunError>,
@@ -150,7 +141,72 @@ fn last(attempts: &[Failure]) -> String {
     attempts.last().map(ToString::to_string).unwrap_or_default()
 }
 
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::StateFailed { state, attempts, .. } => write!(
+                f,
+                "state `{state}` failed after {} attempt(s); last: {}",
+                attempts.len(),
+                last(attempts)
+            ),
+            RunError::NoSignal { state, .. } => write!(
+                f,
+                "state `{state}` waits for a signal, and only an Engine delivers signals; run \
+                 this machine on an Engine, or give the wait a timeout: \
+                 signal(timeout = \"...\", default = ...)"
+            ),
+            RunError::MaxVisits { state, limit, .. } => write!(
+                f,
+                "state `{state}` was entered more than {limit} times (its max_visits); make the \
+                 loop reach an exit sooner, or raise max_visits in its #[state(...)]"
+            ),
+            RunError::MaxSteps { state, limit, .. } => write!(
+                f,
+                "the run entered {limit} states without reaching an end (max_steps), and was \
+                 stopped before entering `{state}`; check for a loop that never exits, or raise \
+                 max_steps in #[flow::machine(...)] or with Runner::max_steps"
+            ),
+            RunError::RolledBack { cause, undone, failed, .. } => {
+                write!(f, "{cause}; rollback: {}", rolled_back(undone, failed))
+            }
+        }
+    }
+}
+
+/// The source of a [`RunError::StateFailed`] is its last failure; of a
+/// [`RunError::RolledBack`], its cause.
+impl StdError for RunError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            RunError::StateFailed { attempts, .. } => {
+                attempts.last().map(|failure| failure as &(dyn StdError + 'static))
+            }
+            RunError::RolledBack { cause, .. } => Some(&**cause),
+            RunError::NoSignal { .. } | RunError::MaxVisits { .. } | RunError::MaxSteps { .. } => {
+                None
+            }
+        }
+    }
+}
+
 impl RunError {
+    /// The first error of type `E` in this error's `source` chain: the error a state
+    /// returned, or one of its causes, while the process that saw it runs (a run read back
+    /// from a store keeps their messages only).
+    ///
+    /// ```
+    /// # use flow_core::RunError;
+    /// # fn check(error: &RunError) {
+    /// if let Some(io) = error.downcast_ref::<std::io::Error>() {
+    ///     eprintln!("the state's I/O failed: {:?}", io.kind());
+    /// }
+    /// # }
+    /// ```
+    pub fn downcast_ref<E: StdError + 'static>(&self) -> Option<&E> {
+        crate::error::find(self)
+    }
+
     /// The run's history up to the failure.
     pub fn history(&self) -> &[Entry] {
         match self {
@@ -165,7 +221,7 @@ impl RunError {
     /// What failed the run: the error itself, or for [`RunError::RolledBack`] its cause.
     pub fn cause(&self) -> &RunError {
         match self {
-            RunError::RolledBack { cause, .. } => cause.cause(),
+            RunError::RolledBack { cause, .. } => RunError::cause(cause),
             other => other,
         }
     }
