@@ -1,6 +1,8 @@
 //! A state's error keeps its cause: the caller downcasts the run's error to the type the state
 //! returned and walks its `source` chain, in memory and on an engine; a run read back after a
-//! restart keeps the message and its causes.
+//! restart keeps the message and its causes. `?` takes an `anyhow::Result` or an
+//! `eyre::Result` inside a state, and a run's error becomes an anyhow or eyre error with its
+//! causes.
 
 mod common;
 
@@ -29,6 +31,18 @@ pub struct Declined {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub enum Mode {
     Custom,
+    Anyhow,
+    Eyre,
+}
+
+fn charge_with_anyhow() -> anyhow::Result<u32> {
+    use anyhow::Context;
+    Err(Declined { code: 51, source: Gateway }).context("charging the card")
+}
+
+fn charge_with_eyre() -> eyre::Result<u32> {
+    use eyre::WrapErr;
+    Err(Declined { code: 51, source: Gateway }).wrap_err("charging the card")
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -42,6 +56,14 @@ pub mod checkout {
     async fn charge(_cx: &mut Shop, mode: Mode) -> Result<Charge> {
         match mode {
             Mode::Custom => Err(Error::permanent(Declined { code: 51, source: Gateway })),
+            Mode::Anyhow => {
+                let amount = charge_with_anyhow()?;
+                goto!(done(amount))
+            }
+            Mode::Eyre => {
+                let amount = charge_with_eyre()?;
+                goto!(done(amount))
+            }
         }
     }
 
@@ -136,4 +158,50 @@ fn a_run_read_back_after_a_restart_keeps_the_message_and_its_causes() {
         );
         assert!(messages[0].contains("card declined (code 51): the gateway answered 402"));
     });
+}
+
+#[tokio::test]
+async fn question_mark_on_an_anyhow_result_keeps_the_chain() {
+    let error = Runner::new().run::<Checkout>(Mode::Anyhow, &mut Shop).await.unwrap_err();
+    assert_eq!(error.downcast_ref::<Declined>().map(|d| d.code), Some(51));
+    assert_reaches_declined(&error);
+    let RunError::StateFailed { attempts, .. } = &error else { panic!("{error:?}") };
+    let expected = "charging the card: card declined (code 51): the gateway answered 402";
+    assert_eq!(attempts[0], Failure::error(expected, false));
+}
+
+#[tokio::test]
+async fn question_mark_on_an_eyre_result_keeps_the_chain() {
+    let error = Runner::new().run::<Checkout>(Mode::Eyre, &mut Shop).await.unwrap_err();
+    assert_eq!(error.downcast_ref::<Declined>().map(|d| d.code), Some(51));
+    assert_reaches_declined(&error);
+    let RunError::StateFailed { attempts, .. } = &error else { panic!("{error:?}") };
+    let expected = "charging the card: card declined (code 51): the gateway answered 402";
+    assert_eq!(attempts[0], Failure::error(expected, false));
+}
+
+/// What an application does at its boundary: `?` from the engine's error into anyhow's.
+async fn charge_in_app(engine: &Engine) -> anyhow::Result<u32> {
+    let handle = engine.start_with::<Checkout>(Mode::Custom, Shop).await?;
+    Ok(handle.output().await?)
+}
+
+#[tokio::test]
+async fn a_runs_error_becomes_an_anyhow_or_eyre_error_with_its_causes() {
+    let engine = engine(MemoryStore::new());
+    let error = charge_in_app(&engine).await.unwrap_err();
+    assert!(error.downcast_ref::<EngineError>().is_some());
+    let declined = error.chain().find_map(|cause| cause.downcast_ref::<Declined>());
+    assert_eq!(declined.map(|d| d.code), Some(51));
+    assert!(format!("{error:#}").ends_with("the gateway answered 402"), "{error:#}");
+
+    let handle = engine.start_with::<Checkout>(Mode::Custom, Shop).await.unwrap();
+    let engine_error = handle.output().await.unwrap_err();
+    let report = eyre::Report::from(engine_error);
+    let declined = report.chain().find_map(|cause| cause.downcast_ref::<Declined>());
+    assert_eq!(declined.map(|d| d.code), Some(51));
+
+    let run_error = Runner::new().run::<Checkout>(Mode::Custom, &mut Shop).await.unwrap_err();
+    let error = anyhow::Error::from(run_error);
+    assert!(error.chain().any(|cause| cause.is::<Gateway>()));
 }

@@ -28,8 +28,10 @@ pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 /// Why a state attempt failed, and whether retrying it can help.
 ///
-/// `?` converts any `std::error::Error + Send + Sync` into a **retryable** `Error`, so a flaky
-/// call is retried by the state's policy without ceremony. Mark errors that no retry can fix
+/// `?` converts into a **retryable** `Error` whatever converts into a [`BoxError`]: any
+/// `std::error::Error + Send + Sync`, a `String` or `&str` message, an `anyhow::Error` or an
+/// `eyre::Report` (their chain of causes kept), so a flaky call is retried by the state's
+/// policy without ceremony. Mark errors that no retry can fix
 /// (a declined card, invalid input) with [`Error::permanent`] or [`ResultExt::permanent`]: the
 /// runtime then stops retrying that state at once.
 ///
@@ -87,7 +89,11 @@ impl Error {
     }
 }
 
-impl<E: StdError + Send + Sync + 'static> From<E> for Error {
+// `Into<BoxError>` rather than `StdError`: `anyhow::Error` and `eyre::Report` are no
+// `std::error::Error`, and an impl of their own would conflict with a blanket impl over
+// `StdError` (coherence cannot rule out their implementing it later), while both convert into
+// a `BoxError`, keeping their causes.
+impl<E: Into<BoxError>> From<E> for Error {
     fn from(error: E) -> Self {
         Error::retryable(error)
     }
