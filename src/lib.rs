@@ -67,7 +67,7 @@
 //! | `start` | runs begin here; exactly one state has it |
 //! | `end` | the state returns the run's output; every end state returns the same type |
 //! | `to(a, b)` | the states this one may go to, with `goto!(a(...))` |
-//! | `retry(attempts = 5, backoff = "100ms..10s", jitter = "full")` | attempts in all, and the jittered exponential backoff between them (`"1s"` alone: every wait up to 1s); `jitter` is how much of a retry's ceiling it waits: `"full"` (the default) a random time up to it, `"equal"` between half of it and all of it, `"none"` exactly it ([`Jitter`]) |
+//! | `retry(attempts = 5, backoff = "100ms..10s", jitter = "full")` | attempts in all (required: one attempt is the default, and `backoff` or `jitter` without `attempts` is an error), and the jittered exponential backoff between them (`"1s"` alone: every wait up to 1s); `jitter` is how much of a retry's ceiling it waits: `"full"` (the default) a random time up to it, `"equal"` between half of it and all of it, `"none"` exactly it ([`Jitter`]) |
 //! | `timeout = "30s"` | the longest one attempt may run |
 //! | `max_visits = 3` | how often a run may enter this state; one visit more fails the run ([`RunError::MaxVisits`]), or goes to the state's `fallback` if it has one |
 //! | `signal(timeout = "3d", default = escalate)` | for a state with a `#[signal] name: T` parameter: how long it waits for a `T` ([`Engine::signal`]) before going to `default` with its payload |

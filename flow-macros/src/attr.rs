@@ -176,7 +176,21 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
                 let policy = &out.policy;
                 let repeated =
                     policy.attempts.is_some() || policy.backoff.is_some() || policy.jitter.is_some();
-                meta.parse_nested_meta(|option| retry_option(&option, &mut out.policy, errors))?;
+                let mut keys = Vec::new();
+                meta.parse_nested_meta(|option| {
+                    keys.extend(option.path.get_ident().map(Ident::to_string));
+                    retry_option(&option, &mut out.policy, errors)
+                })?;
+                // A backoff without attempts would never be used: the state tries once.
+                let shapes_a_retry = keys.iter().any(|key| key == "backoff" || key == "jitter");
+                if shapes_a_retry && !keys.iter().any(|key| key == "attempts") {
+                    errors.push_spanned(
+                        &meta.path,
+                        "retry(...) without `attempts` retries nothing: a state makes one attempt \
+                         unless `attempts` says more\n= help: say how many tries, the first \
+                         included, such as retry(attempts = 3, backoff = \"1s..1m\")",
+                    );
+                }
                 repeated
             }
             "timeout" => {
