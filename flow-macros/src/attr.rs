@@ -268,7 +268,13 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
             }
         };
         if repeated {
-            errors.push(span, format!("`{key}` is given twice in this #[state(...)]"));
+            errors.push(
+                span,
+                format!(
+                    "`{key}` is given twice in this #[state(...)]\n= help: give each key once; \
+                     keep the one you mean and remove this one"
+                ),
+            );
         }
         Ok(())
     });

@@ -385,7 +385,13 @@ fn declarations(machine: &Machine, names: &[String], errors: &mut Errors) -> boo
                     format!("no state named `{target}` in machine `{}`\n{hint}", machine.ident),
                 );
             } else if !seen.insert(target.to_string()) {
-                errors.push(target.span(), format!("`{target}` is listed twice in this to(...)"));
+                errors.push(
+                    target.span(),
+                    format!(
+                        "`{target}` is listed twice in this to(...)\n= help: name each next \
+                         state once; remove this `{target}`"
+                    ),
+                );
             }
         }
     }
