@@ -617,21 +617,18 @@ fn sqlite(name: &str) -> SqliteStore {
     SqliteStore::open(common::db(&format!("store-{name}"))).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_group_commit_fails_a_refused_or_failing_write_alone() {
-    let store = sqlite("group-commit");
+/// Group commit: among 200 writes, three are refused or fail (a run that exists, a run
+/// another engine holds, and `doomed`, run 3's checkpoint 2, which the database itself fails
+/// after the store began writing it); each fails alone, and the rest of its batches commit.
+async fn group_commit_fails_a_refused_or_failing_write_alone<S: CheckpointStore + Clone>(
+    store: S,
+    doomed: Checkpoint,
+) {
     store.save(cp(1, 0)).await.unwrap();
     store.save(cp(2, 0)).await.unwrap();
     claim(&store, "e1", JOB, 0).await;
     store.save(Checkpoint { entries: r#"["kept"]"#.into(), ..cp(3, 0) }).await.unwrap();
     store.save(cp(3, 1)).await.unwrap();
-    // A write SQLite itself fails, after the job has already appended to run 3's history.
-    let sql = rusqlite::Connection::open(store.path()).unwrap();
-    sql.execute_batch(
-        "CREATE TRIGGER boom BEFORE UPDATE ON flow_runs WHEN NEW.state = 'boom'
-         BEGIN SELECT RAISE(ABORT, 'boom'); END;",
-    )
-    .unwrap();
 
     let mut writes = tokio::task::JoinSet::new();
     let mut save = |checkpoint: Checkpoint| {
@@ -642,10 +639,9 @@ async fn sqlite_group_commit_fails_a_refused_or_failing_write_alone() {
     for n in 100..300 {
         save(Checkpoint { entries: format!("[{n}]"), ..cp(n, 0) });
         if n == 150 {
-            save(cp(1, 0)); // already exists
+            save(Checkpoint { snapshot: "{}".into(), ..cp(1, 0) }); // already exists
             save(cp(2, 1)); // held by e1
-            // Its history row is written before the head's update fails.
-            save(Checkpoint { state: "boom".into(), entries: r#"["lost"]"#.into(), ..cp(3, 2) });
+            save(doomed.clone());
         }
     }
     while let Some(joined) = writes.join_next().await {
@@ -665,6 +661,20 @@ async fn sqlite_group_commit_fails_a_refused_or_failing_write_alone() {
     assert_eq!(store.history(id(3)).await.unwrap(), [r#"["kept"]"#]);
     store.save(cp(3, 2)).await.unwrap();
     assert_eq!(store.history(id(3)).await.unwrap(), [r#"["kept"]"#]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_group_commit_fails_a_refused_or_failing_write_alone() {
+    let store = sqlite("group-commit");
+    // A write SQLite itself fails, after the job has already appended to run 3's history.
+    let sql = rusqlite::Connection::open(store.path()).unwrap();
+    sql.execute_batch(
+        "CREATE TRIGGER boom BEFORE UPDATE ON flow_runs WHEN NEW.state = 'boom'
+         BEGIN SELECT RAISE(ABORT, 'boom'); END;",
+    )
+    .unwrap();
+    let doomed = Checkpoint { state: "boom".into(), entries: r#"["lost"]"#.into(), ..cp(3, 2) };
+    group_commit_fails_a_refused_or_failing_write_alone(store, doomed).await;
 }
 
 /// The store is the file it opened: once that file is deleted, or another is put at its path,
@@ -834,45 +844,10 @@ mod postgres_only {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn group_commit_fails_a_refused_or_failing_write_alone() {
         let store = common::postgres("pg-group-commit").await;
-        store.save(cp(1, 0)).await.unwrap();
-        store.save(cp(2, 0)).await.unwrap();
-        claim(&store, "e1", JOB, 0).await;
-        store.save(Checkpoint { entries: r#"["kept"]"#.into(), ..cp(3, 0) }).await.unwrap();
-        store.save(cp(3, 1)).await.unwrap();
-
-        let mut writes = tokio::task::JoinSet::new();
-        let mut save = |checkpoint: Checkpoint| {
-            let store = store.clone();
-            writes.spawn(async move { (checkpoint.run, store.save(checkpoint).await) })
-        };
-        // The three doomed writes go in the middle of the stream, so they share its batches.
-        for n in 100..300 {
-            save(Checkpoint { entries: format!("[{n}]"), ..cp(n, 0) });
-            if n == 150 {
-                save(Checkpoint { snapshot: "{}".into(), ..cp(1, 0) }); // already exists
-                save(cp(2, 1)); // held by e1
-                // PostgreSQL's text holds no NUL: the database fails the statement, which
-                // both moves the head and appends the history.
-                save(Checkpoint { entries: "[\"\u{0}\"]".into(), ..cp(3, 2) });
-            }
-        }
-        while let Some(joined) = writes.join_next().await {
-            let (run, result) = joined.unwrap();
-            match run.as_u128() {
-                1 => assert!(matches!(result, Err(StoreError::Conflict { .. })), "{result:?}"),
-                2 => assert_fenced(result, 2),
-                3 => assert!(matches!(result, Err(StoreError::Backend(_))), "{result:?}"),
-                n => {
-                    result.unwrap();
-                    assert_eq!(store.history(run).await.unwrap(), [format!("[{n}]")]);
-                }
-            }
-        }
-        assert_eq!(store.list(Filter::new()).await.unwrap().len(), 203);
-        assert_eq!(store.latest(id(3)).await.unwrap(), Some(cp(3, 1)));
-        assert_eq!(store.history(id(3)).await.unwrap(), [r#"["kept"]"#]);
-        store.save(cp(3, 2)).await.unwrap();
-        assert_eq!(store.history(id(3)).await.unwrap(), [r#"["kept"]"#]);
+        // PostgreSQL's text holds no NUL: the database fails the statement, which both moves
+        // the head and appends the history.
+        let doomed = Checkpoint { entries: "[\"\u{0}\"]".into(), ..cp(3, 2) };
+        super::group_commit_fails_a_refused_or_failing_write_alone(store, doomed).await;
     }
 
     /// A save tried again after its answer was lost finds its first try committed: accepted,
