@@ -33,6 +33,8 @@ use flow::{Engine, EngineError, EventKind, RunHandle, RunId};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::{Client, NoTls};
 
+mod common;
+
 const WORKFLOWS: u32 = 500;
 const WORKERS: usize = 3;
 /// SIGKILLs in the first scenario, at least.
@@ -248,18 +250,8 @@ fn run_id(i: u32) -> RunId {
 
 const SLOW: u32 = 9_999;
 
-fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| {
-        panic!(
-            "the workers test needs DATABASE_URL, e.g. \
-             DATABASE_URL=postgres://postgres@127.0.0.1:5432/test; \
-             or leave it out by testing without `--features postgres`"
-        )
-    })
-}
-
 async fn connect(schema: &str) -> Result<Client, String> {
-    let url = database_url();
+    let url = common::database_url();
     let (client, connection) =
         tokio_postgres::connect(&url, NoTls).await.map_err(|e| format!("{url}: {e}"))?;
     tokio::spawn(connection);
@@ -271,7 +263,11 @@ async fn connect(schema: &str) -> Result<Client, String> {
 }
 
 async fn store(schema: &str) -> Result<PostgresStore, String> {
-    PostgresStore::builder(database_url()).schema(schema).connect().await.map_err(|e| e.to_string())
+    PostgresStore::builder(common::database_url())
+        .schema(schema)
+        .connect()
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn engine(schema: &str, seed: u64) -> Result<Engine, String> {
@@ -517,16 +513,10 @@ impl Drop for Workers {
 
 /// A fresh schema for `scenario`, with the store's tables and the ledger's.
 async fn prepare(scenario: &str) -> Result<String, String> {
-    let schema = format!("flow_workers_{scenario}");
-    let url = database_url();
-    let (client, connection) =
-        tokio_postgres::connect(&url, NoTls).await.map_err(|e| format!("{url}: {e}"))?;
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await
-        .map_err(|e| e.to_string())?;
-    drop(store(&schema).await?);
+    let name = format!("workers-{scenario}");
+    // The store's tables, in a schema emptied of what an earlier run left.
+    drop(common::postgres(&name).await);
+    let schema = common::schema_for(&name);
     connect(&schema).await?.batch_execute(LEDGER_TABLES).await.map_err(|e| e.to_string())?;
     Ok(schema)
 }
