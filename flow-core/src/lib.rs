@@ -25,6 +25,7 @@ mod machine;
 mod policy;
 mod run;
 pub mod store;
+mod stored;
 pub mod testing;
 
 pub use current::{Current, cancelled, current, idempotency_key};
@@ -44,6 +45,9 @@ pub use run::{FailedCompensation, Finished, RunError, Runner};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::machine::no_compensation;
+    pub mod stored {
+        pub use crate::stored::*;
+    }
     pub use serde;
     pub use serde_json;
 }

@@ -57,7 +57,10 @@ pub trait Machine: Sized + Send + Sync + 'static {
     /// The machine's name (its module's name unless renamed), as stored with durable runs.
     const NAME: &'static str;
     /// The value every state gets by `&mut`: clients, configuration, accumulated data.
-    type Context: Send;
+    ///
+    /// A generated machine's context is `Send`: [`step`](Machine::step) returns a `Send`
+    /// future holding it, since a run's attempts may move between threads.
+    type Context;
     /// What starts a run: the start state's payload.
     type Input;
     /// What a run produces: the output of its end states.
@@ -142,9 +145,14 @@ pub fn no_compensation<M: Machine>(state: &M::State) -> crate::Error {
     message = "`{Self}` is not a signal of machine `{M}`",
     note = "a state waits for a signal with a `#[signal] name: {Self}` parameter"
 )]
-pub trait Signal<M: Machine>: Serialize + DeserializeOwned + Send + 'static {
+pub trait Signal<M: Machine>: Send + 'static {
     /// The states of `M` that wait for this type.
     const STATES: &'static [&'static str];
+
+    /// The signal as it is stored. The macro implements it with serde; it is a method rather
+    /// than a `Serialize` bound so that a signal type without serde is one error, on the type.
+    #[doc(hidden)]
+    fn to_json(&self) -> Result<serde_json::Value, serde_json::Error>;
 }
 
 /// What one state attempt produced.

@@ -37,6 +37,8 @@ pub struct State {
     pub payload: Vec<Param>,
     /// The parameter marked `#[signal]`: what the state waits for before its first attempt.
     pub signal: Option<Param>,
+    /// Whether a parameter is marked `#[signal]`, even one refused (then `signal` is `None`).
+    pub signal_marked: bool,
     /// `T` in the return type `Result<T>` (any path type whose first generic argument is `T`).
     pub returns: Option<Type>,
 }
@@ -129,6 +131,7 @@ impl State {
     fn new(mut func: ItemFn, attr: StateAttr, errors: &mut Errors) -> State {
         let mut params = Vec::new();
         let mut signal = None;
+        let mut signal_marked = false;
         let count = func.sig.inputs.len();
         for (index, input) in func.sig.inputs.iter_mut().enumerate() {
             match input {
@@ -150,6 +153,7 @@ impl State {
                         continue;
                     };
                     let mark = typed.attrs.remove(position);
+                    signal_marked = true;
                     if index == 0 {
                         errors.push_spanned(&mark, "the context cannot be the signal\n= help: mark a parameter after the context: `#[signal] decision: Decision`");
                     } else if index + 1 != count {
@@ -179,7 +183,16 @@ impl State {
             ReturnType::Type(_, ty) => first_generic(ty),
             ReturnType::Default => None,
         };
-        State { ident: func.sig.ident.clone(), attr, func, context, payload, signal, returns }
+        State {
+            ident: func.sig.ident.clone(),
+            attr,
+            func,
+            context,
+            payload,
+            signal,
+            signal_marked,
+            returns,
+        }
     }
 
     /// The `UpperCamelCase` form of the state's name: its variant and its next type.

@@ -158,6 +158,29 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
         let repeated = match key.as_str() {
             "start" => out.start.replace(span).is_some(),
             "end" => out.end.replace(span).is_some(),
+            "to" if meta.input.peek(syn::Token![=]) => {
+                // `to = ship` or `to = [a, b]`: read the names anyway, so that the one error is
+                // this one, not knock-ons about missing targets.
+                let equals: syn::Token![=] = meta.input.parse()?;
+                let value = meta.input.parse::<Expr>()?;
+                let names: Vec<Ident> = match &value {
+                    Expr::Path(path) => path.path.get_ident().cloned().into_iter().collect(),
+                    Expr::Array(list) => list.elems.iter().filter_map(expr_ident).collect(),
+                    Expr::Tuple(list) => list.elems.iter().filter_map(expr_ident).collect(),
+                    Expr::Paren(inner) => expr_ident(&inner.expr).into_iter().collect(),
+                    _ => Vec::new(),
+                };
+                let written = if names.is_empty() {
+                    "next_state".to_owned()
+                } else {
+                    names.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                };
+                errors.push(
+                    equals.span,
+                    format!("`to` takes its targets in parentheses, without `=`\n= help: write `to({written})`"),
+                );
+                out.to.replace((span, names)).is_some()
+            }
             "to" => {
                 let mut targets = Vec::new();
                 meta.parse_nested_meta(|target| {
@@ -536,6 +559,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         rest = after;
     }
     Duration::try_from_secs_f64(total).map_err(|_| "it is too long".into())
+}
+
+/// The name in an expression that is a bare identifier.
+fn expr_ident(expr: &Expr) -> Option<Ident> {
+    match expr {
+        Expr::Path(path) => path.path.get_ident().cloned(),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@
 //!
 //! [`valid`]: crate::valid
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::Type;
 use syn::spanned::Spanned;
+use syn::{Ident, Type};
 
 use crate::ast::{Machine, State, type_text};
 use crate::attr::{Jitter, OnFailure};
@@ -32,6 +32,7 @@ pub fn machine(machine: &Machine) -> TokenStream {
     let machine_impl = machine_impl(machine);
     let graph = graph(machine);
     let signal_impls = signal_impls(machine);
+    let stored = stored(machine);
     quote! {
         #(#attrs)*
         #vis mod #ident {
@@ -42,8 +43,90 @@ pub fn machine(machine: &Machine) -> TokenStream {
             #targets
             #machine_impl
             #signal_impls
+            #stored
             #graph
         }
+    }
+}
+
+/// The module as it stands in for the machine when the macro reports errors: the user's items,
+/// each state fn with a body that does nothing, and an empty stand-in for each next type.
+///
+/// Dropping the module instead would add noise to the real errors: an `unused import` warning
+/// for every `use` the states needed, and an unresolved name wherever a helper's signature
+/// names a next type.
+pub fn stand_in(machine: &Machine) -> TokenStream {
+    let attrs = &machine.attrs;
+    let vis = &machine.vis;
+    let ident = &machine.ident;
+    let items = &machine.items;
+    let taken: Vec<Ident> = items.iter().filter_map(item_ident).collect();
+    let mut next_types: Vec<Ident> = Vec::new();
+    for state in &machine.states {
+        let name = state.variant();
+        if !taken.contains(&name) && !next_types.contains(&name) {
+            next_types.push(name);
+        }
+    }
+    // A name declared twice is reported; the stand-in defines it once.
+    let mut defined: Vec<&Ident> = Vec::new();
+    let fns = machine.states.iter().filter(|state| {
+        let first = !defined.contains(&&state.ident);
+        defined.push(&state.ident);
+        first
+    });
+    let fns = fns.map(|state| inert(&state.func, crate::valid::returns_ok(state)));
+    // The states' bodies are gone, so helpers they called would be reported unused.
+    quote! {
+        #(#attrs)*
+        #[allow(unused)]
+        #vis mod #ident {
+            #(#items)*
+            #(#fns)*
+            #(pub enum #next_types {})*
+        }
+    }
+}
+
+/// `func` as a fn that does nothing, for a state whose machine could not be generated: its
+/// parameters keep their types, so the imports they use stay used; its body goes, as it names
+/// generated items (`goto!`), and so does its return type unless `keep_return`.
+pub fn inert(func: &syn::ItemFn, keep_return: bool) -> syn::ItemFn {
+    let mut func = func.clone();
+    func.attrs.retain(|attr| attr.path().segments.last().is_none_or(|s| s.ident != "state"));
+    func.attrs.push(syn::parse_quote!(#[allow(unused)]));
+    // A receiver is an error of its own in a free fn; the macro has reported it already.
+    func.sig.inputs = func
+        .sig
+        .inputs
+        .into_iter()
+        .filter_map(|input| match input {
+            syn::FnArg::Typed(mut typed) => {
+                typed.attrs.retain(|attr| !attr.path().is_ident("signal"));
+                Some(syn::FnArg::Typed(typed))
+            }
+            syn::FnArg::Receiver(_) => None,
+        })
+        .collect();
+    if keep_return {
+        func.block = Box::new(syn::parse_quote!({ loop {} }));
+    } else {
+        func.sig.output = syn::ReturnType::Default;
+        func.block = Box::new(syn::parse_quote!({}));
+    }
+    func
+}
+
+/// The name an item defines in the type namespace, if any.
+fn item_ident(item: &syn::Item) -> Option<Ident> {
+    match item {
+        syn::Item::Enum(item) => Some(item.ident.clone()),
+        syn::Item::Struct(item) => Some(item.ident.clone()),
+        syn::Item::Type(item) => Some(item.ident.clone()),
+        syn::Item::Union(item) => Some(item.ident.clone()),
+        syn::Item::Trait(item) => Some(item.ident.clone()),
+        syn::Item::Mod(item) => Some(item.ident.clone()),
+        _ => None,
     }
 }
 
@@ -76,20 +159,110 @@ fn payload_fields(state: &State) -> TokenStream {
 }
 
 /// The fields of `state`'s variant of the state enum: its payload, and the signal it waits
-/// for (`None` until it arrives).
+/// for (`None` until it arrives), each stored through its generated codec ([`stored`]).
 fn state_fields(state: &State) -> TokenStream {
-    let Some(signal) = &state.signal else { return payload_fields(state) };
-    let payload = state.payload.iter().filter_map(|param| {
+    let payload = state.payload.iter().enumerate().filter_map(|(index, param)| {
         let ident = param.ident.as_ref()?;
         let ty = &param.ty;
         let doc = format!("`{ident}`, of the payload of state `{}`.", state.ident);
-        Some(quote! { #[doc = #doc] #ident: #ty, })
+        let codec = codec_name(state, &index.to_string()).to_string();
+        Some(quote! { #[doc = #doc] #[serde(with = #codec)] #ident: #ty })
     });
-    let ident = &signal.ident;
-    let ty = &signal.ty;
-    let doc = format!("The signal `{}` waits for; `None` until it arrives.", state.ident);
+    let signal = state.signal.as_ref().map(|signal| {
+        let ident = &signal.ident;
+        let ty = &signal.ty;
+        let doc = format!("The signal `{}` waits for; `None` until it arrives.", state.ident);
+        let codec = codec_name(state, "signal").to_string();
+        quote! {
+            #[doc = #doc]
+            #[serde(default, with = #codec)]
+            #ident: ::core::option::Option<#ty>
+        }
+    });
+    let fields: Vec<TokenStream> = payload.chain(signal).collect();
+    if fields.is_empty() {
+        TokenStream::new()
+    } else {
+        quote! { { #(#fields),* } }
+    }
+}
+
+/// The module through which a payload field (`part` its index) or the signal (`part` is
+/// `signal`) of `state` is stored.
+fn codec_name(state: &State, part: &str) -> Ident {
+    format_ident!("__flow_stored_{}_{}", state.ident, part)
+}
+
+/// One `#[serde(with)]` module per payload field and signal, storing it through
+/// `flow::__private::stored`, and one check per distinct type, spanned on the user's type.
+///
+/// Deriving serde for the state enum over the user's types directly would report a type without
+/// serde once for every place the derive uses it (three to six errors of serde internals); the
+/// codecs compile for any type, and the check is the one error.
+fn stored(machine: &Machine) -> TokenStream {
+    let mut codecs = Vec::new();
+    let mut aliases = Vec::new();
+    let mut checked: Vec<String> = Vec::new();
+    let mut checks = Vec::new();
+    for state in &machine.states {
+        let payload = state.payload.iter().enumerate().map(|(i, param)| (i.to_string(), param));
+        for (part, param) in payload.chain(state.signal.iter().map(|s| ("signal".to_owned(), s))) {
+            let module = codec_name(state, &part);
+            let user_ty = &param.ty;
+            // Through an alias declared beside the user's code, so the type's path resolves
+            // as the user wrote it (payload aliases come with `targets`).
+            let alias = format_ident!("__flow_{}_{}", state.ident, part);
+            let ty = if part == "signal" {
+                aliases.push(quote! {
+                    #[allow(non_camel_case_types)]
+                    type #alias = #user_ty;
+                });
+                quote!(::core::option::Option<super::#alias>)
+            } else {
+                quote!(super::#alias)
+            };
+            codecs.push(quote! {
+                #[doc(hidden)]
+                #[allow(non_snake_case, dead_code)]
+                mod #module {
+                    use ::flow::__private::stored::{NotSerde as _, Probe, ViaSerde as _};
+                    use ::flow::__private::serde::{Deserializer, Serializer};
+
+                    pub fn serialize<S: Serializer>(
+                        value: &#ty,
+                        serializer: S,
+                    ) -> ::core::result::Result<S::Ok, S::Error> {
+                        (&Probe::<#ty>::new()).store(value, serializer)
+                    }
+
+                    pub fn deserialize<'de, D: Deserializer<'de>>(
+                        deserializer: D,
+                    ) -> ::core::result::Result<#ty, D::Error> {
+                        (&Probe::<#ty>::new()).load(deserializer)
+                    }
+                }
+            });
+            let text = type_text(user_ty);
+            if checked.contains(&text) {
+                continue;
+            }
+            checked.push(text);
+            let check = quote_spanned! {user_ty.span()=>
+                ::flow::__private::stored::check::<#user_ty>();
+            };
+            checks.push(check);
+        }
+    }
     quote! {
-        { #(#payload)* #[doc = #doc] #[serde(default)] #ident: ::core::option::Option<#ty> }
+        #(#aliases)*
+        #(#codecs)*
+
+        /// Fails to compile, spanned on the type, if a payload or signal has no serde.
+        #[doc(hidden)]
+        #[allow(dead_code)]
+        fn __flow_check_stored() {
+            #(#checks)*
+        }
     }
 }
 
@@ -304,6 +477,14 @@ fn machine_impl(machine: &Machine) -> TokenStream {
             #unsignalled
         }
     });
+    // Spanned on the user's context type: a context that is not `Send` makes this future not
+    // `Send`, and that one error shows there.
+    let context_span = machine.context().map_or_else(Span::call_site, |(_, ty)| ty.span());
+    let step_future = quote_spanned! {context_span=>
+        impl ::core::future::Future<
+            Output = ::flow::Result<::flow::Step<State, #output>>,
+        > + ::core::marker::Send + '_
+    };
     let signals = signal_methods(machine);
     let failures = failure_methods(machine);
     let machine_doc = format!(
@@ -348,9 +529,7 @@ fn machine_impl(machine: &Machine) -> TokenStream {
             fn step(
                 __flow_state: State,
                 __flow_cx: &mut #context,
-            ) -> impl ::core::future::Future<
-                Output = ::flow::Result<::flow::Step<State, #output>>,
-            > + ::core::marker::Send + '_ {
+            ) -> #step_future {
                 async move {
                     match __flow_state { #(#arms)* }
                 }
@@ -391,10 +570,12 @@ fn signal_methods(machine: &Machine) -> TokenStream {
     let delivers = waiting.iter().map(|state| {
         let variant = state.variant();
         let ident = state.signal.as_ref().map(|signal| &signal.ident);
+        let ty = state.signal.as_ref().map(|signal| &signal.ty);
         quote! {
             State::#variant { #ident, .. } => {
+                use ::flow::__private::stored::{NotSerde as _, ViaSerde as _};
                 *#ident = ::core::option::Option::Some(
-                    ::flow::__private::serde_json::from_value(signal)?,
+                    (&::flow::__private::stored::Probe::<#ty>::new()).load(signal)?,
                 );
                 ::core::result::Result::Ok(())
             }
@@ -546,11 +727,23 @@ fn signal_impls(machine: &Machine) -> TokenStream {
             None => by_type.push((text, &signal.ty, vec![state.ident.to_string()])),
         }
     }
-    // `Signal` requires serde; its impl, spanned on the user's type, says so there.
+    // Stored through the probe, like the state enum's fields: a type without serde is
+    // reported once, by the check in `stored`.
     let impls = by_type.iter().map(|(_, ty, states)| {
-        quote_spanned! {ty.span()=>
+        quote! {
             impl ::flow::Signal<Machine> for #ty {
                 const STATES: &'static [&'static str] = &[#(#states),*];
+
+                fn to_json(
+                    &self,
+                ) -> ::core::result::Result<
+                    ::flow::__private::serde_json::Value,
+                    ::flow::__private::serde_json::Error,
+                > {
+                    use ::flow::__private::stored::{NotSerde as _, ViaSerde as _};
+                    (&::flow::__private::stored::Probe::<#ty>::new())
+                        .store(self, ::flow::__private::serde_json::value::Serializer)
+                }
             }
         }
     });

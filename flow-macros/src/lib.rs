@@ -8,6 +8,7 @@
 mod ast;
 mod attr;
 mod expand;
+mod outside;
 mod suggest;
 mod valid;
 
@@ -19,12 +20,21 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn machine(args: TokenStream, input: TokenStream) -> TokenStream {
     let mut errors = attr::Errors::default();
-    let expanded =
-        ast::Machine::parse(args.into(), input.into(), &mut errors).and_then(|machine| {
-            valid::check(&machine, &mut errors);
-            errors.finish().map(|()| expand::machine(&machine))
-        });
-    expanded.unwrap_or_else(syn::Error::into_compile_error).into()
+    let machine = match ast::Machine::parse(args.into(), input.into(), &mut errors) {
+        Ok(machine) => machine,
+        Err(error) => return error.into_compile_error().into(),
+    };
+    valid::check(&machine, &mut errors);
+    match errors.finish() {
+        Ok(()) => expand::machine(&machine),
+        // The module stays, with inert states, so the errors are all the user sees.
+        Err(error) => {
+            let mut output = error.into_compile_error();
+            output.extend(expand::stand_in(&machine));
+            output
+        }
+    }
+    .into()
 }
 
 /// Marks an `async fn` as a state of the enclosing `#[flow::machine]` module.
@@ -32,13 +42,30 @@ pub fn machine(args: TokenStream, input: TokenStream) -> TokenStream {
 /// Inert: `#[flow::machine]` reads and removes it. Used anywhere else, it is an error.
 #[proc_macro_attribute]
 pub fn state(_args: TokenStream, input: TokenStream) -> TokenStream {
-    let input = proc_macro2::TokenStream::from(input);
-    let mut error = syn::Error::new(
-        proc_macro2::Span::call_site(),
-        "#[state] only works on an async fn inside a #[flow::machine] module\n\
-         = help: put this fn in a module marked #[flow::machine]",
-    )
-    .into_compile_error();
-    error.extend(input);
-    error.into()
+    let call_site = proc_macro::Span::call_site();
+    let Ok(func) = syn::parse::<syn::ItemFn>(input.clone()) else {
+        let error = syn::Error::new(
+            call_site.into(),
+            "#[state] goes on an async fn inside a #[flow::machine] module",
+        );
+        let mut output = error.into_compile_error();
+        output.extend(proc_macro2::TokenStream::from(input));
+        return output.into();
+    };
+    // A module that lacks #[flow::machine] has several states: one error says so, and the fns
+    // stay, inert, so that nothing else is reported about them.
+    let mut output = proc_macro2::TokenStream::new();
+    if outside::first_in_file(call_site) {
+        output.extend(
+            syn::Error::new(
+                call_site.into(),
+                "#[state] only works on an async fn inside a #[flow::machine] module\n\
+                 = help: put the states in a module marked #[flow::machine]: \
+                 `#[flow::machine] pub mod checkout { use super::*; ... }`",
+            )
+            .into_compile_error(),
+        );
+    }
+    output.extend(quote::ToTokens::into_token_stream(expand::inert(&func, false)));
+    output.into()
 }

@@ -18,6 +18,9 @@ use crate::suggest;
 fn signals(machine: &Machine, errors: &mut Errors) {
     for state in &machine.states {
         let Some(config) = &state.attr.signal else { continue };
+        if state.signal.is_none() && state.signal_marked {
+            continue; // the refused #[signal] is reported
+        }
         if state.signal.is_none() {
             errors.push(
                 config.span,
@@ -160,8 +163,21 @@ fn compensation(
         Item::Fn(func) if func.sig.ident == *ident => Some(func),
         _ => None,
     });
-    // Not in the module (imported, or a typo): the compiler says which.
-    let Some(func) = found else { return };
+    let Some(func) = found else {
+        // Imported by name, or by a path in the attribute: the compiler resolves it. Anything
+        // else is reported here with the fn to write, which rustc's "cannot find" would not say.
+        if !imports_by_name(machine, ident) {
+            errors.push_spanned(
+                path,
+                format!(
+                    "no fn `{ident}` in module `{}` for the compensation of state `{name}`\n= help: write `async fn {ident}({}) -> Result<()>` beside the states, or import it by name: `use super::{ident};`",
+                    machine.ident,
+                    params.join(", ")
+                ),
+            );
+        }
+        return;
+    };
     let sig = &func.sig;
     if sig.asyncness.is_none() {
         errors.push(
@@ -176,6 +192,29 @@ fn compensation(
                 "compensation `{ident}` of state `{name}` takes {} parameter(s), but is given {}: the context and `{name}`'s payload\n{}",
                 sig.inputs.len(),
                 params.len(),
+                wanted(ident)
+            ),
+        );
+    }
+    let given: Vec<&Type> = state.payload.iter().map(|p| &p.ty).collect();
+    let taken: Vec<&Type> = sig
+        .inputs
+        .iter()
+        .skip(1)
+        .filter_map(|input| match input {
+            syn::FnArg::Typed(typed) => Some(&*typed.ty),
+            syn::FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let differ = given.iter().zip(&taken).any(|(a, b)| last_segments(a) != last_segments(b));
+    if sig.inputs.len() == params.len() && differ {
+        let text = |types: &[&Type]| types.iter().map(type_text).collect::<Vec<_>>().join(", ");
+        errors.push_spanned(
+            path,
+            format!(
+                "compensation `{ident}` takes ({}), but state `{name}` holds ({}) to undo\n{}",
+                text(&taken),
+                text(&given),
                 wanted(ident)
             ),
         );
@@ -208,6 +247,7 @@ pub fn check(machine: &Machine, errors: &mut Errors) {
     }
     let (names, unique) = state_names(machine, errors);
     signatures(machine, errors);
+    owned(machine, errors);
     // Walking a graph with unknown or ambiguous names would only restate those errors.
     if declarations(machine, &names, errors) && unique {
         reachability(machine, errors);
@@ -218,7 +258,8 @@ pub fn check(machine: &Machine, errors: &mut Errors) {
     collisions(machine, errors);
     for state in &machine.states {
         let declared_ok = state.targets().iter().all(|t| names.iter().any(|n| t == n));
-        if declared_ok {
+        let declares_something = state.attr.to.is_some() || state.is_end();
+        if declared_ok && declares_something {
             GotoTargets { machine, state, names: &names, errors }.visit_block(&state.func.block);
         }
     }
@@ -236,6 +277,24 @@ fn state_names(machine: &Machine, errors: &mut Errors) -> (Vec<String>, bool) {
                 state.ident.span(),
                 format!("a state named `{name}` is already declared in this machine\n= help: give each state its own name"),
             );
+        }
+    }
+    // `charge_2` and `charge2` are two names but one variant and next type, `Charge2`.
+    let mut variants: HashMap<String, &Ident> = HashMap::new();
+    for state in &machine.states {
+        let variant = state.variant().to_string();
+        match variants.get(&variant) {
+            Some(first) if **first != state.ident => {
+                unique = false;
+                errors.push(
+                    state.ident.span(),
+                    format!("states `{first}` and `{}` both become `{variant}`, the name of their variant and next type\n= help: rename `{}` so that its UpperCamelCase form differs", state.ident, state.ident),
+                );
+            }
+            Some(_) => {}
+            None => {
+                variants.insert(variant, &state.ident);
+            }
         }
     }
     let names = machine.states.iter().map(|state| state.ident.to_string()).collect();
@@ -266,6 +325,7 @@ fn signatures(machine: &Machine, errors: &mut Errors) {
             "state `{name}` has no context parameter\n= help: the first parameter of every state is the machine's context, taken by `&mut`: `async fn {name}(cx: &mut {suggested}, ...)`"
         );
         match &state.context {
+            _ if sig.receiver().is_some() => {} // `self` is reported, and shifts every parameter
             None => errors.push(sig.paren_token.span.join(), missing),
             Some(param) => match (&param.ty, context_type(&param.ty), expected) {
                 (syn::Type::Reference(shared), None, _) => errors.push_spanned(
@@ -296,6 +356,15 @@ fn signatures(machine: &Machine, errors: &mut Errors) {
         let declares_nothing = state.attr.to.is_none() && !state.is_end();
         match (&state.returns, state.is_end()) {
             _ if declares_nothing => {} // reported by `declarations`
+            _ if wrapper(state).is_some_and(|w| w != "Result") => {
+                let wrapper = wrapper(state).expect("checked");
+                errors.push_spanned(
+                    wrapper,
+                    format!(
+                        "state `{name}` returns `{wrapper}<...>`, but a state returns `{wanted}`\n= help: a state that cannot go on returns an error: `Err(Error::permanent(\"why\"))`, or `Error::retryable` to try again"
+                    ),
+                );
+            }
             (None, _) => errors.push(
                 returns_span(state),
                 format!(
@@ -316,6 +385,55 @@ fn signatures(machine: &Machine, errors: &mut Errors) {
                 ),
             ),
             _ => {}
+        }
+    }
+}
+
+/// Payloads and signals are owned: they are stored in every checkpoint and move between tasks.
+fn owned(machine: &Machine, errors: &mut Errors) {
+    for state in &machine.states {
+        for param in state.payload.iter().chain(&state.signal) {
+            let mut borrows = Borrows(None);
+            borrows.visit_type(&param.ty);
+            let Some((span, owned)) = borrows.0 else { continue };
+            let field = param.ident.as_ref().map_or("_".to_owned(), ToString::to_string);
+            errors.push(
+                span,
+                format!(
+                    "state `{}` takes `{field}: {}`, a borrowed value, but payloads and signals are owned: they are stored in every checkpoint and move between tasks\n= help: take {owned}",
+                    state.ident,
+                    type_text(&param.ty),
+                ),
+            );
+        }
+    }
+}
+
+/// The first reference or lifetime in a type, and the owned type to suggest.
+struct Borrows(Option<(proc_macro2::Span, String)>);
+
+impl<'ast> Visit<'ast> for Borrows {
+    fn visit_type_reference(&mut self, reference: &'ast syn::TypeReference) {
+        if self.0.is_some() {
+            return;
+        }
+        let elem = type_text(&reference.elem);
+        let owned = match &*reference.elem {
+            Type::Path(path) if path.path.is_ident("str") => "`String`".to_owned(),
+            Type::Path(path) if path.path.is_ident("Path") => "`PathBuf`".to_owned(),
+            Type::Slice(slice) => format!("`Vec<{}>`", type_text(&slice.elem)),
+            _ => format!("`{elem}`"),
+        };
+        self.0 =
+            Some((syn::spanned::Spanned::span(&reference.and_token), format!("{owned} instead")));
+    }
+
+    fn visit_lifetime(&mut self, lifetime: &'ast syn::Lifetime) {
+        if self.0.is_none() {
+            self.0 = Some((
+                lifetime.span(),
+                "a type without lifetimes (`String`, not `Cow<'a, str>`)".to_owned(),
+            ));
         }
     }
 }
@@ -348,7 +466,9 @@ fn declarations(machine: &Machine, names: &[String], errors: &mut Errors) -> boo
             }
         }
     }
-    if !machine.states.iter().any(State::is_end) {
+    // A state with neither targets nor `end` is reported below, with both fixes.
+    let dead_end = |state: &State| state.attr.to.is_none() && !state.is_end();
+    if !machine.states.iter().any(State::is_end) && !machine.states.iter().any(dead_end) {
         sound = false;
         errors.push(
             machine.ident.span(),
@@ -367,9 +487,23 @@ fn declarations(machine: &Machine, names: &[String], errors: &mut Errors) -> boo
             ),
             (None, None) => {
                 sound = false;
+                let mut gone_to = GotoNames(Vec::new());
+                gone_to.visit_block(&state.func.block);
+                let help = if gone_to.0.is_empty() {
+                    "declare where it may go, #[state(to(next_state))], or mark it #[state(end)]"
+                        .to_owned()
+                } else {
+                    let mut names: Vec<String> = Vec::new();
+                    for target in gone_to.0 {
+                        if !names.contains(&target.to_string()) {
+                            names.push(target.to_string());
+                        }
+                    }
+                    format!("its body goes to {}: declare it, #[state(to({}))]", suggest::list(names.iter()), names.join(", "))
+                };
                 errors.push(
                     name.span(),
-                    format!("state `{name}` has no targets and is not an end state\n= help: declare where it may go, #[state(to(next_state))], or mark it #[state(end)]"),
+                    format!("state `{name}` has no targets and is not an end state\n= help: {help}"),
                 );
             }
             _ => {}
@@ -529,6 +663,20 @@ impl<'ast> Visit<'ast> for TypeNames {
     }
 }
 
+/// The first token of every `goto!(...)` in a body: the states it goes to.
+struct GotoNames(Vec<Ident>);
+
+impl<'ast> Visit<'ast> for GotoNames {
+    fn visit_macro(&mut self, mac: &'ast Macro) {
+        if mac.path.segments.last().is_some_and(|segment| segment.ident == "goto")
+            && let Some(proc_macro2::TokenTree::Ident(ident)) =
+                mac.tokens.clone().into_iter().next()
+        {
+            self.0.push(ident);
+        }
+    }
+}
+
 /// `goto!(target(...))` in a state's body names one of that state's declared targets.
 struct GotoTargets<'a> {
     machine: &'a Machine,
@@ -575,6 +723,58 @@ impl<'ast> Visit<'ast> for GotoTargets<'_> {
             );
         }
     }
+}
+
+/// A type as text with every path cut to its last segment (`Order` for `crate::shop::Order`):
+/// two types the macro tells apart this way are different whatever the imports.
+fn last_segments(ty: &Type) -> String {
+    struct Cut;
+    impl syn::visit_mut::VisitMut for Cut {
+        fn visit_path_mut(&mut self, path: &mut syn::Path) {
+            if let Some(last) = path.segments.pop() {
+                path.segments.clear();
+                path.segments.push(last.into_value());
+            }
+            path.leading_colon = None;
+            syn::visit_mut::visit_path_mut(self, path);
+        }
+    }
+    let mut ty = ty.clone();
+    syn::visit_mut::VisitMut::visit_type_mut(&mut Cut, &mut ty);
+    type_text(&ty)
+}
+
+/// Whether a `use` of the module imports `ident` by name (`use super::refund;`, or renamed to it).
+fn imports_by_name(machine: &Machine, ident: &Ident) -> bool {
+    fn names(tree: &syn::UseTree, ident: &Ident) -> bool {
+        match tree {
+            syn::UseTree::Path(path) => names(&path.tree, ident),
+            syn::UseTree::Name(name) => name.ident == *ident,
+            syn::UseTree::Rename(rename) => rename.rename == *ident,
+            syn::UseTree::Glob(_) => false,
+            syn::UseTree::Group(group) => group.items.iter().any(|tree| names(tree, ident)),
+        }
+    }
+    machine.items.iter().any(|item| matches!(item, Item::Use(used) if names(&used.tree, ident)))
+}
+
+/// The outer type of what `state` returns: `Result` in `Result<Validate>`.
+fn wrapper(state: &State) -> Option<&Ident> {
+    match &state.func.sig.output {
+        syn::ReturnType::Type(_, ty) => match &**ty {
+            Type::Path(path) => path.path.segments.last().map(|segment| &segment.ident),
+            _ => None,
+        },
+        syn::ReturnType::Default => None,
+    }
+}
+
+/// Whether `state` returns what the macro accepts: `Result<Validate>` (its next type), or
+/// `Result<T>` for an end state.
+pub fn returns_ok(state: &State) -> bool {
+    let Some(returns) = &state.returns else { return false };
+    wrapper(state).is_some_and(|w| w == "Result")
+        && (state.is_end() || is_named(returns, &state.variant()))
 }
 
 fn is_named(ty: &Type, name: &Ident) -> bool {

@@ -271,7 +271,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let inner = &self.inner;
         scheduler::start(inner);
-        let value = serde_json::to_value(&signal).map_err(|error| EngineError::Serialize {
+        let value = signal.to_json().map_err(|error| EngineError::Serialize {
             run,
             machine: M::NAME,
             detail: error.to_string(),

@@ -51,10 +51,11 @@ use versions::Migration;
 /// A machine the engine can keep: its context and output are serde types.
 ///
 /// Implemented for every [`Machine`] whose `Context` and `Output` are `Serialize` and
-/// `DeserializeOwned`; you never implement it yourself.
+/// `DeserializeOwned`, and whose `Context` is `Send` (runs move between the engine's tasks);
+/// you never implement it yourself.
 pub trait Durable:
     Machine<
-        Context: Serialize + DeserializeOwned + 'static,
+        Context: Serialize + DeserializeOwned + Send + 'static,
         Output: Serialize + DeserializeOwned + 'static,
     >
 {
@@ -62,7 +63,7 @@ pub trait Durable:
 
 impl<M> Durable for M where
     M: Machine<
-            Context: Serialize + DeserializeOwned + 'static,
+            Context: Serialize + DeserializeOwned + Send + 'static,
             Output: Serialize + DeserializeOwned + 'static,
         >
 {
