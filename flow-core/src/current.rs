@@ -117,16 +117,16 @@ impl Current {
 /// outside one.
 ///
 /// ```
-/// # use flow_core::Result;
+/// # use flow::Result;
 /// async fn charge_card(amount: u64) -> Result<()> {
-///     let key = flow_core::current().map(|now| now.idempotency_key());
+///     let key = flow::current().map(|now| now.idempotency_key());
 ///     // payments.charge(amount).idempotency_key(key).send().await?;
 ///     # let _ = (amount, key);
 ///     Ok(())
 /// }
 ///
 /// async fn set_balance(account: &str, cents: i64) -> Result<()> {
-///     let token = flow_core::current().and_then(|now| now.fencing_token);
+///     let token = flow::current().and_then(|now| now.fencing_token);
 ///     // ledger.set(account, cents).fencing_token(token).send().await?;
 ///     // The ledger keeps the highest token it has seen for `account`, and refuses a write
 ///     // with a lower one: the write of an engine that lost the run.

@@ -2,7 +2,7 @@
 //! inside a state.
 //!
 //! ```no_run
-//! # async fn watch(engine: flow_core::Engine, run: flow_core::RunId) {
+//! # async fn watch(engine: flow::Engine, run: flow::RunId) {
 //! let mut events = engine.events_of(run); // or engine.events() for every run
 //! while let Some(event) = events.next().await {
 //!     // "01906d6b8f3a7c129e4b28e9c8a1b2c3 checkout/charge: attempt 2 failed: …; retry in 180ms"
@@ -227,8 +227,8 @@ impl Events {
     /// without one (for one run's stream: the run ended first).
     ///
     /// ```no_run
-    /// # async fn demo(engine: flow_core::Engine, run: flow_core::RunId) {
-    /// use flow_core::EventKind;
+    /// # async fn demo(engine: flow::Engine, run: flow::RunId) {
+    /// use flow::EventKind;
     ///
     /// let mut events = engine.events_of(run);
     /// let waiting = events.until(|e| matches!(e.kind, EventKind::WaitingForSignal { .. })).await;
@@ -288,7 +288,7 @@ impl Stream for Events {
 /// ```
 /// # async fn load(rows: &[u32]) {
 /// for (done, _row) in rows.iter().enumerate() {
-///     flow_core::progress(format!("row {done}"), Some(done as f32 / rows.len() as f32));
+///     flow::progress(format!("row {done}"), Some(done as f32 / rows.len() as f32));
 /// }
 /// # }
 /// ```

@@ -21,7 +21,7 @@ use uuid::Uuid;
 /// UUID (8-4-4-4-12 hex digits), in either case.
 ///
 /// ```
-/// use flow_core::RunId;
+/// use flow::RunId;
 ///
 /// let id = RunId::from_u128(42);
 /// assert_eq!(id.to_string(), "0000000000000000000000000000002a");
@@ -81,7 +81,7 @@ impl RunId {
     /// run in a store written years ago, and any UUID v5 implementation computes it.
     ///
     /// ```
-    /// use flow_core::RunId;
+    /// use flow::RunId;
     ///
     /// let id = RunId::for_key("checkout", "order-1042");
     /// assert_eq!(id, RunId::for_key("checkout", "order-1042"));

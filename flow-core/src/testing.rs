@@ -9,26 +9,20 @@
 //! person a run waits for.
 //!
 //! ```
-//! use flow_core::testing::{self, Faults};
-//! use flow_core::{Graph, Machine, Policy, Result, RetryPolicy, StateInfo, Step};
-//! # use flow_core::Backoff;
-//! # use std::time::Duration;
-//! # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-//! # enum State { Send(u32) }
-//! # static STATES: [StateInfo; 1] = [StateInfo {
-//! #     name: "send", start: true, end: true, payload: &[], output: Some("u32"), signal: None, compensate: None,
-//! #     policy: Policy { retry: RetryPolicy { attempts: 4, backoff: Backoff { base: Duration::from_secs(3600), cap: Duration::from_secs(3600), ..Backoff::DEFAULT } }, ..Policy::DEFAULT },
-//! # }];
-//! # static GRAPH: Graph = Graph { name: "mailer", states: &STATES, edges: &[], start: 0, max_steps: 10, version: 1, fingerprint: "mailer-1", legacy_fingerprints: &[] };
-//! # struct Mailer;
-//! # impl Machine for Mailer {
-//! #     const NAME: &'static str = "mailer";
-//! #     type Context = u32; type Input = u32; type Output = u32; type State = State;
-//! #     fn graph() -> &'static Graph { &GRAPH }
-//! #     fn start(input: u32) -> State { State::Send(input) }
-//! #     fn index(_: &State) -> usize { 0 }
-//! #     async fn step(state: State, _: &mut u32) -> Result<Step<State, u32>> { let State::Send(n) = state; Ok(Step::Done(n)) }
-//! # }
+//! use std::time::Duration;
+//! use flow::testing::{self, Faults};
+//!
+//! #[flow::machine]
+//! pub mod mailer {
+//!     use flow::prelude::*;
+//!
+//!     #[state(start, end, retry(attempts = 4, backoff = "1h"))]
+//!     async fn send(_cx: &mut u32, letter: u32) -> Result<u32> {
+//!         Ok(letter)
+//!     }
+//! }
+//! type Mailer = mailer::Machine;
+//!
 //! // `send` retries hourly, up to 4 attempts; its first three fail.
 //! # tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(async {
 //! let engine = testing::engine()
@@ -43,7 +37,7 @@
 //! // Three backoffs of up to an hour each went by on the paused clock, in no time at all.
 //! let history = engine.status(id).await.unwrap().history;
 //! let backoff: Duration = history.iter().filter_map(|entry| match &entry.outcome {
-//!     flow_core::history::Outcome::Failed { retry_in, .. } => *retry_in,
+//!     flow::history::Outcome::Failed { retry_in, .. } => *retry_in,
 //!     _ => None,
 //! }).sum();
 //! assert_eq!(history.len(), 4);

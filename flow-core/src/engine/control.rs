@@ -80,7 +80,7 @@ impl Engine {
     /// starts one run. [`Engine::handle_for_key`] gets the run's handle back.
     ///
     /// ```no_run
-    /// # use flow_core::{Durable, Engine, EngineError};
+    /// # use flow::{Durable, Engine, EngineError};
     /// # async fn order<M: Durable>(engine: Engine, input: M::Input, cx: M::Context)
     /// # -> Result<(), EngineError> {
     /// let run = match engine.start_keyed::<M>("order-1042", input, cx).await {

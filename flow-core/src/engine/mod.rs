@@ -90,32 +90,25 @@ impl Clock for SystemClock {
 /// executes them until they wait or end, and lets go. Cheap to clone: clones share one engine.
 ///
 /// ```
-/// # use flow_core::{Graph, Machine, Policy, Result, StateInfo, Step};
-/// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-/// # pub enum State { Tick(u32) }
-/// # static STATES: [StateInfo; 1] = [StateInfo {
-/// #     name: "tick", start: true, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT, signal: None, compensate: None,
-/// # }];
-/// # static GRAPH: Graph = Graph { name: "countdown", states: &STATES, edges: &[("tick", "tick")],
-/// #     start: 0, max_steps: 100, version: 1, fingerprint: "countdown-1",
-/// #     legacy_fingerprints: &[] };
-/// # pub struct Countdown;
-/// # impl Machine for Countdown {
-/// #     const NAME: &'static str = "countdown";
-/// #     type Context = u32;
-/// #     type Input = u32;
-/// #     type Output = u32;
-/// #     type State = State;
-/// #     fn graph() -> &'static Graph { &GRAPH }
-/// #     fn start(input: u32) -> State { State::Tick(input) }
-/// #     fn index(_: &State) -> usize { 0 }
-/// #     async fn step(state: State, ticks: &mut u32) -> Result<Step<State, u32>> {
-/// #         let State::Tick(n) = state;
-/// #         *ticks += 1;
-/// #         Ok(if n == 0 { Step::Done(*ticks) } else { Step::Next(State::Tick(n - 1)) })
-/// #     }
-/// # }
-/// use flow_core::{Engine, store::MemoryStore};
+/// use flow::{Engine, store::MemoryStore};
+///
+/// #[flow::machine]
+/// pub mod countdown {
+///     use flow::prelude::*;
+///
+///     /// Counts its ticks in the context, down to zero.
+///     #[state(start, to(tick, done))]
+///     async fn tick(ticks: &mut u32, left: u32) -> Result<Tick> {
+///         *ticks += 1;
+///         if left == 0 { goto!(done) } else { goto!(tick(left - 1)) }
+///     }
+///
+///     #[state(end)]
+///     async fn done(ticks: &mut u32) -> Result<u32> {
+///         Ok(*ticks)
+///     }
+/// }
+/// type Countdown = countdown::Machine;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// let engine = Engine::builder()
@@ -126,7 +119,7 @@ impl Clock for SystemClock {
 /// let run = engine.start::<Countdown>(3).await?;
 /// println!("started run {}", run.id());
 /// assert_eq!(run.output().await?, 4);
-/// # Ok::<(), flow_core::EngineError>(())
+/// # Ok::<(), flow::EngineError>(())
 /// # }).unwrap();
 /// ```
 ///

@@ -13,7 +13,7 @@ use crate::RunId;
 /// one store see each other's writes (as two processes on one database would).
 ///
 /// ```
-/// use flow_core::store::MemoryStore;
+/// use flow::store::MemoryStore;
 ///
 /// let store = MemoryStore::new();
 /// let shared = store.clone();

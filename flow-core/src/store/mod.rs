@@ -1,9 +1,9 @@
 //! Where durable runs are kept: the [`CheckpointStore`] trait and its two stores.
 //!
 //! ```no_run
-//! use flow_core::store::SqliteStore;
+//! use flow::store::SqliteStore;
 //!
-//! # fn main() -> Result<(), flow_core::store::StoreError> {
+//! # fn main() -> Result<(), flow::store::StoreError> {
 //! // One file, created if missing; WAL, synchronous=FULL, group commit.
 //! let store = SqliteStore::open("runs.db")?;
 //! # Ok(()) }
@@ -294,7 +294,7 @@ impl FromStr for Status {
 /// Which runs [`CheckpointStore::list`] returns; every field left `None` matches all.
 ///
 /// ```
-/// use flow_core::store::{Filter, Status};
+/// use flow::store::{Filter, Status};
 ///
 /// let stuck_checkouts = Filter::new().machine("checkout").status(Status::Stuck);
 /// let order = Filter::new().key("order-1042");

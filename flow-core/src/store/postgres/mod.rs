@@ -43,9 +43,9 @@ use schema::LAYOUT;
 /// again at the next call.
 ///
 /// ```no_run
-/// use flow_core::store::PostgresStore;
+/// use flow::store::PostgresStore;
 ///
-/// # async fn open() -> Result<(), flow_core::store::StoreError> {
+/// # async fn open() -> Result<(), flow::store::StoreError> {
 /// let store = PostgresStore::connect("postgres://postgres@127.0.0.1:5432/test").await?;
 /// # let _ = store; Ok(()) }
 /// ```

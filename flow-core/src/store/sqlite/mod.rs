@@ -39,9 +39,9 @@ const MAX_BATCH: usize = 4096;
 /// A file written by an older `flow` is upgraded in place when opened.
 ///
 /// ```no_run
-/// use flow_core::store::SqliteStore;
+/// use flow::store::SqliteStore;
 ///
-/// # fn main() -> Result<(), flow_core::store::StoreError> {
+/// # fn main() -> Result<(), flow::store::StoreError> {
 /// let store = SqliteStore::open("runs.db")?;
 /// # let _ = store; Ok(()) }
 /// ```
