@@ -1,19 +1,4 @@
 //! The error a state returns, and how it is classed for retries.
-//!
-//! ```
-//! use flow_core::{Error, Result, ResultExt};
-//!
-//! fn parse(raw: &str) -> Result<u32> {
-//!     // `?` turns any error into a retryable `Error`...
-//!     let n: u32 = raw.trim().parse().permanent()?; // ...unless marked permanent.
-//!     if n == 0 {
-//!         return Err(Error::permanent("a quantity of zero can never succeed"));
-//!     }
-//!     Ok(n)
-//! }
-//! assert!(parse("x").unwrap_err().is_permanent());
-//! assert_eq!(parse("7").unwrap(), 7);
-//! ```
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -38,6 +23,21 @@ pub type Result<T, E = Error> = core::result::Result<T, E>;
 /// Like `anyhow::Error`, this type does not implement `std::error::Error` itself; that is what
 /// lets `?` accept every error type. The errors the runtime returns to callers, such as
 /// [`RunError`](crate::RunError), do implement it.
+///
+/// ```
+/// use flow::{Error, Result, ResultExt};
+///
+/// fn parse(raw: &str) -> Result<u32> {
+///     // `?` turns any error into a retryable `Error`...
+///     let n: u32 = raw.trim().parse().permanent()?; // ...unless marked permanent.
+///     if n == 0 {
+///         return Err(Error::permanent("a quantity of zero can never succeed"));
+///     }
+///     Ok(n)
+/// }
+/// assert!(parse("x").unwrap_err().is_permanent());
+/// assert_eq!(parse("7").unwrap(), 7);
+/// ```
 pub struct Error {
     source: BoxError,
     permanent: bool,

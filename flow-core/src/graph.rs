@@ -1,23 +1,4 @@
 //! Static graph metadata of a machine, and its Mermaid and DOT renderings.
-//!
-//! Every machine exposes its graph as `module::graph()`; the macro builds it as a static like
-//! this one:
-//!
-//! ```
-//! use flow_core::{Graph, Policy, StateInfo};
-//!
-//! static STATES: [StateInfo; 2] = [
-//!     StateInfo { name: "work", start: true, end: false, payload: &[("left", "u32")], output: None, policy: Policy::DEFAULT, signal: None, compensate: None },
-//!     StateInfo { name: "done", start: false, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT, signal: None, compensate: None },
-//! ];
-//! static JOB: Graph = Graph {
-//!     name: "job", states: &STATES, edges: &[("work", "work"), ("work", "done")], start: 0, max_steps: 100,
-//!     version: 1, fingerprint: "5f0c8e1a2b3d4c6e", legacy_fingerprints: &[],
-//! };
-//!
-//! assert_eq!(JOB.targets("work").collect::<Vec<_>>(), ["work", "done"]);
-//! assert_eq!(JOB.to_mermaid(), "stateDiagram-v2\n    [*] --> work\n    work --> work\n    work --> done\n    done --> [*]\n");
-//! ```
 
 use std::fmt::Write;
 
@@ -26,6 +7,30 @@ use serde::Serialize;
 use crate::{OnFailure, Policy};
 
 /// The shape of a machine: its states, its edges, where it starts and where it may end.
+///
+/// Read it to draw a machine ([`Graph::to_mermaid`], [`Graph::to_dot`]), to list where a
+/// state may go ([`Graph::targets`]) or to check a policy in a test.
+///
+/// Every machine exposes its graph as `module::graph()` (and [`Machine::graph`](crate::Machine::graph));
+/// the macro builds it as a static like this one:
+///
+/// ```
+/// use flow::Graph;
+/// use flow::codegen::StateInfo;
+/// use flow::policy::Policy;
+///
+/// static STATES: [StateInfo; 2] = [
+///     StateInfo { name: "work", start: true, end: false, payload: &[("left", "u32")], output: None, policy: Policy::DEFAULT, signal: None, compensate: None },
+///     StateInfo { name: "done", start: false, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT, signal: None, compensate: None },
+/// ];
+/// static JOB: Graph = Graph {
+///     name: "job", states: &STATES, edges: &[("work", "work"), ("work", "done")], start: 0, max_steps: 100,
+///     version: 1, fingerprint: "5f0c8e1a2b3d4c6e", legacy_fingerprints: &[],
+/// };
+///
+/// assert_eq!(JOB.targets("work").collect::<Vec<_>>(), ["work", "done"]);
+/// assert_eq!(JOB.to_mermaid(), "stateDiagram-v2\n    [*] --> work\n    work --> work\n    work --> done\n    done --> [*]\n");
+/// ```
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Graph {
     /// The machine's name.

@@ -1,12 +1,13 @@
-//! The runtime of [`flow`](https://docs.rs/flow): what `#[flow::machine]` generates code
-//! against, and what runs it.
+//! The runtime of [`flow-machine`](https://docs.rs/flow-machine): what `#[flow::machine]`
+//! generates code against, and what runs it.
 //!
-//! Users depend on the `flow` crate, which re-exports everything here together with the macros.
-//! The pieces:
+//! Depend on `flow-machine` (`use flow::...`), which re-exports what users need from here
+//! together with the macros, and documents it. The pieces:
 //!
-//! - [`Machine`]: the trait a generated machine implements; [`Step`] and [`Goto`] its plumbing.
-//! - [`Runner`]: runs a machine in memory, with each state's [`Policy`] (retries with
-//!   [`Backoff`], timeouts, visit limits) and the run's `max_steps` guard.
+//! - [`Machine`]: the trait a generated machine implements; [`codegen`] holds its plumbing.
+//! - [`Runner`]: runs a machine in memory, with each state's [`policy::Policy`]
+//!   (retries with backoff, timeouts, visit limits) and the run's `max_steps` guard.
+//! - [`Engine`]: runs machines durably over a [`store`].
 //! - [`Error`]: what a state returns on failure, retryable or permanent.
 //! - [`Graph`]: the static shape of a machine, rendered as Mermaid or DOT.
 //! - [`history`]: what happened in a run, attempt by attempt.
@@ -22,7 +23,7 @@ mod graph;
 pub mod history;
 mod id;
 mod machine;
-mod policy;
+pub mod policy;
 mod run;
 pub mod store;
 mod stored;
@@ -35,12 +36,32 @@ pub use engine::{
 };
 pub use error::{BoxError, Error, Result, ResultExt, SharedError};
 pub use event::{Event, EventKind, Events, progress};
-pub use graph::{Graph, SignalInfo, StateInfo};
-pub use history::{Caught, FromCaught};
+pub use graph::Graph;
+pub use history::Caught;
 pub use id::{ParseRunIdError, RunId};
-pub use machine::{Goto, Machine, Signal, Step};
-pub use policy::{Backoff, Jitter, OnFailure, Policy, RetryPolicy};
+pub use machine::Machine;
 pub use run::{FailedCompensation, Finished, RunError, Runner};
+
+// Where generated code and older paths find them; shown in `codegen`, `history` and `policy`.
+#[doc(hidden)]
+pub use graph::{SignalInfo, StateInfo};
+#[doc(hidden)]
+pub use history::FromCaught;
+#[doc(hidden)]
+pub use machine::{Goto, Signal, Step};
+#[doc(hidden)]
+pub use policy::{Backoff, Jitter, OnFailure, Policy, RetryPolicy};
+
+/// What `#[flow::machine]` generates code against: the pieces of a [`Machine`] besides the
+/// trait itself.
+///
+/// You meet these only when you implement [`Machine`] by hand (see its docs) or read a
+/// [`Graph`]'s states. A fallback state's payload type implements
+/// [`history::FromCaught`].
+pub mod codegen {
+    pub use crate::graph::{SignalInfo, StateInfo};
+    pub use crate::machine::{Goto, Signal, Step};
+}
 
 #[doc(hidden)]
 pub mod __private {

@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use flow_core::{Backoff, Jitter, OnFailure, Policy, RetryPolicy};
+//! use flow::policy::{Backoff, Jitter, OnFailure, Policy, RetryPolicy};
 //!
 //! let policy = Policy {
 //!     retry: RetryPolicy {
@@ -128,7 +128,7 @@ pub struct Backoff {
 ///
 /// ```
 /// use std::time::Duration;
-/// use flow_core::{Backoff, Jitter};
+/// use flow::policy::{Backoff, Jitter};
 ///
 /// let exact = Backoff { jitter: Jitter::None, ..Backoff::DEFAULT };
 /// // With no jitter, retry 3 waits exactly its ceiling: 100ms * 2^2.

@@ -1,8 +1,4 @@
 //! Running a machine in memory, from input to output.
-//!
-//! `module::run(input, &mut cx)`, generated for every machine, is `Runner::new().run(..)`; build a
-//! [`Runner`] yourself to fix the backoff jitter's seed or to change `max_steps`. The
-//! [`Machine`](crate::Machine) docs show a complete run.
 
 mod attempt;
 mod drive;
@@ -24,6 +20,39 @@ pub(crate) use drive::{arrive, drive};
 pub(crate) use journal::{End, InMemory, Journal, Waited};
 
 /// Runs machines in memory: no store, no engine. Cheap to build; reusable.
+///
+/// `module::run(input, &mut cx)`, generated for every machine, is `Runner::new().run(..)`;
+/// build a `Runner` yourself to fix the backoff jitter's seed or to change `max_steps`. A run
+/// returns its output and history ([`Finished`]) or why it failed ([`RunError`]).
+///
+/// ```
+/// #[flow::machine]
+/// pub mod countdown {
+///     use flow::prelude::*;
+///
+///     #[state(start, to(tick, done))]
+///     async fn tick(ticks: &mut u32, left: u32) -> Result<Tick> {
+///         *ticks += 1;
+///         if left == 0 { goto!(done) } else { goto!(tick(left - 1)) }
+///     }
+///
+///     #[state(end)]
+///     async fn done(ticks: &mut u32) -> Result<u32> {
+///         Ok(*ticks)
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let mut ticks = 0;
+/// let runner = flow::Runner::new().seed(7).max_steps(3);
+/// // Four ticks and the end are five states: more than the three this runner allows.
+/// let error = runner.run::<countdown::Machine>(3, &mut ticks).await.unwrap_err();
+/// assert!(matches!(error, flow::RunError::MaxSteps { .. }));
+///
+/// let done = flow::Runner::new().run::<countdown::Machine>(3, &mut 0).await.unwrap();
+/// assert_eq!((done.output, done.history.len()), (4, 5));
+/// # });
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Runner {
     seed: Option<u64>,
@@ -196,7 +225,7 @@ impl RunError {
     /// from a store keeps their messages only).
     ///
     /// ```
-    /// # use flow_core::RunError;
+    /// # use flow::RunError;
     /// # fn check(error: &RunError) {
     /// if let Some(io) = error.downcast_ref::<std::io::Error>() {
     ///     eprintln!("the state's I/O failed: {:?}", io.kind());
