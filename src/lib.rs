@@ -199,10 +199,63 @@
 //!
 //! [`testing`] runs workflows on tokio's paused clock, so retries, timers and signal timeouts
 //! of days take no time, with failures injected into chosen attempts.
+//!
+//! # Where things are
+//!
+//! Writing a machine:
+//! - [`macro@machine`] and [`macro@state`], the attributes; [`goto!`] moves to a state;
+//!   [`prelude`] imports what a module of states needs.
+//! - [`Error`] and [`Result`], what a state returns ([`ResultExt`] marks errors permanent);
+//!   [`Caught`], the payload of a fallback state.
+//! - Inside a state body: [`current()`] (run, visit, attempt, fencing token),
+//!   [`idempotency_key()`], [`cancelled()`], [`progress()`](event::progress).
+//!
+//! Running it:
+//! - In memory: `module::run`, or a [`Runner`]; a run ends as [`Finished`] or a [`RunError`].
+//! - Durably: an [`Engine`] built with an [`EngineBuilder`] over a [`store`] (SQLite,
+//!   PostgreSQL, memory); [`Engine::start`] gives a [`RunHandle`] and a [`RunId`]; an
+//!   [`Engine`]'s own failures are [`EngineError`]s; [`Migrate`] carries runs to a new version.
+//! - Watching runs: [`event`] (a stream of what runs do) and [`history`] (every attempt).
+//! - Testing: [`testing`] (paused time, injected failures, signals sent in a test).
+//!
+//! Reading a machine: [`Machine`], the trait every generated machine implements, and its
+//! [`Graph`], with each state's [`policy`].
+//!
+//! [`codegen`] holds the rest of what generated code is made of ([`codegen::Step`],
+//! [`codegen::Goto`], [`codegen::StateInfo`], ...), which you need only to implement
+//! [`Machine`] by hand.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub use flow_core::*;
+// Writing a machine.
+pub use flow_core::{Caught, Error, Result, ResultExt, goto};
+pub use flow_core::{Current, cancelled, current, idempotency_key};
+#[doc(no_inline)]
+pub use event::progress;
+
+// Running it: in memory, then durably.
+pub use flow_core::{FailedCompensation, Finished, RunError, Runner};
+pub use flow_core::{
+    Clock, Durable, Engine, EngineBuilder, EngineError, Migrate, ParseRunIdError, Resumed,
+    RunHandle, RunId, RunStatus, SystemClock,
+};
+#[doc(no_inline)]
+pub use event::{Event, EventKind, Events};
+pub use flow_core::{BoxError, SharedError};
+
+// Reading a machine.
+pub use flow_core::{Graph, Machine};
+
+pub use flow_core::{codegen, event, history, policy, store, testing};
+
+// Plumbing, where generated code (and code written before `codegen` and `policy`) finds it;
+// documented in those modules.
+#[doc(hidden)]
+pub use flow_core::{
+    Backoff, FromCaught, Goto, Jitter, OnFailure, Policy, RetryPolicy, Signal, SignalInfo,
+    StateInfo, Step, __private,
+};
+
 pub use flow_macros::{machine, state};
 
 /// What a module of states needs: `use flow::prelude::*;`.
