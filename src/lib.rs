@@ -55,30 +55,9 @@
 //! # }
 //! ```
 //!
-//! What the macro generates in the module: `State` (the state enum, serde-serializable), one
-//! next type per state that has targets (`Validate` for `validate`), `Machine` (implementing
-//! [`Machine`]), `run(input, &mut cx)` and `graph()` (a [`Graph`], with
-//! [`to_mermaid`](Graph::to_mermaid) and [`to_dot`](Graph::to_dot)).
-//!
-//! # The `#[state(...)]` keys
-//!
-//! | key | meaning |
-//! | --- | --- |
-//! | `start` | runs begin here; exactly one state has it |
-//! | `end` | the state returns the run's output; every end state returns the same type |
-//! | `to(a, b)` | the states this one may go to, with `goto!(a(...))` |
-//! | `retry(attempts = 5, backoff = "100ms..10s", jitter = "full")` | attempts in all (required: one attempt is the default, and `backoff` or `jitter` without `attempts` is an error), and the jittered exponential backoff between them (`"1s"` alone: every wait up to 1s); `jitter` is how much of a retry's ceiling it waits: `"full"` (the default) a random time up to it, `"equal"` between half of it and all of it, `"none"` exactly it ([`Jitter`]) |
-//! | `timeout = "30s"` | the longest one attempt may run |
-//! | `max_visits = 3` | how often a run may enter this state; one visit more fails the run ([`RunError::MaxVisits`]), or goes to the state's `fallback` if it has one |
-//! | `signal(timeout = "3d", default = escalate)` | for a state with a `#[signal] name: T` parameter: how long it waits for a `T` ([`Engine::signal`]) before going to `default` with its payload |
-//! | `wait = "1h"` | a durable timer: entering the state, the run waits this long before its first attempt (on an [`Engine`], across restarts) |
-//! | `compensate = refund` | what undoes a completed visit if the run fails later: `async fn refund(cx: &mut C, <the state's payload>) -> Result<()>` |
-//! | `fallback = review` | where the run goes when this state fails for good (last attempt, or a permanent error) or its `max_visits` refuses a visit, with the failure ([`Caught`]) as the payload |
-//! | `on_failure = pause` | instead, pause the run for an operator to [`Engine::resume`] (on an [`Engine`]; in memory the run fails); `fail`, the default, fails the run |
-//!
-//! `#[flow::machine(max_steps = 1000, name = "checkout", version = 2)]` bounds the states one
-//! run may enter (10,000 unless set), renames the machine, and declares its version (1 unless
-//! set; stored with durable runs, see [`Migrate`]).
+//! [`macro@machine`] lists what the macro generates in the module (here `checkout::run`,
+//! `checkout::graph` and `checkout::Machine`) and the keys of `#[flow::machine(...)]`;
+//! [`macro@state`] every key of `#[state(...)]`, each with an example.
 //!
 //! # When a state fails for good
 //!
@@ -256,7 +235,300 @@ pub use flow_core::{
     StateInfo, Step, __private,
 };
 
-pub use flow_macros::{machine, state};
+/// Turns a module of `#[state]` async fns into a typed state machine.
+///
+/// ```text
+/// #[flow::machine]
+/// #[flow::machine(max_steps = 1000, name = "checkout", version = 2)]
+/// ```
+///
+/// # What it generates
+///
+/// In the module it marks, next to the states:
+///
+/// - `State`: the state enum, one variant per state carrying that state's payload;
+///   serde-serializable, as durable runs store it.
+/// - One next type per state that has targets, named after the state in `UpperCamelCase`
+///   (`Validate` for `validate`): what the state returns, built only by [`goto!`] to one of
+///   its declared targets.
+/// - `Machine`: a unit struct implementing [`Machine`], the type you
+///   give an [`Engine`] (`engine.start::<checkout::Machine>(input)`).
+/// - `run(input, &mut cx)`: runs the machine in memory to its end,
+///   `Result<Finished<Output>, RunError>` ([`Finished`],
+///   [`RunError`]).
+/// - `graph()`: its [`Graph`] (`&'static`), with
+///   [`to_mermaid`](crate::Graph::to_mermaid) and [`to_dot`](crate::Graph::to_dot).
+///
+/// The macro checks the wiring at compile time: exactly one `start` state; `end` states that
+/// all return the same output type; every target of `to(...)`, `fallback` and
+/// `signal(default)` a state of this module; every `goto!` one of the state's targets, with
+/// that target's payload; every state reachable, and every run able to end. Each mistake is a
+/// compile error pointing at it.
+///
+/// # Keys
+///
+/// | key | meaning | unless set |
+/// | --- | --- | --- |
+/// | `max_steps = 1000` | how many states one run may enter, counting every visit; the one more fails the run with [`RunError::MaxSteps`], which no fallback catches. 1 or more | 10,000 |
+/// | `name = "checkout"` | the machine's name: [`Machine::NAME`] and [`Graph::name`], what durable runs are stored and listed under. Not empty | the module's name |
+/// | `version = 2` | the machine's version, stored with every durable run; bump it when the machine's shape changes and carry older runs forward with [`Migrate`]. 1 or more | 1 |
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use flow::Machine;
+///
+/// #[flow::machine(max_steps = 5, name = "order-checkout", version = 2)]
+/// pub mod checkout {
+///     use flow::prelude::*;
+///
+///     /// Charges `cents` in `parts` charges, one visit each.
+///     #[state(start, to(charge, done))]
+///     async fn charge(charged: &mut u64, cents: u64, parts: u64) -> Result<Charge> {
+///         *charged += cents / parts;
+///         if *charged >= cents { goto!(done) } else { goto!(charge(cents, parts)) }
+///     }
+///
+///     #[state(end)]
+///     async fn done(charged: &mut u64) -> Result<u64> {
+///         Ok(*charged)
+///     }
+/// }
+///
+/// assert_eq!(checkout::Machine::NAME, "order-checkout");
+/// let graph = checkout::graph();
+/// assert_eq!((graph.name, graph.version, graph.max_steps), ("order-checkout", 2, 5));
+///
+/// // Two charges and the end: three steps.
+/// assert_eq!(checkout::run((100, 2), &mut 0).await.unwrap().output, 100);
+/// // Ten charges would take more than five steps.
+/// let error = checkout::run((100, 10), &mut 0).await.unwrap_err();
+/// assert!(matches!(error, flow::RunError::MaxSteps { limit: 5, .. }));
+/// # }
+/// ```
+pub use flow_macros::machine;
+
+/// Marks an `async fn` in a [`#[flow::machine]`](macro@machine) module as a state, with its
+/// transitions and policy.
+///
+/// ```text
+/// #[state(start, end, to(a, b), retry(attempts = 5, backoff = "100ms..10s", jitter = "full"),
+///         timeout = "30s", max_visits = 3, wait = "1h",
+///         signal(timeout = "3d", default = escalate), compensate = refund,
+///         fallback = review, on_failure = pause)]
+/// async fn name(cx: &mut Context, payload: A, more: B, #[signal] value: S) -> Result<Next>
+/// ```
+///
+/// A state's first parameter is the context, `&mut` the same type in every state of the
+/// machine; the others are its payload, what [`goto!`] passes to enter it (the start state's
+/// payload is the run's input: one value, or a tuple of several). It returns [`Result`] of its
+/// next type (`Name` for `name`, built by `goto!`), or, for an end state, of the run's output.
+/// A parameter marked `#[signal]` is not payload: the state waits for it (see `signal`).
+///
+/// Durations are strings of numbers each followed by a unit, `ns`, `us`, `ms`, `s`, `m`, `h`
+/// or `d`: `"250ms"`, `"1.5s"`, `"1h30m"`, `"3d"`.
+///
+/// # Keys
+///
+/// | key | meaning | unless set |
+/// | --- | --- | --- |
+/// | `start` | runs begin here; exactly one state has it | |
+/// | `end` | the state returns the run's output; every end state returns the same type | |
+/// | `to(a, b)` | the states this one may go to, with `goto!(a(...))` | no targets: an end state |
+/// | `retry(attempts = 5, backoff = "100ms..10s", jitter = "full")` | `attempts`: tries in all, the first included (required: `backoff` or `jitter` without `attempts` is an error). `backoff = "BASE..CAP"`: retry `n` waits up to `min(CAP, BASE * 2^(n-1))`; `"1s"` alone: every wait up to 1s. `jitter`: how much of that ceiling it waits, `"full"` a random time up to it, `"equal"` between half of it and all of it, `"none"` exactly it ([`Jitter`]) | one attempt; `"100ms..10s"`; `"full"` |
+/// | `timeout = "30s"` | the longest one attempt may run; a slower attempt fails (and is retried like any failure) | no limit |
+/// | `max_visits = 3` | how often a run may enter this state; the visit past it fails the run ([`RunError::MaxVisits`]) or goes to the state's `fallback` | no limit (`max_steps` bounds the run) |
+/// | `wait = "1h"` | a durable timer: entering the state, the run waits this long before the first attempt (on an [`Engine`], in the store, across restarts) | no wait |
+/// | `signal(timeout = "3d", default = escalate)` | for a state with a `#[signal] name: T` parameter: how long it waits for a `T` ([`Engine::signal`]) before going to `default`, one of its targets, with its own payload | waits for ever |
+/// | `compensate = refund` | what undoes a completed visit if the run fails later, newest first (a saga): `async fn refund(cx: &mut C, <the state's payload>) -> Result<()>`, in the module | nothing to undo |
+/// | `fallback = review` | where the run goes when this state fails for good (its last attempt, or a permanent error) or `max_visits` refuses a visit: a state whose payload is the failure ([`Caught`], or a type implementing [`FromCaught`]) | the run fails |
+/// | `on_failure = pause` | instead, the run pauses for an operator to [`Engine::resume`], with a fresh set of attempts (on an [`Engine`]; in memory the run fails); `on_failure = fail` is the default | `fail` |
+///
+/// # Transitions, retries and a timeout
+///
+/// `start`, `end`, `to(...)`, `retry(...)` and `timeout`:
+///
+/// ```
+/// #[flow::machine]
+/// pub mod checkout {
+///     use flow::prelude::*;
+///
+///     #[state(start, to(charge, reject))]
+///     async fn validate(_tries: &mut u32, cents: u64) -> Result<Validate> {
+///         if cents == 0 {
+///             return goto!(reject("nothing to charge".to_string()));
+///         }
+///         goto!(charge(cents))
+///     }
+///
+///     // Three attempts in all, the retries after up to 1ms and 2ms; each attempt 5s at most.
+///     #[state(to(ship), retry(attempts = 3, backoff = "1ms..10ms", jitter = "equal"), timeout = "5s")]
+///     async fn charge(tries: &mut u32, cents: u64) -> Result<Charge> {
+///         *tries += 1;
+///         if *tries < 3 {
+///             return Err(Error::retryable("the bank timed out"));
+///         }
+///         goto!(ship(cents))
+///     }
+///
+///     #[state(end)]
+///     async fn ship(_tries: &mut u32, cents: u64) -> Result<String> {
+///         Ok(format!("shipped, {cents} cents charged"))
+///     }
+///
+///     #[state(end)]
+///     async fn reject(_tries: &mut u32, reason: String) -> Result<String> {
+///         Ok(format!("rejected: {reason}"))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut tries = 0;
+/// let done = checkout::run(250, &mut tries).await.unwrap();
+/// assert_eq!((done.output.as_str(), tries), ("shipped, 250 cents charged", 3));
+/// assert_eq!(checkout::run(0, &mut 0).await.unwrap().output, "rejected: nothing to charge");
+/// # }
+/// ```
+///
+/// # A bounded loop with a fallback
+///
+/// `max_visits` and `fallback`:
+///
+/// ```
+/// #[flow::machine]
+/// pub mod agent {
+///     use flow::prelude::*;
+///
+///     #[state(start, to(think, answer), max_visits = 3, fallback = give_up)]
+///     async fn think(steps: &mut u32, question: String) -> Result<Think> {
+///         *steps += 1;
+///         if question.ends_with('?') {
+///             return goto!(think(question)); // never sure: think again
+///         }
+///         goto!(answer(question))
+///     }
+///
+///     #[state(end)]
+///     async fn answer(_steps: &mut u32, text: String) -> Result<String> {
+///         Ok(text)
+///     }
+///
+///     #[state(end)]
+///     async fn give_up(steps: &mut u32, failure: flow::Caught) -> Result<String> {
+///         Ok(format!("gave up after {steps} steps ({})", failure.state))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let done = agent::run("why?".into(), &mut 0).await.unwrap();
+/// assert_eq!(done.output, "gave up after 3 steps (think)");
+/// # }
+/// ```
+///
+/// # Undoing completed steps
+///
+/// `compensate`: the run below fails in `credit`, so `debit` is undone before the run's error
+/// is returned.
+///
+/// ```
+/// #[flow::machine]
+/// pub mod transfer {
+///     use flow::prelude::*;
+///
+///     #[state(start, to(credit), compensate = refund)]
+///     async fn debit(balance: &mut i64, cents: i64) -> Result<Debit> {
+///         *balance -= cents;
+///         goto!(credit(cents))
+///     }
+///
+///     async fn refund(balance: &mut i64, cents: i64) -> Result<()> {
+///         *balance += cents;
+///         Ok(())
+///     }
+///
+///     #[state(end)]
+///     async fn credit(_balance: &mut i64, cents: i64) -> Result<String> {
+///         Err(Error::permanent(format!("the account is closed; {cents} cents not credited")))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut balance = 1000;
+/// let error = transfer::run(300, &mut balance).await.unwrap_err();
+/// assert!(matches!(error, flow::RunError::RolledBack { .. }));
+/// assert_eq!(balance, 1000);
+/// # }
+/// ```
+///
+/// # Timers, signals and pauses on an engine
+///
+/// `wait`, `signal(...)` and `on_failure = pause` act on durable runs. Here on
+/// [`testing::engine`], whose clock follows tokio's paused clock, so the hour and the three
+/// days pass at once:
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+///
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// pub struct Verdict(pub bool);
+///
+/// static MANAGER_IN: AtomicBool = AtomicBool::new(false);
+///
+/// #[flow::machine]
+/// pub mod publishing {
+///     use super::*;
+///     use flow::prelude::*;
+///
+///     // A durable timer: an hour after the run enters the state, its first attempt runs.
+///     #[state(start, to(review), wait = "1h")]
+///     async fn cool_down(_cx: &mut u32, doc: String) -> Result<CoolDown> {
+///         goto!(review(doc))
+///     }
+///
+///     // Waits for a `Verdict` (`engine.signal::<publishing::Machine, _>(id, Verdict(true))`);
+///     // without one in three days, the run goes to `escalate` with `doc`.
+///     #[state(to(publish, escalate), signal(timeout = "3d", default = escalate))]
+///     async fn review(_cx: &mut u32, doc: String, #[signal] verdict: Verdict) -> Result<Review> {
+///         if verdict.0 { goto!(publish(doc)) } else { goto!(escalate(doc)) }
+///     }
+///
+///     // A failure here pauses the run until an operator resumes it.
+///     #[state(to(publish), on_failure = pause)]
+///     async fn escalate(_cx: &mut u32, doc: String) -> Result<Escalate> {
+///         if !MANAGER_IN.load(Ordering::SeqCst) {
+///             return Err(Error::permanent("the manager is away"));
+///         }
+///         goto!(publish(doc))
+///     }
+///
+///     #[state(end)]
+///     async fn publish(_cx: &mut u32, doc: String) -> Result<String> {
+///         Ok(format!("published {doc}"))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), flow::EngineError> {
+/// let engine = flow::testing::engine().machine::<publishing::Machine>().build()?;
+/// let started = tokio::time::Instant::now();
+/// let run = engine.start::<publishing::Machine>("the memo".into()).await?;
+/// let id = run.id();
+///
+/// // Nobody reviews it: after the hour and three days, `escalate` fails and the run pauses.
+/// assert!(matches!(run.output().await, Err(flow::EngineError::Paused { .. })));
+/// assert_eq!(started.elapsed().as_secs(), 3600 + 3 * 24 * 3600);
+///
+/// MANAGER_IN.store(true, Ordering::SeqCst);
+/// engine.resume(id).await?;
+/// let done = engine.handle::<publishing::Machine>(id).await?.output().await?;
+/// assert_eq!(done, "published the memo");
+/// # Ok(())
+/// # }
+/// ```
+pub use flow_macros::state;
 
 /// What a module of states needs: `use flow::prelude::*;`.
 pub mod prelude {

@@ -1,8 +1,10 @@
-//! The proc macros of [`flow`](https://docs.rs/flow): `#[flow::machine]` and `#[state]`.
+//! The proc macros of [`flow-machine`](https://docs.rs/flow-machine): `#[flow::machine]` and
+//! `#[state]`, documented there with every key.
 //!
 //! `#[flow::machine]` is a pipeline: `ast` parses the module into our own view of it,
 //! `attr` reads each `#[state(...)]`, `valid` checks the whole graph and collects every
-//! error, and `expand` generates the code. Users depend on `flow`, which re-exports these.
+//! error, and `expand` generates the code. Users depend on `flow-machine` (whose library is
+//! `flow`), which re-exports these.
 #![forbid(unsafe_code)]
 
 mod ast;
@@ -14,9 +16,8 @@ mod valid;
 
 use proc_macro::TokenStream;
 
-/// Turns a module of `#[state]` async fns into a typed state machine.
-///
-/// See the `flow` crate's documentation for the DSL.
+/// The generated code names `::flow::...` paths: use the macro through the `flow-machine`
+/// package (`use flow::...`), not this crate directly.
 #[proc_macro_attribute]
 pub fn machine(args: TokenStream, input: TokenStream) -> TokenStream {
     let mut errors = attr::Errors::default();
@@ -37,9 +38,8 @@ pub fn machine(args: TokenStream, input: TokenStream) -> TokenStream {
     .into()
 }
 
-/// Marks an `async fn` as a state of the enclosing `#[flow::machine]` module.
-///
-/// Inert: `#[flow::machine]` reads and removes it. Used anywhere else, it is an error.
+/// `#[state]` does nothing by itself: `#[flow::machine]` reads and removes it. Used anywhere
+/// else, it is a compile error.
 #[proc_macro_attribute]
 pub fn state(_args: TokenStream, input: TokenStream) -> TokenStream {
     let call_site = proc_macro::Span::call_site();
