@@ -206,20 +206,25 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-// Writing a machine.
+// Writing a machine, and what a state body calls.
 pub use flow_core::{Caught, Error, Result, ResultExt, goto};
+
 pub use flow_core::{Current, cancelled, current, idempotency_key};
+
 #[doc(no_inline)]
 pub use event::progress;
 
-// Running it: in memory, then durably.
+// Running it: in memory, then durably, and watching it.
 pub use flow_core::{FailedCompensation, Finished, RunError, Runner};
+
 pub use flow_core::{
     Clock, Durable, Engine, EngineBuilder, EngineError, Migrate, ParseRunIdError, Resumed,
     RunHandle, RunId, RunStatus, SystemClock,
 };
+
 #[doc(no_inline)]
 pub use event::{Event, EventKind, Events};
+
 pub use flow_core::{BoxError, SharedError};
 
 // Reading a machine.
@@ -231,8 +236,8 @@ pub use flow_core::{codegen, event, history, policy, store, testing};
 // documented in those modules.
 #[doc(hidden)]
 pub use flow_core::{
-    Backoff, FromCaught, Goto, Jitter, OnFailure, Policy, RetryPolicy, Signal, SignalInfo,
-    StateInfo, Step, __private,
+    __private, Backoff, FromCaught, Goto, Jitter, OnFailure, Policy, RetryPolicy, Signal,
+    SignalInfo, StateInfo, Step,
 };
 
 /// Turns a module of `#[state]` async fns into a typed state machine.
