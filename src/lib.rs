@@ -55,9 +55,10 @@
 //! # }
 //! ```
 //!
-//! [`macro@machine`] lists what the macro generates in the module (here `checkout::run`,
-//! `checkout::graph` and `checkout::Machine`) and the keys of `#[flow::machine(...)]`;
-//! [`macro@state`] every key of `#[state(...)]`, each with an example.
+//! The [`#[flow::machine]`](macro@machine) page lists what the macro generates in the module
+//! (here `checkout::run`, `checkout::graph` and `checkout::Machine`) and the keys of
+//! `#[flow::machine(...)]`; the [`#[state]`](macro@state) page every key of `#[state(...)]`,
+//! each with an example.
 //!
 //! # When a state fails for good
 //!
@@ -182,8 +183,8 @@
 //! # Where things are
 //!
 //! Writing a machine:
-//! - [`macro@machine`] and [`macro@state`], the attributes; [`goto!`] moves to a state;
-//!   [`prelude`] imports what a module of states needs.
+//! - [`#[flow::machine]`](macro@machine) and [`#[state]`](macro@state), the attributes;
+//!   [`goto!`] moves to a state; [`prelude`] imports what a module of states needs.
 //! - [`Error`] and [`Result`], what a state returns ([`ResultExt`] marks errors permanent);
 //!   [`Caught`], the payload of a fallback state.
 //! - Inside a state body: [`current()`] (run, visit, attempt, fencing token),
