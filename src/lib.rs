@@ -329,7 +329,12 @@ pub use flow_macros::machine;
 /// machine; the others are its payload, what [`goto!`] passes to enter it (the start state's
 /// payload is the run's input: one value, or a tuple of several). It returns [`Result`] of its
 /// next type (`Name` for `name`, built by `goto!`), or, for an end state, of the run's output.
-/// A parameter marked `#[signal]` is not payload: the state waits for it (see `signal`).
+/// A parameter marked `#[signal]` is not payload: the state waits for it (see `signal`), and
+/// comes last.
+///
+/// Payloads and signals are stored in every checkpoint and move between tasks, so they are
+/// owned (`String`, not `&str`) and implement `serde::Serialize` and `serde::Deserialize`; the
+/// context is `Send`, as a run's attempts may move between threads.
 ///
 /// Durations are strings of numbers each followed by a unit, `ns`, `us`, `ms`, `s`, `m`, `h`
 /// or `d`: `"250ms"`, `"1.5s"`, `"1h30m"`, `"3d"`.
@@ -346,7 +351,7 @@ pub use flow_macros::machine;
 /// | `max_visits = 3` | how often a run may enter this state; the visit past it fails the run ([`RunError::MaxVisits`]) or goes to the state's `fallback` | no limit (`max_steps` bounds the run) |
 /// | `wait = "1h"` | a durable timer: entering the state, the run waits this long before the first attempt (on an [`Engine`], in the store, across restarts) | no wait |
 /// | `signal(timeout = "3d", default = escalate)` | for a state with a `#[signal] name: T` parameter: how long it waits for a `T` ([`Engine::signal`]) before going to `default`, one of its targets, with its own payload | waits for ever |
-/// | `compensate = refund` | what undoes a completed visit if the run fails later, newest first (a saga): `async fn refund(cx: &mut C, <the state's payload>) -> Result<()>`, in the module | nothing to undo |
+/// | `compensate = refund` | what undoes a completed visit if the run fails later, newest first (a saga): `async fn refund(cx: &mut C, <the state's payload>) -> Result<()>`, in the module or imported by name (`use super::refund;`) | nothing to undo |
 /// | `fallback = review` | where the run goes when this state fails for good (its last attempt, or a permanent error) or `max_visits` refuses a visit: a state whose payload is the failure ([`Caught`], or a type implementing [`FromCaught`]) | the run fails |
 /// | `on_failure = pause` | instead, the run pauses for an operator to [`Engine::resume`], with a fresh set of attempts (on an [`Engine`]; in memory the run fails); `on_failure = fail` is the default | `fail` |
 ///
