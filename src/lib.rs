@@ -278,6 +278,8 @@ pub use flow_core::{
 /// | `max_steps = 1000` | how many states one run may enter, counting every visit; the one more fails the run with [`RunError::MaxSteps`], which no fallback catches. 1 or more | 10,000 |
 /// | `name = "checkout"` | the machine's name: [`Machine::NAME`] and [`Graph::name`], what durable runs are stored and listed under. Not empty | the module's name |
 /// | `version = 2` | the machine's version, stored with every durable run; bump it when the machine's shape changes and carry older runs forward with [`Migrate`]. 1 or more | 1 |
+/// | `pools(gpu, api)` | the engine's resource pools its states may hold, `#[state(uses(gpu = 1))]`; the engine gives each a capacity ([`EngineBuilder::pool`]) and refuses to build without it | none |
+/// | `priority = -1` | its runs' priority when attempts wait for a pool: lower values first, arrival order within one; a run started with [`Engine::start_with_priority`] has its own | 0 |
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -321,7 +323,7 @@ pub use flow_macros::machine;
 /// #[state(start, end, to(a, b), retry(attempts = 5, backoff = "100ms..10s", jitter = "full"),
 ///         timeout = "30s", max_visits = 3, wait = "1h",
 ///         signal(timeout = "3d", default = escalate), compensate = refund,
-///         fallback = review, on_failure = pause)]
+///         fallback = review, on_failure = pause, uses(gpu = 1))]
 /// async fn name(cx: &mut Context, payload: A, more: B, #[signal] value: S) -> Result<Next>
 /// ```
 ///
@@ -354,6 +356,7 @@ pub use flow_macros::machine;
 /// | `compensate = refund` | what undoes a completed visit if the run fails later, newest first (a saga): `async fn refund(cx: &mut C, <the state's payload>) -> Result<()>`, in the module or imported by name (`use super::refund;`) | nothing to undo |
 /// | `fallback = review` | where the run goes when this state fails for good (its last attempt, or a permanent error) or `max_visits` refuses a visit: a state whose payload is the failure ([`Caught`], or a type implementing [`FromCaught`]) | the run fails |
 /// | `on_failure = pause` | instead, the run pauses for an operator to [`Engine::resume`], with a fresh set of attempts (on an [`Engine`]; in memory the run fails); `on_failure = fail` is the default | `fail` |
+/// | `uses(gpu = 1, api)` | the units of the engine's resource pools each attempt holds while it runs (`api` alone: 1), pools declared in `#[flow::machine(pools(...))]`; an attempt waits until it holds them all, by priority ([`EngineBuilder::pool`]). Pools are per engine; in memory nothing is held | holds nothing |
 ///
 /// # Transitions, retries and a timeout
 ///

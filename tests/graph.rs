@@ -45,6 +45,7 @@ fn checkout_graph_edge_by_edge() {
             max_visits: None,
             wait: None,
             on_failure: OnFailure::Fail,
+            uses: &[],
         }
     );
     assert_eq!(charge.compensate, Some("refund"));

@@ -96,6 +96,13 @@ pub enum EventKind {
     },
     /// The signal arrived and is checkpointed.
     SignalReceived,
+    /// An attempt of the state waits for units of an engine's resource pool
+    /// (`#[state(uses(...))]`): others hold them, or runs of a lower priority value wait for
+    /// them first. Its `Entered` follows when it holds them.
+    WaitingForPool {
+        /// The pool it waits for.
+        pool: &'static str,
+    },
     /// The run is rolling back: an attempt of the state's compensation begins.
     Compensating {
         /// 1 for the first attempt.
@@ -178,6 +185,7 @@ impl fmt::Display for Event {
             EventKind::Progress { message, fraction: None } => f.write_str(message),
             EventKind::WaitingForSignal { signal } => write!(f, "waiting for a {signal}"),
             EventKind::SignalReceived => f.write_str("signal received"),
+            EventKind::WaitingForPool { pool } => write!(f, "waiting for pool {pool}"),
             EventKind::Compensating { attempt } => write!(f, "compensating, attempt {attempt}"),
             EventKind::Compensated => f.write_str("compensated"),
             EventKind::CompensationFailed { attempt, failure, retry_in: Some(delay) } => {

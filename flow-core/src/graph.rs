@@ -25,7 +25,7 @@ use crate::{OnFailure, Policy};
 /// ];
 /// static JOB: Graph = Graph {
 ///     name: "job", states: &STATES, edges: &[("work", "work"), ("work", "done")], start: 0, max_steps: 100,
-///     version: 1, fingerprint: "5f0c8e1a2b3d4c6e", legacy_fingerprints: &[],
+///     version: 1, priority: 0, fingerprint: "5f0c8e1a2b3d4c6e", legacy_fingerprints: &[],
 /// };
 ///
 /// assert_eq!(JOB.targets("work").collect::<Vec<_>>(), ["work", "done"]);
@@ -45,6 +45,10 @@ pub struct Graph {
     pub max_steps: u64,
     /// The machine's version, `#[flow::machine(version = N)]`; 1 unless declared.
     pub version: u32,
+    /// The priority of its runs for the engine's resource pools, lower first:
+    /// `#[flow::machine(priority = N)]`, 0 unless declared. A run started with
+    /// [`Engine::start_with_priority`](crate::Engine::start_with_priority) has its own.
+    pub priority: i32,
     /// A hash of the machine's shape (state names, payload fields and their types, signal
     /// types, edges, output types, compensations, context type), stored with every durable
     /// run. A stored run whose version and fingerprint match neither this machine nor a
@@ -206,6 +210,9 @@ fn describe(state: &StateInfo) -> Option<String> {
     }
     if policy.on_failure == OnFailure::Pause {
         parts.push("pauses on failure".to_owned());
+    }
+    for (pool, units) in policy.uses {
+        parts.push(format!("holds {units} {pool}"));
     }
     if let Some(compensate) = state.compensate {
         parts.push(format!("undone by {compensate}"));

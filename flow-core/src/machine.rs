@@ -31,7 +31,7 @@ use crate::{Graph, Result};
 /// }];
 /// static GRAPH: Graph = Graph {
 ///     name: "countdown", states: &STATES, edges: &[("tick", "tick")], start: 0, max_steps: 100,
-///     version: 1, fingerprint: "countdown-1", legacy_fingerprints: &[],
+///     version: 1, priority: 0, fingerprint: "countdown-1", legacy_fingerprints: &[],
 /// };
 ///
 /// impl Machine for Countdown {

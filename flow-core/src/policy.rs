@@ -22,6 +22,7 @@
 //!     max_visits: Some(3),
 //!     wait: None,
 //!     on_failure: OnFailure::Fail,
+//!     uses: &[],
 //! };
 //! // The n-th retry waits a random time in [0, min(cap, base * 2^(n-1))] ("full jitter", the
 //! // default; `retry(jitter = "equal")` or `"none"` choose otherwise: see `Jitter`).
@@ -52,6 +53,11 @@ pub struct Policy {
     pub wait: Option<Duration>,
     /// What the run does when a visit's attempts are exhausted, or one fails permanently.
     pub on_failure: OnFailure,
+    /// The engine's resource pools each attempt of the state holds while it runs, as
+    /// `(pool, units)`: `#[state(uses(gpu = 1))]`. The attempt waits until it can hold all of
+    /// them ([`EngineBuilder::pool`](crate::EngineBuilder::pool)); the state's compensation
+    /// holds none. Empty for a state that uses none.
+    pub uses: &'static [(&'static str, u32)],
 }
 
 /// What a run does when a state fails for good: its last attempt failed, or an attempt
@@ -80,6 +86,7 @@ impl Policy {
         max_visits: None,
         wait: None,
         on_failure: OnFailure::Fail,
+        uses: &[],
     };
 }
 

@@ -20,7 +20,7 @@ use syn::{Attribute, Expr, ExprLit, Ident, Lit, LitStr, Token};
 
 use crate::suggest;
 
-const STATE_KEYS: [&str; 11] = [
+const STATE_KEYS: [&str; 12] = [
     "start",
     "end",
     "to",
@@ -32,12 +32,13 @@ const STATE_KEYS: [&str; 11] = [
     "compensate",
     "fallback",
     "on_failure",
+    "uses",
 ];
 const SIGNAL_KEYS: [&str; 2] = ["timeout", "default"];
 const RETRY_KEYS: [&str; 3] = ["attempts", "backoff", "jitter"];
 /// The values of `retry(jitter = "...")`.
 const JITTERS: [&str; 3] = ["full", "equal", "none"];
-const MACHINE_KEYS: [&str; 3] = ["max_steps", "name", "version"];
+const MACHINE_KEYS: [&str; 5] = ["max_steps", "name", "version", "pools", "priority"];
 const DURATION_HELP: &str =
     "= help: write a number and a unit, such as \"250ms\", \"30s\", \"5m\", \"1h30m\" or \"2d\"";
 
@@ -124,6 +125,8 @@ pub struct PolicyAttr {
     pub timeout: Option<Duration>,
     pub max_visits: Option<u32>,
     pub wait: Option<Duration>,
+    /// `uses(gpu = 1, api)`: pool names, as written, and units (1 when not given).
+    pub uses: Vec<(Ident, u32)>,
 }
 
 /// What `#[flow::machine(...)]` says.
@@ -132,6 +135,10 @@ pub struct MachineAttr {
     pub name: Option<String>,
     pub max_steps: Option<u64>,
     pub version: Option<u32>,
+    /// `pools(gpu, api)`: the engine pools its states may use.
+    pub pools: Vec<Ident>,
+    /// `priority = -1`: its runs' priority for pools, lower first.
+    pub priority: Option<i32>,
 }
 
 /// Reads a `#[state]` or `#[state(...)]` attribute.
@@ -194,6 +201,34 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
                     Ok(())
                 })?;
                 out.to.replace((span, targets)).is_some()
+            }
+            "uses" => {
+                let repeated = !out.policy.uses.is_empty();
+                meta.parse_nested_meta(|pool| {
+                    let Some(name) = pool.path.get_ident().cloned() else {
+                        errors.push_spanned(&pool.path, "expected a pool name\n= help: uses(gpu = 1, api = 2)");
+                        return skip_value(&pool);
+                    };
+                    let units = if pool.input.peek(Token![=]) {
+                        let value = pool.value()?.parse::<Expr>()?;
+                        match int_value::<u32>(&value, "units", errors) {
+                            Some(0) => {
+                                errors.push_spanned(&value, format!("a state that holds no `{name}` needs no uses({name} = ...)\n= help: remove it, or hold 1 or more"));
+                                None
+                            }
+                            units => units,
+                        }
+                    } else {
+                        Some(1)
+                    };
+                    if out.policy.uses.iter().any(|(known, _)| *known == name) {
+                        errors.push_spanned(&name, format!("pool `{name}` is named twice in this uses(...)\n= help: name it once, with all the units: uses({name} = 2)"));
+                    } else if let Some(units) = units {
+                        out.policy.uses.push((name, units));
+                    }
+                    Ok(())
+                })?;
+                repeated
             }
             "retry" => {
                 let policy = &out.policy;
@@ -404,6 +439,26 @@ pub fn machine(args: TokenStream, errors: &mut Errors) -> MachineAttr {
                     version => out.version = version,
                 }
             }
+            "pools" => {
+                meta.parse_nested_meta(|pool| {
+                    match pool.path.get_ident() {
+                        Some(name) if out.pools.contains(name) => errors.push_spanned(
+                            name,
+                            format!("pool `{name}` is listed twice\n= help: remove this `{name}`"),
+                        ),
+                        Some(name) => out.pools.push(name.clone()),
+                        None => errors.push_spanned(
+                            &pool.path,
+                            "expected a pool name\n= help: name the engine's pools its states use: pools(gpu, api)",
+                        ),
+                    }
+                    Ok(())
+                })?;
+            }
+            "priority" => {
+                let value = meta.value()?.parse::<Expr>()?;
+                out.priority = signed_value(&value, "priority", errors);
+            }
             other => {
                 let hint = suggest::hint(other, "keys of #[flow::machine(...)]", MACHINE_KEYS);
                 errors.push_spanned(
@@ -431,6 +486,16 @@ fn skip_value(meta: &ParseNestedMeta) -> syn::Result<()> {
         content.parse::<TokenStream>()?;
     }
     Ok(())
+}
+
+/// A whole number that may be negative: `-1`.
+fn signed_value(value: &Expr, key: &str, errors: &mut Errors) -> Option<i32> {
+    match value {
+        Expr::Unary(syn::ExprUnary { op: syn::UnOp::Neg(_), expr, .. }) => {
+            int_value::<i32>(expr, key, errors).map(|n| -n)
+        }
+        other => int_value::<i32>(other, key, errors),
+    }
 }
 
 fn int_value<N>(value: &Expr, key: &str, errors: &mut Errors) -> Option<N>

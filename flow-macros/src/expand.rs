@@ -756,6 +756,7 @@ fn graph(machine: &Machine) -> TokenStream {
     let start = machine.start().and_then(|s| machine.index_of(&s.ident)).unwrap_or(0);
     let max_steps = machine.config.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
     let version = machine.config.version.unwrap_or(1);
+    let priority = machine.config.priority.unwrap_or(0);
     let fingerprint = fingerprint(machine);
     let legacy = legacy_fingerprint(machine);
     let states = machine.states.iter().map(|state| {
@@ -788,6 +789,10 @@ fn graph(machine: &Machine) -> TokenStream {
         let timeout = option(policy.timeout.map(duration));
         let max_visits = option(policy.max_visits.map(|n| quote!(#n)));
         let wait = option(policy.wait.map(duration));
+        let uses = policy.uses.iter().map(|(pool, units)| {
+            let pool = pool.to_string();
+            quote!((#pool, #units))
+        });
         let on_failure = match (&state.attr.fallback, state.attr.on_failure) {
             (Some(fallback), _) => {
                 let fallback = fallback.to_string();
@@ -826,6 +831,7 @@ fn graph(machine: &Machine) -> TokenStream {
                     max_visits: #max_visits,
                     wait: #wait,
                     on_failure: #on_failure,
+                    uses: &[#(#uses),*],
                 },
                 signal: #signal,
                 compensate: #compensate,
@@ -849,6 +855,7 @@ fn graph(machine: &Machine) -> TokenStream {
             start: #start,
             max_steps: #max_steps,
             version: #version,
+            priority: #priority,
             fingerprint: #fingerprint,
             legacy_fingerprints: &[#legacy],
         };

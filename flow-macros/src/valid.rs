@@ -79,6 +79,32 @@ fn signals(machine: &Machine, errors: &mut Errors) {
     }
 }
 
+/// A state's `uses(...)` names pools the machine declares in `pools(...)`.
+fn pools(machine: &Machine, errors: &mut Errors) {
+    let declared: Vec<String> = machine.config.pools.iter().map(ToString::to_string).collect();
+    for state in &machine.states {
+        for (pool, _) in &state.attr.policy.uses {
+            if declared.iter().any(|name| pool == name) {
+                continue;
+            }
+            let message = if declared.is_empty() {
+                format!(
+                    "state `{}` uses pool `{pool}`, but machine `{}` declares no pools\n= help: declare the engine pools its states use: #[flow::machine(pools({pool}))]",
+                    state.ident, machine.ident
+                )
+            } else {
+                let hint =
+                    suggest::hint(&pool.to_string(), "pools", declared.iter().map(String::as_str));
+                format!(
+                    "no pool `{pool}` in #[flow::machine(pools({}))]\n{hint}",
+                    declared.join(", ")
+                )
+            };
+            errors.push_spanned(pool, message);
+        }
+    }
+}
+
 /// `compensate = f` names an async fn taking the context and the state's payload, on a state
 /// the run can leave; `fallback = s` names a state taking the failure as its one payload, and
 /// is not combined with `on_failure`.
@@ -254,6 +280,7 @@ pub fn check(machine: &Machine, errors: &mut Errors) {
     }
     outputs(machine, errors);
     signals(machine, errors);
+    pools(machine, errors);
     failures(machine, &names, errors);
     collisions(machine, errors);
     for state in &machine.states {

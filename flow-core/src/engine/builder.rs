@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, broadcast};
 
+use super::pools::Pools;
 use super::registry::{Registered, Registration};
 use super::versions::Migration;
 use super::{Clock, Durable, Engine, EngineError, Inner, Migrate, SystemClock, scheduler};
@@ -29,6 +30,7 @@ pub struct EngineBuilder {
     poll: Duration,
     retention: Option<Duration>,
     max_reassignments: u32,
+    pools: Vec<(String, u32)>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -37,6 +39,7 @@ impl fmt::Debug for EngineBuilder {
         f.debug_struct("EngineBuilder")
             .field("machines", &machines)
             .field("max_concurrent_runs", &self.max_concurrent_runs)
+            .field("pools", &self.pools)
             .finish_non_exhaustive()
     }
 }
@@ -90,6 +93,27 @@ impl EngineBuilder {
     /// another engine.
     pub fn max_concurrent_runs(mut self, limit: usize) -> Self {
         self.max_concurrent_runs = limit.max(1);
+        self
+    }
+
+    /// Adds a resource pool: `capacity` units of `name` (`"gpu"`, `"api"`), which states
+    /// hold while their attempts run, `#[state(uses(gpu = 1))]`. An attempt that needs units
+    /// others hold waits for them, by priority, lower values first
+    /// ([`Graph::priority`](crate::Graph::priority),
+    /// [`Engine::start_with_priority`](crate::Engine::start_with_priority)), and in arrival
+    /// order within one; meanwhile it keeps its run slot ([`max_concurrent_runs`]), and the
+    /// run's events say [`EventKind::WaitingForPool`](crate::event::EventKind::WaitingForPool).
+    ///
+    /// Pools belong to this engine, in this process: engines on one store each have their
+    /// own, so with several workers a pool of 2 lets each worker hold 2. Adding a name again
+    /// sets its capacity. In memory (`checkout::run`, [`Runner`](crate::Runner)) `uses` holds
+    /// nothing.
+    ///
+    /// [`max_concurrent_runs`]: EngineBuilder::max_concurrent_runs
+    pub fn pool(mut self, name: impl Into<String>, capacity: u32) -> Self {
+        let name = name.into();
+        self.pools.retain(|(known, _)| *known != name);
+        self.pools.push((name, capacity));
         self
     }
 
@@ -226,6 +250,26 @@ impl EngineBuilder {
                 migrations.entry(name).or_default().push(migration);
             }
         }
+        for (name, registered) in &machines {
+            for info in registered.graph().states {
+                for (pool, units) in info.policy.uses {
+                    match self.pools.iter().find(|(known, _)| known == pool) {
+                        None => problems.push(format!(
+                            "state `{}` of machine `{name}` uses pool `{pool}`, which this \
+                             engine does not have; add .pool(\"{pool}\", capacity)",
+                            info.name
+                        )),
+                        Some((_, capacity)) if units > capacity => problems.push(format!(
+                            "state `{}` of machine `{name}` uses {units} of pool `{pool}`, \
+                             which holds {capacity}: its attempts would wait for ever; raise \
+                             the capacity or lower the use",
+                            info.name
+                        )),
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
         for (machine, state) in self.faults.iter().flat_map(Faults::states) {
             match machines.get(machine).map(|registered| registered.graph()) {
                 None => problems.push(format!(
@@ -258,6 +302,7 @@ impl EngineBuilder {
                 names,
                 migrations,
                 slots: Arc::new(Semaphore::new(self.max_concurrent_runs)),
+                pools: Arc::new(Pools::new(&self.pools)),
                 clock: self.clock,
                 seed: self.seed,
                 events: broadcast::channel(self.event_capacity).0,
@@ -301,6 +346,7 @@ impl Engine {
             lease: Duration::from_secs(10),
             poll: Duration::from_millis(250),
             retention: None,
+            pools: Vec::new(),
             max_reassignments: 5,
         }
     }

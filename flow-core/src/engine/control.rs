@@ -67,7 +67,7 @@ impl Engine {
         input: M::Input,
         context: M::Context,
     ) -> Result<RunHandle<M>, EngineError> {
-        self.start_run::<M>(run, None, input, context).await
+        self.start_run::<M>(run, None, None, input, context).await
     }
 
     /// Starts a run of `M` under a business key of the caller's (an order number, say:
@@ -104,13 +104,34 @@ impl Engine {
     ) -> Result<RunHandle<M>, EngineError> {
         let key = key.into();
         let run = RunId::for_key(M::NAME, &key);
-        self.start_run::<M>(run, Some(key), input, context).await
+        self.start_run::<M>(run, Some(key), None, input, context).await
+    }
+
+    /// Starts a run of `M` with `input`, `context` and its own `priority` for the engine's
+    /// resource pools, in place of the machine's (`#[flow::machine(priority = N)]`, 0 unless
+    /// declared): when attempts wait for a pool's units ([`EngineBuilder::pool`]), lower
+    /// values go first, and equal ones in arrival order. The priority is stored with the run
+    /// and kept across restarts and takeovers.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::start`].
+    ///
+    /// [`EngineBuilder::pool`]: crate::EngineBuilder::pool
+    pub async fn start_with_priority<M: Durable>(
+        &self,
+        input: M::Input,
+        context: M::Context,
+        priority: i32,
+    ) -> Result<RunHandle<M>, EngineError> {
+        self.start_run::<M>(RunId::random(), None, Some(priority), input, context).await
     }
 
     async fn start_run<M: Durable>(
         &self,
         run: RunId,
         key: Option<String>,
+        priority: Option<i32>,
         input: M::Input,
         mut context: M::Context,
     ) -> Result<RunHandle<M>, EngineError> {
@@ -126,6 +147,7 @@ impl Engine {
         }
         let state = M::start(input);
         let mut cursor = Cursor::new(graph);
+        cursor.priority = priority;
         let refused = cursor.enter::<M>(&state, graph.max_steps).err().map(End::Failed);
         let permit = Arc::clone(&inner.slots).try_acquire_owned().ok();
         if permit.is_some() {
@@ -238,6 +260,7 @@ impl Engine {
             seq: latest.seq,
             wait,
             wake_at: latest.wake_at.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+            waiting_for_pool: inner.pools.waiting_for(run),
             note,
             // A snapshot that does not read back has no error to show; a claim reports it.
             error: journal::error(&latest).ok().flatten(),

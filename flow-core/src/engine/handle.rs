@@ -130,6 +130,10 @@ pub struct RunStatus {
     pub wait: Option<Wait>,
     /// The deadline of its wait: when a backoff or timer ends, or a signal times out.
     pub wake_at: Option<SystemTime>,
+    /// The resource pool an attempt of the run waits for in this engine, if it does
+    /// ([`EngineBuilder::pool`](crate::EngineBuilder::pool)). Pools are per engine: a run
+    /// executing in another process shows `None` here.
+    pub waiting_for_pool: Option<String>,
     /// Why it is stuck, if it is.
     pub note: Option<String>,
     /// Why it failed, or why it paused itself (a state with `on_failure = pause` failed).

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::pools::{Held, Uses};
 use super::versions::upgrade;
 use super::{Durable, EngineError, Inner, duration_ms};
 use crate::current::{Cancel, Halt};
@@ -42,6 +43,8 @@ pub(crate) struct SnapshotOut<'a, S, C, O> {
     pub failures: &'a [Failure],
     #[serde(skip_serializing_if = "is_zero")]
     pub takeovers: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
 }
 
 fn is_zero(count: &u32) -> bool {
@@ -75,6 +78,9 @@ pub(crate) struct SnapshotIn<S, C, O> {
     /// checkpoints written before it was counted, and when 0.
     #[serde(default)]
     pub takeovers: u32,
+    /// The run's own priority (`Engine::start_with_priority`); absent when it has none.
+    #[serde(default)]
+    pub priority: Option<i32>,
 }
 
 fn none<O>() -> Option<O> {
@@ -252,6 +258,7 @@ impl<M: Durable> DurableJournal<M> {
             failures: &cursor.failures,
             // A run that ends or pauses starts counting again if it is ever resumed.
             takeovers: if end.is_some() { 0 } else { cursor.takeovers },
+            priority: cursor.priority,
         };
         // Refused before anything changes here: the run loop may go on from the last
         // checkpoint instead (`Journal::recover`).
@@ -470,6 +477,24 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
         (Some(self.reporter(state)), Some(Arc::clone(&self.cancel)))
     }
 
+    fn hold(
+        &mut self,
+        state: &'static str,
+        uses: Uses,
+        priority: i32,
+    ) -> impl Future<Output = Option<Held>> + Send {
+        let taken = (!uses.is_empty()).then(|| self.inner.pools.try_hold(self.run, uses, priority));
+        if let Some(Err((_, pool))) = &taken {
+            self.event(state, || EventKind::WaitingForPool { pool });
+        }
+        async move {
+            match taken? {
+                Ok(held) => Some(held),
+                Err((ticket, _)) => Some(ticket.admitted().await),
+            }
+        }
+    }
+
     fn failed_before(&mut self, state: &'static str, attempt: u32) -> Option<Failure> {
         if let Some(failure) = self.interrupted.take() {
             return Some(failure);
@@ -609,6 +634,7 @@ pub(crate) fn deliver_stored<M: Durable, S: Signal<M>>(
         rollback: snapshot.rollback.as_ref(),
         failures: &snapshot.failures,
         takeovers: snapshot.takeovers,
+        priority: snapshot.priority,
     };
     let snapshot = readable::<_, _, _, IgnoredAny>(&out).map_err(unstorable)?;
     // Runnable at once, unless paused: the wait is over.

@@ -19,6 +19,7 @@ mod control;
 mod error;
 mod handle;
 mod journal;
+pub(crate) mod pools;
 mod registry;
 mod scheduler;
 mod versions;
@@ -169,6 +170,8 @@ pub(crate) struct Inner {
     /// Per machine name, the migrations into its registered version.
     migrations: HashMap<&'static str, Vec<Migration>>,
     slots: Arc<Semaphore>,
+    /// The resource pools states hold while their attempts run.
+    pools: Arc<pools::Pools>,
     clock: Arc<dyn Clock>,
     seed: Option<u64>,
     /// Every run's events, for whoever subscribes.

@@ -102,6 +102,7 @@ impl<M: Durable> Registered for Registration<M> {
         cursor.rollback = snapshot.rollback;
         cursor.failures = snapshot.failures;
         cursor.takeovers = snapshot.takeovers;
+        cursor.priority = snapshot.priority;
         let mut context = snapshot.context;
         self.restore(&mut context);
         let mut journal =

@@ -89,6 +89,7 @@ fn migrate<Old: Durable, New: Durable + Migrate<Old>>(
         rollback: None,
         failures: &old.failures,
         takeovers: old.takeovers,
+        priority: old.priority,
     };
     let new = readable::<_, _, _, IgnoredAny>(&new)
         .map_err(|error| format!("the migrated run would not read back: {error}"))?;

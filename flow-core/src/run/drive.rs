@@ -80,6 +80,9 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                 }
             }
         }
+        // Held for this attempt only, from before it is announced until its result is in.
+        let priority = cursor.priority.unwrap_or(graph.priority);
+        let held = journal.hold(info.name, info.policy.uses, priority).await;
         journal.event(info.name, || EventKind::Entered { attempt });
         // The in-memory runner moves the payload straight into a state's last attempt; a
         // durable run keeps it for the failure's checkpoint, and a state with a compensation
@@ -95,6 +98,7 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
             let body = guarded(M::step(this_try, cx), info.policy.timeout);
             scope.scope(body).instrument(span).await
         };
+        drop(held);
         clock = Instant::now();
         let duration = clock - started;
         let failure = match result {

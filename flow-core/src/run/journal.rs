@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::{Cursor, RunError};
 use crate::Machine;
 use crate::current::{Cancel, Halt};
+use crate::engine::pools::{Held, Uses};
 use crate::event::{EventKind, Reporter};
 use crate::history::Failure;
 use crate::id::RunId;
@@ -110,6 +111,19 @@ pub(crate) trait Journal<M: Machine> {
 
     /// Where an attempt of `state` reports progress and learns of cancellation.
     fn attempt_scope(&self, state: &'static str) -> (Option<Reporter>, Option<Arc<Cancel>>);
+
+    /// Holds what `state` uses of the engine's resource pools (`uses`) for one attempt, once
+    /// the run's turn comes (`priority`, lower first); dropping what it returns gives them
+    /// back. Only an engine has pools: in memory the attempt runs at once.
+    fn hold(
+        &mut self,
+        state: &'static str,
+        uses: Uses,
+        priority: i32,
+    ) -> impl Future<Output = Option<Held>> + Send {
+        let _ = (state, uses, priority);
+        std::future::ready(None)
+    }
 
     /// Why attempt `attempt` of `state` fails without running, if it does: it was
     /// interrupted by a crash before (a claimed run's first attempt only), or [`Faults`]

@@ -359,6 +359,9 @@ pub(crate) struct Cursor<S> {
     pub undo: Vec<Done<S>>,
     /// While the run rolls back after a failure: why, and how far it got.
     pub rollback: Option<Rollback>,
+    /// The run's own priority for resource pools, if it was started with one; else the
+    /// machine's ([`Graph::priority`]).
+    pub priority: Option<i32>,
 }
 
 impl<S> Cursor<S> {
@@ -375,6 +378,7 @@ impl<S> Cursor<S> {
             takeovers: 0,
             undo: Vec::new(),
             rollback: None,
+            priority: None,
         }
     }
 

@@ -14,7 +14,7 @@ pub struct Desk {
 #[error("store offline")]
 pub struct Offline;
 
-#[flow::machine(max_steps = 500, name = "publishing")]
+#[flow::machine(max_steps = 500, name = "publishing", pools(editors, api), priority = -2)]
 pub mod publishing {
     use super::*;
 
@@ -29,7 +29,7 @@ pub mod publishing {
     }
 
     // A self-loop, with a policy on every key.
-    #[state(to(draft, review), retry(attempts = 3, backoff = "1s", jitter = "equal"), timeout = "1h30m", max_visits = 20)]
+    #[state(to(draft, review), retry(attempts = 3, backoff = "1s", jitter = "equal"), timeout = "1h30m", max_visits = 20, uses(editors = 2, api))]
     async fn draft(_cx: &mut Desk, mut doc: Doc, round: u8) -> Result<Draft> {
         doc.text.push('.');
         if round < 3 {
