@@ -236,7 +236,9 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
                     policy.attempts.is_some() || policy.backoff.is_some() || policy.jitter.is_some();
                 let mut keys = Vec::new();
                 meta.parse_nested_meta(|option| {
-                    keys.extend(option.path.get_ident().map(Ident::to_string));
+                    if given_twice(&option, &mut keys, "retry(...)", errors) {
+                        return skip_value(&option);
+                    }
                     retry_option(&option, &mut out.policy, errors)
                 })?;
                 // A backoff without attempts would never be used: the state tries once.
@@ -275,7 +277,13 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
             "signal" => {
                 let mut signal = SignalAttr { span, timeout: None, default: None };
                 if meta.input.peek(syn::token::Paren) {
-                    meta.parse_nested_meta(|option| signal_option(&option, &mut signal, errors))?;
+                    let mut keys = Vec::new();
+                    meta.parse_nested_meta(|option| {
+                        if given_twice(&option, &mut keys, "signal(...)", errors) {
+                            return skip_value(&option);
+                        }
+                        signal_option(&option, &mut signal, errors)
+                    })?;
                 }
                 out.signal.replace(signal).is_some()
             }
@@ -415,7 +423,11 @@ fn retry_option(
 /// Reads the arguments of `#[flow::machine(...)]`.
 pub fn machine(args: TokenStream, errors: &mut Errors) -> MachineAttr {
     let mut out = MachineAttr::default();
+    let mut keys = Vec::new();
     let parser = syn::meta::parser(|meta| {
+        if given_twice(&meta, &mut keys, "#[flow::machine(...)]", errors) {
+            return skip_value(&meta);
+        }
         let key = meta.path.get_ident().map(Ident::to_string).unwrap_or_default();
         match key.as_str() {
             "max_steps" => {
@@ -474,6 +486,28 @@ pub fn machine(args: TokenStream, errors: &mut Errors) -> MachineAttr {
         errors.add(error);
     }
     out
+}
+
+/// Whether `meta`'s key is in `keys` already (then reported, on its second use), else adds it.
+fn given_twice(
+    meta: &ParseNestedMeta,
+    keys: &mut Vec<String>,
+    place: &str,
+    errors: &mut Errors,
+) -> bool {
+    let Some(key) = meta.path.get_ident().map(Ident::to_string) else { return false };
+    if keys.contains(&key) {
+        errors.push_spanned(
+            &meta.path,
+            format!(
+                "`{key}` is given twice in this {place}\n= help: give each key once; keep the \
+                 one you mean and remove this one"
+            ),
+        );
+        return true;
+    }
+    keys.push(key);
+    false
 }
 
 /// Consumes `= value` or `(...)` after a key that was already reported.
