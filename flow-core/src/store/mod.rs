@@ -1,4 +1,5 @@
-//! Where durable runs are kept: the [`CheckpointStore`] trait and its two stores.
+//! Where durable runs are kept: the [`CheckpointStore`] trait and its stores, in memory, SQLite
+//! (the default) and PostgreSQL (the `postgres` feature).
 //!
 //! ```no_run
 //! use flow::store::SqliteStore;
