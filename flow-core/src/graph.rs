@@ -20,8 +20,8 @@ use crate::{OnFailure, Policy};
 /// use flow::policy::Policy;
 ///
 /// static STATES: [StateInfo; 2] = [
-///     StateInfo { name: "work", start: true, end: false, payload: &[("left", "u32")], output: None, policy: Policy::DEFAULT, signal: None, compensate: None },
-///     StateInfo { name: "done", start: false, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT, signal: None, compensate: None },
+///     StateInfo { name: "work", start: true, end: false, payload: &[("left", "u32")], output: None, policy: Policy::DEFAULT, fork: None, branch_end: false, signal: None, compensate: None },
+///     StateInfo { name: "done", start: false, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT, fork: None, branch_end: false, signal: None, compensate: None },
 /// ];
 /// static JOB: Graph = Graph {
 ///     name: "job", states: &STATES, edges: &[("work", "work"), ("work", "done")], start: 0, max_steps: 100,
@@ -61,6 +61,16 @@ pub struct Graph {
     pub legacy_fingerprints: &'static [&'static str],
 }
 
+/// A fork: the states its branches start in, in declared order, and the join state that
+/// receives their outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ForkInfo {
+    /// The first state of each branch.
+    pub branches: &'static [&'static str],
+    /// The state entered with the branches' outputs.
+    pub join: &'static str,
+}
+
 /// One state of a [`Graph`].
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct StateInfo {
@@ -76,6 +86,12 @@ pub struct StateInfo {
     pub output: Option<&'static str>,
     /// Retries, timeout and visit limit.
     pub policy: Policy,
+    /// The branches this state forks into and where they join, for a fork state
+    /// (`#[state(fork(pay, reserve), join = ship)]`).
+    pub fork: Option<ForkInfo>,
+    /// Whether this state ends a branch of a fork (`#[state(branch_end)]`): its output goes
+    /// to the fork's join state.
+    pub branch_end: bool,
     /// The signal the state waits for before its first attempt, if it has a `#[signal]`
     /// parameter.
     pub signal: Option<SignalInfo>,
@@ -139,9 +155,30 @@ impl Graph {
                 let _ = writeln!(out, "    {0} : {0} ({policy})", state.name);
             }
         }
+        // A fork and its join are Mermaid's `<<fork>>` and `<<join>>` pseudo-states.
+        let forks = self.states.iter().filter_map(|state| Some((state.name, state.fork?)));
+        for (name, fork) in forks.clone() {
+            let _ = writeln!(out, "    state {name}_fork <<fork>>");
+            let _ = writeln!(out, "    state {}_join <<join>>", fork.join);
+        }
         let _ = writeln!(out, "    [*] --> {}", self.start().name);
         for (from, to) in self.edges {
-            let _ = writeln!(out, "    {from} --> {to}");
+            match self.state(from) {
+                Some(info) if info.fork.is_some() => {}
+                Some(info) if info.branch_end => {
+                    let _ = writeln!(out, "    {from} --> {to}_join");
+                }
+                _ => {
+                    let _ = writeln!(out, "    {from} --> {to}");
+                }
+            }
+        }
+        for (name, fork) in forks {
+            let _ = writeln!(out, "    {name} --> {name}_fork");
+            for branch in fork.branches {
+                let _ = writeln!(out, "    {name}_fork --> {branch}");
+            }
+            let _ = writeln!(out, "    {0}_join --> {0}", fork.join);
         }
         for (from, to) in self.fallbacks() {
             let _ = writeln!(out, "    {from} --> {to} : on failure");
@@ -174,7 +211,17 @@ impl Graph {
         }
         let _ = writeln!(out, "    __start -> {};", self.start().name);
         for (from, to) in self.edges {
-            let _ = writeln!(out, "    {from} -> {to};");
+            match self.state(from) {
+                Some(info) if info.fork.is_some() => {
+                    let _ = writeln!(out, "    {from} -> {to} [style=bold, label=\"fork\"];");
+                }
+                Some(info) if info.branch_end => {
+                    let _ = writeln!(out, "    {from} -> {to} [style=bold, label=\"join\"];");
+                }
+                _ => {
+                    let _ = writeln!(out, "    {from} -> {to};");
+                }
+            }
         }
         for (from, to) in self.fallbacks() {
             let _ = writeln!(out, "    {from} -> {to} [style=dashed, label=\"on failure\"];");

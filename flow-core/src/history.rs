@@ -33,8 +33,15 @@ pub enum Outcome {
         #[serde(deserialize_with = "name")]
         to: Name,
     },
-    /// The end state finished the run.
+    /// The end state finished the run, or a `branch_end` state its branch.
     Completed,
+    /// The fork state split the run into branches, whose entries follow; once each had
+    /// ended, the run went to the join state `join`.
+    Forked {
+        /// The join state.
+        #[serde(deserialize_with = "name")]
+        join: Name,
+    },
     /// The state's signal did not come within its timeout; the run went to its default.
     NoSignal {
         /// The default state.
@@ -289,6 +296,7 @@ impl fmt::Display for Outcome {
         match self {
             Outcome::Transitioned { to } => write!(f, "→ {to}"),
             Outcome::Completed => f.write_str("completed"),
+            Outcome::Forked { join } => write!(f, "forked, joined at {join}"),
             Outcome::NoSignal { to } => write!(f, "no signal in time → {to}"),
             Outcome::Caught { to } => write!(f, "failed → fallback {to}"),
             Outcome::Compensated => f.write_str("compensated"),

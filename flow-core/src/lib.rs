@@ -59,8 +59,9 @@ pub use policy::{Backoff, Jitter, OnFailure, Policy, RetryPolicy};
 /// [`Graph`]'s states. A fallback state's payload type implements
 /// [`history::FromCaught`].
 pub mod codegen {
+    pub use crate::graph::ForkInfo;
     pub use crate::graph::{SignalInfo, StateInfo};
-    pub use crate::machine::{Goto, Signal, Step};
+    pub use crate::machine::{ForkInto, Goto, Signal, Step};
 }
 
 #[doc(hidden)]

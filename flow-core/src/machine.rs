@@ -27,7 +27,7 @@ use crate::{Graph, Result};
 /// enum State { Tick(u32) }
 ///
 /// static STATES: [StateInfo; 1] = [StateInfo {
-///     name: "tick", start: true, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT, signal: None, compensate: None,
+///     name: "tick", start: true, end: true, payload: &[], output: Some("u32"), policy: Policy::DEFAULT, fork: None, branch_end: false, signal: None, compensate: None,
 /// }];
 /// static GRAPH: Graph = Graph {
 ///     name: "countdown", states: &STATES, edges: &[("tick", "tick")], start: 0, max_steps: 100,
@@ -104,6 +104,29 @@ pub trait Machine: Sized + Send + Sync + 'static {
         Err(serde::de::Error::custom("this state waits for no signal"))
     }
 
+    /// The context a branch of a fork starts with: a copy of the run's, for a machine that
+    /// forks (the macro generates it with `Clone`); `None` for one that does not. A branch
+    /// changes its own copy; what it produces reaches the join as its output.
+    fn fork_context(cx: &Self::Context) -> Option<Self::Context> {
+        let _ = cx;
+        None
+    }
+
+    /// The join state of the fork state at `fork` (its index in [`Graph::states`]), entered
+    /// with its branches' `outputs`, one per branch in the order the fork declares them.
+    ///
+    /// # Errors
+    ///
+    /// If an output does not have the type the join takes for its branch, or the state at
+    /// `fork` does not fork.
+    fn join(
+        fork: usize,
+        outputs: Vec<serde_json::Value>,
+    ) -> std::result::Result<Self::State, serde_json::Error> {
+        let _ = (fork, outputs);
+        Err(serde::de::Error::custom("this state does not fork"))
+    }
+
     /// Where a run goes when `state`'s signal does not arrive within its timeout: the declared
     /// `default` target, with `state`'s payload. `None` for a state without one.
     fn signal_timeout(state: Self::State) -> Option<Self::State> {
@@ -160,12 +183,18 @@ pub trait Signal<M: Machine>: Send + 'static {
 }
 
 /// What one state attempt produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Step<S, O> {
     /// The run goes on in this state.
     Next(S),
     /// An end state finished the run with this output.
     Done(O),
+    /// A fork state (`#[state(fork(a, b), join = j)]`) split the run: one branch starts in
+    /// each of these states, in the order the fork declares them.
+    Fork(Vec<S>),
+    /// A `branch_end` state finished its branch with this output, as JSON: the join state
+    /// receives it ([`Machine::join`]).
+    BranchDone(serde_json::Value),
 }
 
 /// Converts a transition target into a state's "next" type; implemented, by the macro, only for
@@ -181,6 +210,33 @@ pub enum Step<S, O> {
 pub trait Goto<T>: Sized {
     /// Wraps `target` (the target state's payload) in this state's next type.
     fn goto(target: T) -> Self;
+}
+
+/// Builds a fork state's next type from its branches' entry states, in the fork's order;
+/// implemented, by the macro, only for the branches the state declares.
+#[diagnostic::on_unimplemented(
+    message = "state `{Self}` does not fork to `{T}`",
+    label = "these are not the branches this state declares, in order",
+    note = "fork!(...) names each branch of #[state(fork(...))] once, in the same order"
+)]
+pub trait ForkInto<T>: Sized {
+    /// Wraps `branches` (each branch's first state and its payload) in the next type.
+    fn fork_into(branches: T) -> Self;
+}
+
+/// Splits the run into parallel branches: `fork!(pay(card), reserve(items))` inside a state
+/// declared `#[state(fork(pay, reserve), join = ship)]`.
+///
+/// Expands to `Ok(next)`. Each branch starts in the named state with its payload and runs on
+/// its own copy of the context until a `branch_end` state returns its output; the join state
+/// then receives the outputs, one parameter per branch in the fork's order.
+#[macro_export]
+macro_rules! fork {
+    ($($branch:ident $( ( $($arg:expr),* $(,)? ) )?),+ $(,)?) => {
+        ::core::result::Result::Ok($crate::codegen::ForkInto::fork_into((
+            $( __flow_to::$branch($($($arg),*)?), )+
+        )))
+    };
 }
 
 /// Moves to another state: `goto!(charge(order))` inside a `#[state]` fn.

@@ -232,6 +232,59 @@ impl State {
     pub fn is_end(&self) -> bool {
         self.attr.end.is_some()
     }
+
+    /// Whether the state ends a branch of a fork (`branch_end`).
+    pub fn is_branch_end(&self) -> bool {
+        self.attr.branch_end.is_some()
+    }
+
+    /// The first states of the branches this state forks into, in order; empty if it does
+    /// not fork.
+    pub fn branches(&self) -> &[Ident] {
+        self.attr.fork.as_ref().map_or(&[], |(_, branches)| branches)
+    }
+
+    /// Whether the state says where a run goes after it: targets, an end, a fork or a
+    /// branch end.
+    pub fn declares_next(&self) -> bool {
+        self.attr.to.is_some() || self.is_end() || self.attr.fork.is_some() || self.is_branch_end()
+    }
+}
+
+/// One branch of a fork: the states a run can visit in it.
+pub struct Branch {
+    /// The fork state, by index.
+    pub fork: usize,
+    /// The branch's first state, by index.
+    pub entry: usize,
+    /// Every state reachable from `entry` by `to(...)` and `fallback`, `entry` included, in
+    /// index order.
+    pub states: Vec<usize>,
+}
+
+impl Machine {
+    /// Every branch of every fork whose names resolve, in declaration order.
+    pub fn branches(&self) -> Vec<Branch> {
+        let mut out = Vec::new();
+        for (fork, state) in self.states.iter().enumerate() {
+            for name in state.branches() {
+                let Some(entry) = self.index_of(name) else { continue };
+                let mut seen = vec![false; self.states.len()];
+                let mut stack = vec![entry];
+                while let Some(at) = stack.pop() {
+                    if std::mem::replace(&mut seen[at], true) {
+                        continue;
+                    }
+                    let here = &self.states[at];
+                    let next = here.targets().iter().chain(here.attr.fallback.iter());
+                    stack.extend(next.filter_map(|name| self.index_of(name)));
+                }
+                let states = (0..seen.len()).filter(|&i| seen[i]).collect();
+                out.push(Branch { fork, entry, states });
+            }
+        }
+        out
+    }
 }
 
 /// `state` and its context type, if its first parameter is `&mut C`.

@@ -20,7 +20,7 @@ use syn::{Attribute, Expr, ExprLit, Ident, Lit, LitStr, Token};
 
 use crate::suggest;
 
-const STATE_KEYS: [&str; 12] = [
+const STATE_KEYS: [&str; 15] = [
     "start",
     "end",
     "to",
@@ -33,6 +33,9 @@ const STATE_KEYS: [&str; 12] = [
     "fallback",
     "on_failure",
     "uses",
+    "fork",
+    "join",
+    "branch_end",
 ];
 const SIGNAL_KEYS: [&str; 2] = ["timeout", "default"];
 const RETRY_KEYS: [&str; 3] = ["attempts", "backoff", "jitter"];
@@ -89,6 +92,12 @@ pub struct StateAttr {
     pub fallback: Option<Ident>,
     /// `on_failure = pause` (or `fail`), with its value's span.
     pub on_failure: Option<(Span, OnFailure)>,
+    /// `fork(pay, reserve)`: its keyword's span and the branches' first states.
+    pub fork: Option<(Span, Vec<Ident>)>,
+    /// `join = ship`: where a fork's branches meet.
+    pub join: Option<Ident>,
+    /// `branch_end`, where present: the state ends its branch of a fork.
+    pub branch_end: Option<Span>,
 }
 
 /// What `on_failure = ...` says.
@@ -152,6 +161,9 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
         compensate: None,
         fallback: None,
         on_failure: None,
+        fork: None,
+        join: None,
+        branch_end: None,
     };
     if matches!(attr.meta, syn::Meta::Path(_)) {
         return out;
@@ -165,6 +177,35 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
         let repeated = match key.as_str() {
             "start" => out.start.replace(span).is_some(),
             "end" => out.end.replace(span).is_some(),
+            "branch_end" => out.branch_end.replace(span).is_some(),
+            "fork" => {
+                let mut branches = Vec::new();
+                meta.parse_nested_meta(|branch| {
+                    match branch.path.get_ident() {
+                        Some(name) if branches.contains(name) => errors.push_spanned(
+                            name,
+                            format!("branch `{name}` is listed twice in this fork(...)\n= help: each branch runs once; remove this `{name}`"),
+                        ),
+                        Some(name) => branches.push(name.clone()),
+                        None => errors.push_spanned(
+                            &branch.path,
+                            "expected a state name\n= help: name the first state of each branch: fork(pay, reserve)",
+                        ),
+                    }
+                    Ok(())
+                })?;
+                out.fork.replace((span, branches)).is_some()
+            }
+            "join" => {
+                let value = meta.value()?.parse::<Expr>()?;
+                match expr_ident(&value) {
+                    Some(join) => out.join.replace(join).is_some(),
+                    None => {
+                        errors.push_spanned(&value, "`join` names the state the branches meet in\n= help: join = ship, where `ship` takes one parameter per branch");
+                        false
+                    }
+                }
+            }
             "to" if meta.input.peek(syn::Token![=]) => {
                 // `to = ship` or `to = [a, b]`: read the names anyway, so that the one error is
                 // this one, not knock-ons about missing targets.

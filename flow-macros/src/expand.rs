@@ -27,7 +27,10 @@ pub fn machine(machine: &Machine) -> TokenStream {
     let items = &machine.items;
     let fns = machine.states.iter().map(|state| &state.func);
     let state_enum = state_enum(machine);
-    let next_types = machine.states.iter().filter(|s| !s.is_end()).map(|s| next_type(machine, s));
+    let next_types =
+        machine.states.iter().filter(|s| !s.is_end() && !s.is_branch_end()).map(|s| {
+            if s.attr.fork.is_some() { fork_type(machine, s) } else { next_type(machine, s) }
+        });
     let targets = targets(machine);
     let machine_impl = machine_impl(machine);
     let graph = graph(machine);
@@ -253,6 +256,40 @@ fn stored(machine: &Machine) -> TokenStream {
             checks.push(check);
         }
     }
+    for state in machine.states.iter().filter(|s| s.is_branch_end()) {
+        let Some(output) = &state.returns else { continue };
+        let text = type_text(output);
+        if !checked.contains(&text) {
+            checked.push(text);
+            checks.push(quote_spanned! {output.span()=>
+                ::flow::__private::stored::check::<#output>();
+            });
+        }
+    }
+    // Each join parameter takes its branch's output type: the compiler compares the types the
+    // macro only compared as text.
+    for branch in machine.branches() {
+        let fork = &machine.states[branch.fork];
+        let Some(join) = fork.attr.join.as_ref().and_then(|j| machine.index_of(j)) else {
+            continue;
+        };
+        let join = &machine.states[join];
+        let position =
+            fork.branches().iter().position(|b| *b == machine.states[branch.entry].ident);
+        let (Some(position), Some(param)) = (position, position.and_then(|p| join.payload.get(p)))
+        else {
+            continue;
+        };
+        let alias = format_ident!("__flow_{}_{}", join.ident, position);
+        for &at in &branch.states {
+            let state = &machine.states[at];
+            if let (true, Some(output)) = (state.is_branch_end(), &state.returns) {
+                checks.push(quote_spanned! {param.ty.span()=>
+                    let _ = |output: #output| -> #alias { output };
+                });
+            }
+        }
+    }
     quote! {
         #(#aliases)*
         #(#codecs)*
@@ -313,6 +350,48 @@ fn state_enum(machine: &Machine) -> TokenStream {
         #[serde(crate = "::flow::__private::serde")]
         #[allow(dead_code)]
         pub enum State { #(#variants),* }
+    }
+}
+
+/// A fork state's next type: the states its branches start in, built by `fork!` through
+/// `ForkInto`, implemented for exactly the declared branches in their order.
+fn fork_type(machine: &Machine, state: &State) -> TokenStream {
+    let name = state.variant();
+    let branches: Vec<&State> = state
+        .branches()
+        .iter()
+        .filter_map(|b| machine.index_of(b))
+        .map(|i| &machine.states[i])
+        .collect();
+    let doc = format!(
+        "Where state `{}` goes: into its branches {} at once. Its body returns this, built with \
+         `fork!`.",
+        state.ident,
+        suggest::list(branches.iter().map(|branch| &branch.ident))
+    );
+    let markers: Vec<&Ident> = branches.iter().map(|branch| &branch.ident).collect();
+    let values: Vec<Ident> =
+        (0..branches.len()).map(|i| format_ident!("__flow_branch{}", i)).collect();
+    let entries = branches.iter().zip(&values).map(|(branch, value)| {
+        let marker = &branch.ident;
+        let fields = branch.fields();
+        let entered = entered(branch);
+        quote! { { let __flow_to::#marker(#(#fields),*) = #value; #entered } }
+    });
+    let span = state.attr.fork.as_ref().map_or_else(Span::call_site, |(span, _)| *span);
+    let fork_into = quote_spanned! {span=>
+        impl ::flow::codegen::ForkInto<(#(__flow_to::#markers,)*)> for #name {
+            fn fork_into((#(#values,)*): (#(__flow_to::#markers,)*)) -> Self {
+                #name(::std::vec![#(#entries),*])
+            }
+        }
+    };
+    quote! {
+        #[doc = #doc]
+        #[derive(::core::fmt::Debug)]
+        pub struct #name(::std::vec::Vec<State>);
+
+        #fork_into
     }
 }
 
@@ -454,7 +533,20 @@ fn machine_impl(machine: &Machine) -> TokenStream {
         let fields = bound;
         let span = state.ident.span();
         let call = quote_spanned!(span=> #func(__flow_cx, #(#fields),*).await);
-        let done = if state.is_end() {
+        let done = if state.attr.fork.is_some() {
+            quote!(::flow::Step::Fork(output.0))
+        } else if state.is_branch_end() {
+            let ty = state.returns.clone().unwrap_or_else(|| syn::parse_quote!(()));
+            let message = format!("the output of branch_end `{func}` could not be stored: {{}}");
+            quote! {
+                ::flow::Step::BranchDone({
+                    use ::flow::__private::stored::{NotSerde as _, ViaSerde as _};
+                    (&::flow::__private::stored::Probe::<#ty>::new())
+                        .store(&output, ::flow::__private::serde_json::value::Serializer)
+                        .map_err(|error| ::flow::Error::permanent(::std::format!(#message, error)))?
+                })
+            }
+        } else if state.is_end() {
             quote!(::flow::Step::Done(output))
         } else {
             quote!(::flow::Step::Next(::core::convert::From::from(output)))
@@ -486,6 +578,7 @@ fn machine_impl(machine: &Machine) -> TokenStream {
         > + ::core::marker::Send + '_
     };
     let signals = signal_methods(machine);
+    let joins = join_methods(machine);
     let failures = failure_methods(machine);
     let machine_doc = format!(
         "The `{}` machine, as the runtime sees it: `flow::Runner::new().run::<{}::Machine>(input, &mut cx)`.",
@@ -536,6 +629,7 @@ fn machine_impl(machine: &Machine) -> TokenStream {
             }
 
             #signals
+            #joins
             #failures
         }
 
@@ -552,6 +646,52 @@ fn machine_impl(machine: &Machine) -> TokenStream {
         #[allow(dead_code)]
         pub fn graph() -> &'static ::flow::Graph {
             &__FLOW_GRAPH
+        }
+    }
+}
+
+/// `Machine`'s `fork_context` and `join`, for a machine that forks.
+fn join_methods(machine: &Machine) -> TokenStream {
+    let forks: Vec<(usize, &State)> =
+        machine.states.iter().enumerate().filter(|(_, s)| s.attr.fork.is_some()).collect();
+    let Some((_, first)) = forks.first() else { return TokenStream::new() };
+    let context = context(machine);
+    // Spanned on `fork`, so a context that is not `Clone` is reported there.
+    let span = first.attr.fork.as_ref().map_or_else(Span::call_site, |(span, _)| *span);
+    let fork_context = quote_spanned! {span=>
+        fn fork_context(cx: &#context) -> ::core::option::Option<#context> {
+            ::core::option::Option::Some(::core::clone::Clone::clone(cx))
+        }
+    };
+    let arms = forks.iter().filter_map(|(index, fork)| {
+        let join = &machine.states[machine.index_of(fork.attr.join.as_ref()?)?];
+        let fields = join.fields();
+        let aliases = (0..join.payload.len()).map(|i| format_ident!("__flow_{}_{}", join.ident, i));
+        let entered = entered(join);
+        Some(quote! {
+            #index => {
+                #( let #fields: #aliases = (&::flow::__private::stored::Probe::<#aliases>::new())
+                    .load(next()?)?; )*
+                ::core::result::Result::Ok(#entered)
+            }
+        })
+    });
+    quote! {
+        #fork_context
+
+        fn join(
+            fork: usize,
+            outputs: ::std::vec::Vec<::flow::__private::serde_json::Value>,
+        ) -> ::core::result::Result<State, ::flow::__private::serde_json::Error> {
+            use ::flow::__private::stored::{NotSerde as _, ViaSerde as _};
+            let custom = <::flow::__private::serde_json::Error as ::flow::__private::serde::de::Error>::custom;
+            let mut outputs = outputs.into_iter();
+            #[allow(unused_mut)]
+            let mut next = || outputs.next().ok_or_else(|| custom("a branch's output is missing"));
+            match fork {
+                #(#arms)*
+                _ => ::core::result::Result::Err(custom("this state does not fork")),
+            }
         }
     }
 }
@@ -763,6 +903,13 @@ fn graph(machine: &Machine) -> TokenStream {
         let name = state.ident.to_string();
         let is_start = state.attr.start.is_some();
         let is_end = state.is_end();
+        let branch_end = state.is_branch_end();
+        let fork =
+            option(state.attr.join.as_ref().filter(|_| state.attr.fork.is_some()).map(|join| {
+                let branches = state.branches().iter().map(ToString::to_string);
+                let join = join.to_string();
+                quote! { ::flow::codegen::ForkInfo { branches: &[#(#branches),*], join: #join } }
+            }));
         let payload = state.payload.iter().filter_map(|param| {
             let field = param.ident.as_ref()?.to_string();
             let ty = type_text(&param.ty);
@@ -833,18 +980,36 @@ fn graph(machine: &Machine) -> TokenStream {
                     on_failure: #on_failure,
                     uses: &[#(#uses),*],
                 },
+                fork: #fork,
+                branch_end: #branch_end,
                 signal: #signal,
                 compensate: #compensate,
             }
         }
     });
-    let edges = machine.states.iter().flat_map(|state| {
-        let from = state.ident.to_string();
-        state.targets().iter().map(move |to| {
-            let to = to.to_string();
-            quote!((#from, #to))
+    // Declared transitions, then each fork's edges into its branches and out of their ends.
+    let mut edges: Vec<TokenStream> = machine
+        .states
+        .iter()
+        .flat_map(|state| {
+            let from = state.ident.to_string();
+            state.targets().iter().chain(state.branches()).map(move |to| {
+                let to = to.to_string();
+                quote!((#from, #to))
+            })
         })
-    });
+        .collect();
+    for branch in machine.branches() {
+        let Some(join) = &machine.states[branch.fork].attr.join else { continue };
+        let join = join.to_string();
+        for &at in &branch.states {
+            let state = &machine.states[at];
+            if state.is_branch_end() {
+                let from = state.ident.to_string();
+                edges.push(quote!((#from, #join)));
+            }
+        }
+    }
     quote! {
         static __FLOW_STATES: [::flow::StateInfo; #count] = [#(#states),*];
 
@@ -891,9 +1056,20 @@ fn fingerprint(machine: &Machine) -> String {
             let fallback = state.attr.fallback.as_ref().map(ToString::to_string);
             let output = state.returns.as_ref().filter(|_| state.is_end()).map(type_text);
             let compensate = state.attr.compensate.as_ref().map(type_text);
+            // Only forks and branch ends add to the text: other machines keep their prints.
+            let mut parallel = String::new();
+            if let (Some(join), false) = (&state.attr.join, state.branches().is_empty()) {
+                let branches: Vec<String> =
+                    state.branches().iter().map(ToString::to_string).collect();
+                parallel.push_str(&format!(" fork({}) join({join})", branches.join(",")));
+            }
+            if state.is_branch_end() {
+                let output = state.returns.as_ref().map(type_text).unwrap_or_default();
+                parallel.push_str(&format!(" branch_end({output})"));
+            }
             format!(
                 "state {} {{payload({}) signal({signal}) to({}) fallback({}) output({}) \
-                 compensate({})}}",
+                 compensate({}){parallel}}}",
                 state.ident,
                 payload.join(","),
                 targets.join(","),

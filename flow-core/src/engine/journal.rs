@@ -236,6 +236,8 @@ impl<M: Durable> DurableJournal<M> {
             Some(End::Failed(error)) => (Status::Failed, None, Some(error)),
             Some(End::Cancelled) => (Status::Cancelled, None, None),
             Some(End::Paused(error)) => (Status::Paused, None, error.as_ref()),
+            // A branch's end is never recorded: the fork records the join.
+            Some(End::Branch(_)) => (Status::Running, None, None),
         };
         // A run that is to wait is written as waiting, and no engine holds it meanwhile.
         let wait = match state {

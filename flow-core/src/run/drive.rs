@@ -171,6 +171,23 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                     }
                 }
             }
+            Ok(Step::Fork(branches)) => {
+                let forked = super::fork::fork::<M, J>(
+                    index, attempt, branches, cursor, cx, journal, jitter, max_steps,
+                );
+                state = match Box::pin(forked).await? {
+                    Ok(next) => next,
+                    Err(end) => return Ok(end),
+                };
+                clock = Instant::now();
+                continue;
+            }
+            Ok(Step::BranchDone(output)) => {
+                let outcome = Outcome::Completed;
+                cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
+                cursor.seq += 1;
+                return Ok(End::Branch(output));
+            }
             Err(failure) => failure,
         };
         let cancelled = journal.halt() == Some(Halt::Cancel);
@@ -252,7 +269,7 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
 ///
 /// Takes the state by value: a reference held across the awaits would need it to be `Sync`.
 #[allow(clippy::too_many_arguments)] // the run loop's state, passed through
-async fn reroute<M: Machine, J: Journal<M>>(
+pub(crate) async fn reroute<M: Machine, J: Journal<M>>(
     from: &'static str,
     attempt: u32,
     next: M::State,
@@ -370,6 +387,7 @@ pub(crate) fn announce<M: Machine, J: Journal<M>>(
         End::Failed(error) => EventKind::Failed { error: error.to_string() },
         End::Cancelled => EventKind::Cancelled,
         End::Paused(_) => EventKind::Paused,
+        End::Branch(_) => EventKind::Completed,
     });
     end
 }

@@ -18,6 +18,8 @@ use crate::id::RunId;
 /// How a run ended, as far as the run loop is concerned.
 pub(crate) enum End<O> {
     Done(O),
+    /// A `branch_end` state finished its branch with this output.
+    Branch(serde_json::Value),
     /// The error's history is left empty: the cursor holds it.
     Failed(RunError),
     /// The run was asked to stop, and did at a safe point.
@@ -125,6 +127,15 @@ pub(crate) trait Journal<M: Machine> {
         std::future::ready(None)
     }
 
+    /// A journal for one branch of a fork, keeping it as this one keeps the run; `None` where
+    /// branches cannot run (the engine, for now: it refuses machines that fork).
+    fn branch(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
     /// Why attempt `attempt` of `state` fails without running, if it does: it was
     /// interrupted by a crash before (a claimed run's first attempt only), or [`Faults`]
     /// chose it.
@@ -165,6 +176,10 @@ impl<M: Machine> Journal<M> for InMemory {
     type Stop = std::convert::Infallible;
     const KEEPS_STATE: bool = false;
     const CAN_PAUSE: bool = false;
+
+    fn branch(&self) -> Option<Self> {
+        Some(InMemory { run: self.run, base: self.base })
+    }
 
     fn run(&self) -> RunId {
         self.run

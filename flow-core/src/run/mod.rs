@@ -2,6 +2,7 @@
 
 mod attempt;
 mod drive;
+mod fork;
 mod journal;
 mod rollback;
 
@@ -328,6 +329,17 @@ impl Runner {
             Ok(End::Failed(error)) => Err(error.with_history(history)),
             // Nothing cancels or pauses an in-memory run.
             Ok(End::Cancelled | End::Paused(_)) => unreachable!("an in-memory run was halted"),
+            // Only a hand-written machine gets here: the macro keeps `branch_end` states in
+            // branches.
+            Ok(End::Branch(_)) => {
+                let state = history.last().map_or(M::graph().start().name, |entry| entry.state);
+                let message =
+                    "a `branch_end` state ended the run itself, outside a fork".to_owned();
+                let failure = Failure::Error { message, permanent: true, source: None };
+                let error =
+                    RunError::StateFailed { state, attempts: vec![failure], history: Vec::new() };
+                Err(error.with_history(history))
+            }
             Err(never) => match never {},
         }
     }

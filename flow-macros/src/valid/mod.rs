@@ -12,6 +12,8 @@ use crate::ast::{Machine, State, context_type, type_text};
 use crate::attr::Errors;
 use crate::suggest;
 
+mod forks;
+
 /// A state's `signal(...)` must configure a `#[signal]` parameter, a timeout needs a default
 /// and a default a timeout, and the default must be a declared target taking this state's
 /// payload (the run goes there with it).
@@ -275,7 +277,7 @@ pub fn check(machine: &Machine, errors: &mut Errors) {
     signatures(machine, errors);
     owned(machine, errors);
     // Walking a graph with unknown or ambiguous names would only restate those errors.
-    if declarations(machine, &names, errors) && unique {
+    if declarations(machine, &names, errors) && unique && forks::branches(machine, errors) {
         reachability(machine, errors);
     }
     outputs(machine, errors);
@@ -285,8 +287,7 @@ pub fn check(machine: &Machine, errors: &mut Errors) {
     collisions(machine, errors);
     for state in &machine.states {
         let declared_ok = state.targets().iter().all(|t| names.iter().any(|n| t == n));
-        let declares_something = state.attr.to.is_some() || state.is_end();
-        if declared_ok && declares_something {
+        if declared_ok && state.declares_next() {
             GotoTargets { machine, state, names: &names, errors }.visit_block(&state.func.block);
         }
     }
@@ -375,13 +376,13 @@ fn signatures(machine: &Machine, errors: &mut Errors) {
                 _ => {}
             },
         }
-        let wanted = if state.is_end() {
+        let wanted = if state.is_end() || state.is_branch_end() {
             "Result<Output>".to_owned()
         } else {
             format!("Result<{}>", state.variant())
         };
-        let declares_nothing = state.attr.to.is_none() && !state.is_end();
-        match (&state.returns, state.is_end()) {
+        let declares_nothing = !state.declares_next();
+        match (&state.returns, state.is_end() || state.is_branch_end()) {
             _ if declares_nothing => {} // reported by `declarations`
             _ if wrapper(state).is_some_and(|w| w != "Result") => {
                 let wrapper = wrapper(state).expect("checked");
@@ -396,7 +397,9 @@ fn signatures(machine: &Machine, errors: &mut Errors) {
                 returns_span(state),
                 format!(
                     "state `{name}` must return `{wanted}`\n= help: {}",
-                    if state.is_end() {
+                    if state.is_branch_end() {
+                        "a branch_end state returns its branch's output, which the join receives: `-> Result<Receipt>`".to_owned()
+                    } else if state.is_end() {
                         "an end state returns the run's output: `-> Result<Receipt>`".to_owned()
                     } else {
                         format!("`{}` is the state's next type, generated from its to(...); a body returns it with goto!(target(...))", state.variant())
@@ -494,7 +497,7 @@ fn declarations(machine: &Machine, names: &[String], errors: &mut Errors) -> boo
         }
     }
     // A state with neither targets nor `end` is reported below, with both fixes.
-    let dead_end = |state: &State| state.attr.to.is_none() && !state.is_end();
+    let dead_end = |state: &State| !state.declares_next();
     if !machine.states.iter().any(State::is_end) && !machine.states.iter().any(dead_end) {
         sound = false;
         errors.push(
@@ -512,6 +515,7 @@ fn declarations(machine: &Machine, names: &[String], errors: &mut Errors) -> boo
                 *to,
                 format!("end state `{name}` cannot have targets\n= help: an end state finishes the run with its output; remove `end` or the to(...)"),
             ),
+            (None, None) if state.declares_next() => {}
             (None, None) => {
                 sound = false;
                 let mut gone_to = GotoNames(Vec::new());
@@ -535,6 +539,7 @@ fn declarations(machine: &Machine, names: &[String], errors: &mut Errors) -> boo
             }
             _ => {}
         }
+        sound &= forks::declaration(machine, state, names, errors);
         let mut seen = BTreeSet::new();
         for target in state.targets() {
             if !names.iter().any(|n| target == n) {
@@ -564,14 +569,24 @@ fn reachability(machine: &Machine, errors: &mut Errors) {
     let Some(start) = machine.start().and_then(|s| machine.index_of(&s.ident)) else {
         return;
     };
-    let edges: Vec<Vec<usize>> = machine
+    let mut edges: Vec<Vec<usize>> = machine
         .states
         .iter()
         .map(|state| {
             let fallback = state.attr.fallback.iter();
-            state.targets().iter().chain(fallback).filter_map(|t| machine.index_of(t)).collect()
+            let next = state.targets().iter().chain(fallback).chain(state.branches());
+            next.filter_map(|t| machine.index_of(t)).collect()
         })
         .collect();
+    // A branch's ends lead to its fork's join.
+    for branch in machine.branches() {
+        let join = machine.states[branch.fork].attr.join.as_ref().and_then(|j| machine.index_of(j));
+        for &at in &branch.states {
+            if machine.states[at].is_branch_end() {
+                edges[at].extend(join);
+            }
+        }
+    }
     let count = machine.states.len();
     let forward = closure(count, &[start], |i| edges[i].clone());
     let ends: Vec<usize> = (0..count).filter(|&i| machine.states[i].is_end()).collect();
@@ -736,6 +751,18 @@ impl<'ast> Visit<'ast> for GotoTargets<'_> {
                 &mac.tokens,
                 format!("end state `{from}` cannot go to another state\n= help: an end state returns the run's output: `Ok(output)`"),
             );
+        } else if self.state.is_branch_end() {
+            self.errors.push_spanned(
+                &mac.tokens,
+                format!("state `{from}` ends its branch, so it cannot go to another state\n= help: a branch_end state returns its branch's output: `Ok(output)`"),
+            );
+        } else if self.state.attr.fork.is_some() {
+            let branches: Vec<String> =
+                self.state.branches().iter().map(|b| format!("{b}(...)")).collect();
+            self.errors.push_spanned(
+                &mac.tokens,
+                format!("state `{from}` forks, so it goes to all its branches at once\n= help: return fork!({})", branches.join(", ")),
+            );
         } else if !self.state.targets().contains(&target) {
             let allowed = suggest::list(self.state.targets());
             let mut declared: Vec<String> =
@@ -754,7 +781,7 @@ impl<'ast> Visit<'ast> for GotoTargets<'_> {
 
 /// A type as text with every path cut to its last segment (`Order` for `crate::shop::Order`):
 /// two types the macro tells apart this way are different whatever the imports.
-fn last_segments(ty: &Type) -> String {
+pub(crate) fn last_segments(ty: &Type) -> String {
     struct Cut;
     impl syn::visit_mut::VisitMut for Cut {
         fn visit_path_mut(&mut self, path: &mut syn::Path) {
@@ -801,7 +828,7 @@ fn wrapper(state: &State) -> Option<&Ident> {
 pub fn returns_ok(state: &State) -> bool {
     let Some(returns) = &state.returns else { return false };
     wrapper(state).is_some_and(|w| w == "Result")
-        && (state.is_end() || is_named(returns, &state.variant()))
+        && (state.is_end() || state.is_branch_end() || is_named(returns, &state.variant()))
 }
 
 fn is_named(ty: &Type, name: &Ident) -> bool {

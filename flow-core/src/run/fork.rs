@@ -1,0 +1,162 @@
+//! Parallel branches: a fork state's branches run at once, each on its own copy of the
+//! context, and the join state is entered with their outputs in the fork's order.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::task::Poll;
+
+use super::attempt::JitterRng;
+use super::drive::{arrive, drive, reroute};
+use super::rollback::fail;
+use super::{Cursor, End, Journal, RunError};
+use crate::Machine;
+use crate::history::{Failure, Outcome};
+
+/// Runs the branches the fork state at `index` returned, then goes to its join: `Ok(next)`
+/// with the join state entered and recorded, or `Err(end)` when a branch failed (the run
+/// fails with that branch's error, its siblings cancelled) or a loop guard refused the join.
+///
+/// The history holds the fork state's `Forked` entry, then each branch's entries, branch by
+/// branch in the fork's order (not interleaved as they ran).
+#[allow(clippy::too_many_arguments)] // the run loop's state, passed through
+pub(crate) async fn fork<M: Machine, J: Journal<M>>(
+    index: usize,
+    attempt: u32,
+    branches: Vec<M::State>,
+    cursor: &mut Cursor<M::State>,
+    cx: &mut M::Context,
+    journal: &mut J,
+    jitter: &mut JitterRng,
+    max_steps: u64,
+) -> Result<Result<M::State, End<M::Output>>, J::Stop> {
+    let graph = M::graph();
+    let from = graph.states[index].name;
+    let entry_at = cursor.history.len();
+    let mut runs = Vec::with_capacity(branches.len());
+    for branch in branches {
+        let (Some(mut branch_journal), Some(mut branch_cx)) =
+            (journal.branch(), M::fork_context(cx))
+        else {
+            let failure = Failure::Error {
+                message: "parallel branches run in memory only in this version of flow".to_owned(),
+                permanent: true,
+                source: None,
+            };
+            let error =
+                RunError::StateFailed { state: from, attempts: vec![failure], history: Vec::new() };
+            return Ok(
+                Err(Box::pin(fail::<M, J>(None, error, cursor, cx, journal, jitter)).await?),
+            );
+        };
+        let mut branch_cursor = Cursor::new(graph);
+        branch_cursor.seq = cursor.seq;
+        branch_cursor.steps = cursor.steps;
+        branch_cursor.priority = cursor.priority;
+        // A seeded run stays reproducible: each branch's jitter comes from the run's.
+        let mut branch_jitter = JitterRng::new(Some(jitter.rng().u64(..)));
+        runs.push(Box::pin(async move {
+            let end = match branch_cursor.enter::<M>(&branch, max_steps) {
+                Ok(()) => {
+                    arrive::<M, J>(&branch, &mut branch_cursor, &branch_journal);
+                    let driven = drive::<M, J>(
+                        branch,
+                        &mut branch_cursor,
+                        &mut branch_cx,
+                        &mut branch_journal,
+                        &mut branch_jitter,
+                        max_steps,
+                    );
+                    Box::pin(driven).await
+                }
+                Err(error) => Ok(End::Failed(error)),
+            };
+            (end, branch_cursor)
+        }));
+    }
+    // A branch that fails for good ends the fork: the join can no longer fire, so the others
+    // are cut off (dropped, in memory) rather than run to no purpose.
+    let results = join_until(runs, |(end, _)| !matches!(end, Ok(End::Branch(_)))).await;
+    let mut outputs = Vec::with_capacity(results.len());
+    let mut failed = None;
+    let mut branch_steps = 0;
+    let mut branch_history = Vec::new();
+    for (end, branch_cursor) in results.into_iter().flatten() {
+        branch_steps += branch_cursor.steps - cursor.steps;
+        branch_history.extend(branch_cursor.history);
+        match end? {
+            End::Branch(output) => outputs.push(output),
+            End::Failed(error) => {
+                failed.get_or_insert(error);
+            }
+            // A branch ends in a `branch_end` state (the macro checks every branch has one)
+            // or fails; in memory nothing halts it.
+            End::Done(_) | End::Cancelled | End::Paused(_) => {
+                let message = "a branch ended without reaching a `branch_end` state".to_owned();
+                let failure = Failure::Error { message, permanent: true, source: None };
+                failed.get_or_insert(RunError::StateFailed {
+                    state: from,
+                    attempts: vec![failure],
+                    history: Vec::new(),
+                });
+            }
+        }
+    }
+    cursor.steps = cursor.steps.saturating_add(branch_steps);
+    if let Some(error) = failed {
+        cursor.history.extend(branch_history);
+        return Ok(Err(Box::pin(fail::<M, J>(None, error, cursor, cx, journal, jitter)).await?));
+    }
+    let next = match M::join(index, outputs) {
+        Ok(next) => next,
+        Err(error) => {
+            cursor.history.extend(branch_history);
+            let message = format!("the branches' outputs do not make the join's payload: {error}");
+            let failure = Failure::Error { message, permanent: true, source: None };
+            let error =
+                RunError::StateFailed { state: from, attempts: vec![failure], history: Vec::new() };
+            return Ok(
+                Err(Box::pin(fail::<M, J>(None, error, cursor, cx, journal, jitter)).await?),
+            );
+        }
+    };
+    cursor.seq += 1;
+    let forked = |join| Outcome::Forked { join };
+    let joined =
+        reroute::<M, J>(from, attempt, next, forked, cursor, cx, journal, jitter, max_steps);
+    let joined = Box::pin(joined).await?;
+    // `reroute` wrote the fork's entry (and any after it); the branches' go right after it.
+    let after = cursor.history.split_off(entry_at + 1);
+    cursor.history.extend(branch_history);
+    cursor.history.extend(after);
+    Ok(joined)
+}
+
+/// Polls every future until all have finished, or one whose output `stops` says so has: the
+/// outputs in the futures' order, `None` for those cut off.
+async fn join_until<F: Future>(
+    futures: Vec<Pin<Box<F>>>,
+    stops: impl Fn(&F::Output) -> bool,
+) -> Vec<Option<F::Output>> {
+    let mut futures: Vec<Option<Pin<Box<F>>>> = futures.into_iter().map(Some).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    poll_fn(|task| {
+        let mut pending = false;
+        for (slot, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            let Some(future) = slot else { continue };
+            match future.as_mut().poll(task) {
+                Poll::Ready(value) => {
+                    let stop = stops(&value);
+                    *output = Some(value);
+                    *slot = None;
+                    if stop {
+                        return Poll::Ready(());
+                    }
+                }
+                Poll::Pending => pending = true,
+            }
+        }
+        if pending { Poll::Pending } else { Poll::Ready(()) }
+    })
+    .await;
+    outputs
+}
