@@ -208,7 +208,7 @@
 #![warn(missing_docs)]
 
 // Writing a machine, and what a state body calls.
-pub use flow_core::{Caught, Error, Result, ResultExt, fork, goto};
+pub use flow_core::{Caught, Error, Result, ResultExt, fan_out, fork, goto};
 
 pub use flow_core::{Current, cancelled, current, idempotency_key};
 
@@ -357,7 +357,8 @@ pub use flow_macros::machine;
 /// | `fallback = review` | where the run goes when this state fails for good (its last attempt, or a permanent error) or `max_visits` refuses a visit: a state whose payload is the failure ([`Caught`], or a type implementing [`FromCaught`]) | the run fails |
 /// | `on_failure = pause` | instead, the run pauses for an operator to [`Engine::resume`], with a fresh set of attempts (on an [`Engine`]; in memory the run fails); `on_failure = fail` is the default | `fail` |
 /// | `fork(pay, reserve)` with `join = ship` | the run splits: a branch starts in each named state at once, with the payloads the body passes to `fork!(pay(...), reserve(...))`, and runs on its own copy of the context (`Clone`) until a `branch_end` state; then `ship` is entered with one parameter per branch, each branch's output in the fork's order. A branch that fails for good cuts the others off and fails the run. Checked: each branch ends, stays in itself, and the join's parameters match the outputs. In memory only in this version: an [`Engine`] refuses a machine that forks | no fork |
-/// | `branch_end` | the state ends its branch of a fork: it returns the branch's output (a serde type), which goes to the join | |
+/// | `fan_out(summarise, limit = 3)` with `join = merge` | one branch per item: the body returns `fan_out!(summarise, items)` (anything iterable), each item's branch starts in `summarise` (which takes one item), at most `limit` run at once, and `merge` takes every output in one `Vec`, in the items' order (empty for no items). In memory only in this version, like `fork` | all at once |
+/// | `branch_end` | the state ends its branch of a fork or fan-out: it returns the branch's output (a serde type), which goes to the join | |
 /// | `uses(gpu = 1, api)` | the units of the engine's resource pools each attempt holds while it runs (`api` alone: 1), pools declared in `#[flow::machine(pools(...))]`; an attempt waits until it holds them all, by priority ([`EngineBuilder::pool`]). Pools are per engine; in memory nothing is held | holds nothing |
 ///
 /// # Transitions, retries and a timeout
@@ -548,6 +549,6 @@ pub use flow_macros::state;
 
 /// What a module of states needs: `use flow::prelude::*;`.
 pub mod prelude {
-    pub use flow_core::{Caught, Error, Result, ResultExt, fork, goto};
+    pub use flow_core::{Caught, Error, Result, ResultExt, fan_out, fork, goto};
     pub use flow_macros::state;
 }

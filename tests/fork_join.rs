@@ -165,3 +165,53 @@ fn an_engine_refuses_a_machine_that_forks_for_now() {
     assert!(problems.contains("forks at state `split`"), "{problems}");
     assert!(problems.contains("in memory only"), "{problems}");
 }
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Desk;
+
+/// How many `summarise` branches run now, and the most at once.
+static SUMMARISING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static MOST_SUMMARISING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[flow::machine]
+pub mod digest {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[state(start, fan_out(summarise, limit = 3), join = merge)]
+    async fn split(_cx: &mut Desk, text: String) -> Result<Split> {
+        fan_out!(summarise, text.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+    }
+
+    #[state(branch_end)]
+    async fn summarise(_cx: &mut Desk, word: String) -> Result<usize> {
+        let now = SUMMARISING.fetch_add(1, Ordering::SeqCst) + 1;
+        MOST_SUMMARISING.fetch_max(now, Ordering::SeqCst);
+        // Longer words take longer: the branches end out of order.
+        tokio::time::sleep(Duration::from_millis(100 * (10 - word.len() as u64))).await;
+        SUMMARISING.fetch_sub(1, Ordering::SeqCst);
+        Ok(word.len())
+    }
+
+    #[state(end)]
+    async fn merge(_cx: &mut Desk, lengths: Vec<usize>) -> Result<Vec<usize>> {
+        Ok(lengths)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fan_out_joins_every_output_in_item_order_with_at_most_limit_at_once() {
+    let text = "a bb ccc dddd eeeee ffffff g";
+    let done = digest::run(text.to_owned(), &mut Desk).await.unwrap();
+    assert_eq!(done.output, [1, 2, 3, 4, 5, 6, 1]);
+    assert_eq!(MOST_SUMMARISING.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // One entry for the split, one per item, one for the merge.
+    assert_eq!(done.history.len(), 1 + 7 + 1);
+
+    // No items: the join gets an empty list at once.
+    let done = digest::run(String::new(), &mut Desk).await.unwrap();
+    assert_eq!(done.output, Vec::<usize>::new());
+    let fork = digest::graph().state("split").unwrap().fork.unwrap();
+    assert!(fork.fan_out);
+    assert_eq!(fork.limit, Some(3));
+}

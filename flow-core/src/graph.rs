@@ -61,14 +61,20 @@ pub struct Graph {
     pub legacy_fingerprints: &'static [&'static str],
 }
 
-/// A fork: the states its branches start in, in declared order, and the join state that
-/// receives their outputs.
+/// A fork (`fork(a, b)`) or a fan-out (`fan_out(summarise)`): the states its branches start
+/// in, and the join state that receives their outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ForkInfo {
-    /// The first state of each branch.
+    /// The first state of each branch, in declared order; for a fan-out, the one state every
+    /// item's branch starts in.
     pub branches: &'static [&'static str],
     /// The state entered with the branches' outputs.
     pub join: &'static str,
+    /// Whether this is a fan-out: one branch per item, the join taking all outputs in one
+    /// `Vec`, in the items' order.
+    pub fan_out: bool,
+    /// How many branches run at once (`fan_out(summarise, limit = 3)`); `None`: all.
+    pub limit: Option<u32>,
 }
 
 /// One state of a [`Graph`].

@@ -61,7 +61,7 @@ pub use policy::{Backoff, Jitter, OnFailure, Policy, RetryPolicy};
 pub mod codegen {
     pub use crate::graph::ForkInfo;
     pub use crate::graph::{SignalInfo, StateInfo};
-    pub use crate::machine::{ForkInto, Goto, Signal, Step};
+    pub use crate::machine::{FanOutInto, ForkInto, Goto, Signal, Step};
 }
 
 #[doc(hidden)]

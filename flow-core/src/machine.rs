@@ -224,6 +224,38 @@ pub trait ForkInto<T>: Sized {
     fn fork_into(branches: T) -> Self;
 }
 
+/// Builds a fan-out state's next type from one branch entry per item, in the items' order;
+/// implemented, by the macro, only for the state the fan-out declares.
+#[diagnostic::on_unimplemented(
+    message = "state `{Self}` does not fan out to `{T}`",
+    label = "not the state this fan-out declares",
+    note = "fan_out!(...) names the state of #[state(fan_out(...))] and the items"
+)]
+pub trait FanOutInto<T>: Sized {
+    /// Wraps `items` (each item's branch entry) in the next type.
+    fn fan_out_into(items: Vec<T>) -> Self;
+}
+
+/// Runs one branch per item: `fan_out!(summarise, chunks)` inside a state declared
+/// `#[state(fan_out(summarise, limit = 3), join = merge)]`, where `chunks` is anything that
+/// iterates over the items (a `Vec<String>`, say) and `summarise` takes one item.
+///
+/// Expands to `Ok(next)`. Each item's branch runs on its own copy of the context until a
+/// `branch_end` state returns its output; at most `limit` run at once. The join receives
+/// every output in one `Vec`, in the items' order. No items: the join is entered at once with
+/// an empty `Vec`.
+#[macro_export]
+macro_rules! fan_out {
+    ($branch:ident, $items:expr $(,)?) => {
+        ::core::result::Result::Ok($crate::codegen::FanOutInto::fan_out_into(
+            ::core::iter::Iterator::collect::<::std::vec::Vec<_>>(::core::iter::Iterator::map(
+                ::core::iter::IntoIterator::into_iter($items),
+                __flow_to::$branch,
+            )),
+        ))
+    };
+}
+
 /// Splits the run into parallel branches: `fork!(pay(card), reserve(items))` inside a state
 /// declared `#[state(fork(pay, reserve), join = ship)]`.
 ///

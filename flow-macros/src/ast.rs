@@ -241,13 +241,31 @@ impl State {
     /// The first states of the branches this state forks into, in order; empty if it does
     /// not fork.
     pub fn branches(&self) -> &[Ident] {
-        self.attr.fork.as_ref().map_or(&[], |(_, branches)| branches)
+        match (&self.attr.fork, &self.attr.fan_out) {
+            (Some((_, branches)), _) => branches,
+            (None, Some(fan_out)) => &fan_out.target,
+            (None, None) => &[],
+        }
+    }
+
+    /// Whether the state splits the run: a fork or a fan-out.
+    pub fn splits(&self) -> bool {
+        self.attr.fork.is_some() || self.attr.fan_out.is_some()
+    }
+
+    /// The `fork` or `fan_out` keyword.
+    pub fn split_span(&self) -> Option<Span> {
+        self.attr.fork.as_ref().map(|(span, _)| *span).or(self
+            .attr
+            .fan_out
+            .as_ref()
+            .map(|f| f.span))
     }
 
     /// Whether the state says where a run goes after it: targets, an end, a fork or a
     /// branch end.
     pub fn declares_next(&self) -> bool {
-        self.attr.to.is_some() || self.is_end() || self.attr.fork.is_some() || self.is_branch_end()
+        self.attr.to.is_some() || self.is_end() || self.splits() || self.is_branch_end()
     }
 }
 

@@ -20,7 +20,7 @@ use syn::{Attribute, Expr, ExprLit, Ident, Lit, LitStr, Token};
 
 use crate::suggest;
 
-const STATE_KEYS: [&str; 15] = [
+const STATE_KEYS: [&str; 16] = [
     "start",
     "end",
     "to",
@@ -36,6 +36,7 @@ const STATE_KEYS: [&str; 15] = [
     "fork",
     "join",
     "branch_end",
+    "fan_out",
 ];
 const SIGNAL_KEYS: [&str; 2] = ["timeout", "default"];
 const RETRY_KEYS: [&str; 3] = ["attempts", "backoff", "jitter"];
@@ -98,6 +99,18 @@ pub struct StateAttr {
     pub join: Option<Ident>,
     /// `branch_end`, where present: the state ends its branch of a fork.
     pub branch_end: Option<Span>,
+    /// `fan_out(summarise, limit = 3)`: a branch per item, all starting in one state.
+    pub fan_out: Option<FanOutAttr>,
+}
+
+/// What `fan_out(...)` says.
+pub struct FanOutAttr {
+    /// The `fan_out` keyword.
+    pub span: Span,
+    /// The state each item's branch starts in, as a one-element list (like a fork's).
+    pub target: Vec<Ident>,
+    /// How many branches run at once; all of them unless set.
+    pub limit: Option<u32>,
 }
 
 /// What `on_failure = ...` says.
@@ -164,6 +177,7 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
         fork: None,
         join: None,
         branch_end: None,
+        fan_out: None,
     };
     if matches!(attr.meta, syn::Meta::Path(_)) {
         return out;
@@ -195,6 +209,33 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
                     Ok(())
                 })?;
                 out.fork.replace((span, branches)).is_some()
+            }
+            "fan_out" => {
+                let mut fan_out = FanOutAttr { span, target: Vec::new(), limit: None };
+                meta.parse_nested_meta(|option| {
+                    if option.path.is_ident("limit") {
+                        let value = option.value()?.parse::<Expr>()?;
+                        match int_value::<u32>(&value, "limit", errors) {
+                            Some(0) => errors.push_spanned(&value, "limit = 0 would run no branch\n= help: limit is how many items run at once; use 1 or more, or leave it out for all"),
+                            limit => fan_out.limit = limit,
+                        }
+                        return Ok(());
+                    }
+                    match option.path.get_ident() {
+                        Some(name) if fan_out.target.is_empty() && !option.input.peek(Token![=]) => {
+                            fan_out.target.push(name.clone());
+                        }
+                        _ => {
+                            errors.push_spanned(&option.path, "fan_out takes one state and an optional limit\n= help: fan_out(summarise) or fan_out(summarise, limit = 3)");
+                            return skip_value(&option);
+                        }
+                    }
+                    Ok(())
+                })?;
+                if fan_out.target.is_empty() {
+                    errors.push(span, "fan_out names the state each item's branch starts in\n= help: fan_out(summarise), where `summarise` takes one item");
+                }
+                out.fan_out.replace(fan_out).is_some()
             }
             "join" => {
                 let value = meta.value()?.parse::<Expr>()?;

@@ -27,10 +27,11 @@ pub fn machine(machine: &Machine) -> TokenStream {
     let items = &machine.items;
     let fns = machine.states.iter().map(|state| &state.func);
     let state_enum = state_enum(machine);
-    let next_types =
-        machine.states.iter().filter(|s| !s.is_end() && !s.is_branch_end()).map(|s| {
-            if s.attr.fork.is_some() { fork_type(machine, s) } else { next_type(machine, s) }
-        });
+    let next_types = machine
+        .states
+        .iter()
+        .filter(|s| !s.is_end() && !s.is_branch_end())
+        .map(|s| if s.splits() { fork_type(machine, s) } else { next_type(machine, s) });
     let targets = targets(machine);
     let machine_impl = machine_impl(machine);
     let graph = graph(machine);
@@ -284,6 +285,11 @@ fn stored(machine: &Machine) -> TokenStream {
         for &at in &branch.states {
             let state = &machine.states[at];
             if let (true, Some(output)) = (state.is_branch_end(), &state.returns) {
+                let output = if fork.attr.fan_out.is_some() {
+                    quote!(::std::vec::Vec<#output>)
+                } else {
+                    quote!(#output)
+                };
                 checks.push(quote_spanned! {param.ty.span()=>
                     let _ = |output: #output| -> #alias { output };
                 });
@@ -378,7 +384,29 @@ fn fork_type(machine: &Machine, state: &State) -> TokenStream {
         let entered = entered(branch);
         quote! { { let __flow_to::#marker(#(#fields),*) = #value; #entered } }
     });
-    let span = state.attr.fork.as_ref().map_or_else(Span::call_site, |(span, _)| *span);
+    let span = state.split_span().unwrap_or_else(Span::call_site);
+    if let (true, Some(target)) = (state.attr.fan_out.is_some(), branches.first()) {
+        let marker = &target.ident;
+        let fields = target.fields();
+        let entered = entered(target);
+        let fan_out_into = quote_spanned! {span=>
+            impl ::flow::codegen::FanOutInto<__flow_to::#marker> for #name {
+                fn fan_out_into(items: ::std::vec::Vec<__flow_to::#marker>) -> Self {
+                    let entered = |__flow_to::#marker(#(#fields),*)| #entered;
+                    #name(::core::iter::Iterator::collect(
+                        ::core::iter::Iterator::map(::core::iter::IntoIterator::into_iter(items), entered),
+                    ))
+                }
+            }
+        };
+        return quote! {
+            #[doc = #doc]
+            #[derive(::core::fmt::Debug)]
+            pub struct #name(::std::vec::Vec<State>);
+
+            #fan_out_into
+        };
+    }
     let fork_into = quote_spanned! {span=>
         impl ::flow::codegen::ForkInto<(#(__flow_to::#markers,)*)> for #name {
             fn fork_into((#(#values,)*): (#(__flow_to::#markers,)*)) -> Self {
@@ -533,7 +561,7 @@ fn machine_impl(machine: &Machine) -> TokenStream {
         let fields = bound;
         let span = state.ident.span();
         let call = quote_spanned!(span=> #func(__flow_cx, #(#fields),*).await);
-        let done = if state.attr.fork.is_some() {
+        let done = if state.splits() {
             quote!(::flow::Step::Fork(output.0))
         } else if state.is_branch_end() {
             let ty = state.returns.clone().unwrap_or_else(|| syn::parse_quote!(()));
@@ -653,11 +681,11 @@ fn machine_impl(machine: &Machine) -> TokenStream {
 /// `Machine`'s `fork_context` and `join`, for a machine that forks.
 fn join_methods(machine: &Machine) -> TokenStream {
     let forks: Vec<(usize, &State)> =
-        machine.states.iter().enumerate().filter(|(_, s)| s.attr.fork.is_some()).collect();
+        machine.states.iter().enumerate().filter(|(_, s)| s.splits()).collect();
     let Some((_, first)) = forks.first() else { return TokenStream::new() };
     let context = context(machine);
     // Spanned on `fork`, so a context that is not `Clone` is reported there.
-    let span = first.attr.fork.as_ref().map_or_else(Span::call_site, |(span, _)| *span);
+    let span = first.split_span().unwrap_or_else(Span::call_site);
     let fork_context = quote_spanned! {span=>
         fn fork_context(cx: &#context) -> ::core::option::Option<#context> {
             ::core::option::Option::Some(::core::clone::Clone::clone(cx))
@@ -668,6 +696,18 @@ fn join_methods(machine: &Machine) -> TokenStream {
         let fields = join.fields();
         let aliases = (0..join.payload.len()).map(|i| format_ident!("__flow_{}_{}", join.ident, i));
         let entered = entered(join);
+        if let (true, [field], [alias]) =
+            (fork.attr.fan_out.is_some(), &fields[..], &aliases.clone().collect::<Vec<_>>()[..])
+        {
+            // Every item's output, in item order, read as one list.
+            return Some(quote! {
+                #index => {
+                    let #field: #alias = (&::flow::__private::stored::Probe::<#alias>::new())
+                        .load(::flow::__private::serde_json::Value::Array(outputs.collect()))?;
+                    ::core::result::Result::Ok(#entered)
+                }
+            });
+        }
         Some(quote! {
             #index => {
                 #( let #fields: #aliases = (&::flow::__private::stored::Probe::<#aliases>::new())
@@ -904,12 +944,21 @@ fn graph(machine: &Machine) -> TokenStream {
         let is_start = state.attr.start.is_some();
         let is_end = state.is_end();
         let branch_end = state.is_branch_end();
-        let fork =
-            option(state.attr.join.as_ref().filter(|_| state.attr.fork.is_some()).map(|join| {
-                let branches = state.branches().iter().map(ToString::to_string);
-                let join = join.to_string();
-                quote! { ::flow::codegen::ForkInfo { branches: &[#(#branches),*], join: #join } }
-            }));
+        let fork = option(state.attr.join.as_ref().filter(|_| state.splits()).map(|join| {
+            let branches = state.branches().iter().map(ToString::to_string);
+            let join = join.to_string();
+            let fan_out = state.attr.fan_out.is_some();
+            let limit =
+                option(state.attr.fan_out.as_ref().and_then(|f| f.limit).map(|n| quote!(#n)));
+            quote! {
+                ::flow::codegen::ForkInfo {
+                    branches: &[#(#branches),*],
+                    join: #join,
+                    fan_out: #fan_out,
+                    limit: #limit,
+                }
+            }
+        }));
         let payload = state.payload.iter().filter_map(|param| {
             let field = param.ident.as_ref()?.to_string();
             let ty = type_text(&param.ty);
@@ -1061,7 +1110,8 @@ fn fingerprint(machine: &Machine) -> String {
             if let (Some(join), false) = (&state.attr.join, state.branches().is_empty()) {
                 let branches: Vec<String> =
                     state.branches().iter().map(ToString::to_string).collect();
-                parallel.push_str(&format!(" fork({}) join({join})", branches.join(",")));
+                let kind = if state.attr.fan_out.is_some() { "fan_out" } else { "fork" };
+                parallel.push_str(&format!(" {kind}({}) join({join})", branches.join(",")));
             }
             if state.is_branch_end() {
                 let output = state.returns.as_ref().map(type_text).unwrap_or_default();

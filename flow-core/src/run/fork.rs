@@ -75,7 +75,9 @@ pub(crate) async fn fork<M: Machine, J: Journal<M>>(
     }
     // A branch that fails for good ends the fork: the join can no longer fire, so the others
     // are cut off (dropped, in memory) rather than run to no purpose.
-    let results = join_until(runs, |(end, _)| !matches!(end, Ok(End::Branch(_)))).await;
+    let limit =
+        graph.states[index].fork.and_then(|fork| fork.limit).map_or(usize::MAX, |n| n as usize);
+    let results = join_until(runs, limit, |(end, _)| !matches!(end, Ok(End::Branch(_)))).await;
     let mut outputs = Vec::with_capacity(results.len());
     let mut failed = None;
     let mut branch_steps = 0;
@@ -131,18 +133,26 @@ pub(crate) async fn fork<M: Machine, J: Journal<M>>(
     Ok(joined)
 }
 
-/// Polls every future until all have finished, or one whose output `stops` says so has: the
-/// outputs in the futures' order, `None` for those cut off.
+/// Polls the futures, at most `limit` of them started at a time (in order), until all have
+/// finished, or one whose output `stops` says so has: the outputs in the futures' order,
+/// `None` for those cut off or never started.
 async fn join_until<F: Future>(
     futures: Vec<Pin<Box<F>>>,
+    limit: usize,
     stops: impl Fn(&F::Output) -> bool,
 ) -> Vec<Option<F::Output>> {
     let mut futures: Vec<Option<Pin<Box<F>>>> = futures.into_iter().map(Some).collect();
     let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
     poll_fn(|task| {
         let mut pending = false;
+        let mut running = 0;
         for (slot, output) in futures.iter_mut().zip(outputs.iter_mut()) {
             let Some(future) = slot else { continue };
+            // A future not started yet waits for one before it to finish, which wakes this.
+            if running == limit {
+                pending = true;
+                break;
+            }
             match future.as_mut().poll(task) {
                 Poll::Ready(value) => {
                     let stop = stops(&value);
@@ -152,7 +162,10 @@ async fn join_until<F: Future>(
                         return Poll::Ready(());
                     }
                 }
-                Poll::Pending => pending = true,
+                Poll::Pending => {
+                    pending = true;
+                    running += 1;
+                }
             }
         }
         if pending { Poll::Pending } else { Poll::Ready(()) }

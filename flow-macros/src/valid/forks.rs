@@ -37,6 +37,9 @@ pub(super) fn declaration(
             ),
         );
     }
+    if let Some(fan_out) = &state.attr.fan_out {
+        return fan_out_declaration(machine, state, fan_out, errors, &unknown) && sound;
+    }
     let Some((fork, branches)) = &state.attr.fork else {
         if let Some(join) = &state.attr.join {
             errors.push_spanned(
@@ -82,6 +85,67 @@ pub(super) fn declaration(
                 format!(
                     "state `{name}` forks but names no join\n= help: say where the branches \
                      meet: #[state(fork(...), join = next_state)]"
+                ),
+            );
+        }
+        Some(join) if machine.index_of(join).is_none() => {
+            sound = false;
+            unknown(join, errors);
+        }
+        Some(_) => {}
+    }
+    sound
+}
+
+/// A fan-out names the state each item's branch starts in, taking one item, and a join; it
+/// says nothing else about where the run goes.
+fn fan_out_declaration(
+    machine: &Machine,
+    state: &State,
+    fan_out: &crate::attr::FanOutAttr,
+    errors: &mut Errors,
+    unknown: &dyn Fn(&Ident, &mut Errors),
+) -> bool {
+    let name = &state.ident;
+    let mut sound = true;
+    if state.attr.to.is_some() || state.is_end() || state.attr.fork.is_some() {
+        errors.push(
+            fan_out.span,
+            format!(
+                "state `{name}` fans out, so its run goes to its branches and then to its join\n\
+                 = help: remove its to(...), end or fork(...)"
+            ),
+        );
+    }
+    match fan_out.target.first().map(|target| (target, machine.index_of(target))) {
+        None => sound = false,
+        Some((target, None)) => {
+            sound = false;
+            unknown(target, errors);
+        }
+        Some((target, Some(index))) if machine.states[index].payload.len() != 1 => {
+            let taken = &machine.states[index];
+            errors.push(
+                taken.func.sig.paren_token.span.join(),
+                format!(
+                    "state `{target}` starts each branch of fan_out `{name}`, so it takes one \
+                     item after the context, but it takes {}\n= help: write `async fn \
+                     {target}(cx: &mut Context, item: Item)`; fan_out!({target}, items) gives \
+                     each branch one of the items",
+                    taken.payload.len()
+                ),
+            );
+        }
+        Some(_) => {}
+    }
+    match &state.attr.join {
+        None => {
+            sound = false;
+            errors.push(
+                fan_out.span,
+                format!(
+                    "state `{name}` fans out but names no join\n= help: say where the branches \
+                     meet: #[state(fan_out(...), join = next_state)]"
                 ),
             );
         }
@@ -162,10 +226,10 @@ pub(super) fn branches(machine: &Machine, errors: &mut Errors) -> bool {
                     ),
                 );
             }
-            if let Some((span, _)) = &here.attr.fork {
+            if let Some(span) = here.split_span() {
                 sound = false;
                 errors.push(
-                    *span,
+                    span,
                     format!(
                         "state `{}` forks inside {label}; forks do not nest in this version\n\
                          = help: fork once, with every branch in the one fork(...)",
@@ -190,7 +254,7 @@ pub(super) fn branches(machine: &Machine, errors: &mut Errors) -> bool {
     }
     // The join, once per fork: its parameters against the branches' outputs.
     for (index, state) in machine.states.iter().enumerate() {
-        if state.attr.fork.is_some() {
+        if state.splits() {
             let of_fork: Vec<&Branch> = branches.iter().filter(|b| b.fork == index).collect();
             sound &= join(machine, state, &of_fork, errors);
         }
@@ -297,6 +361,29 @@ fn join(machine: &Machine, fork: &State, branches: &[&Branch], errors: &mut Erro
         })
         .collect();
     let context = machine.context().map_or_else(|| "Context".to_owned(), |(_, ty)| type_text(ty));
+    if fork.attr.fan_out.is_some() {
+        // One parameter: every item's output, in item order.
+        let Some((target, Some(output))) = outputs.first().copied() else { return true };
+        let wanted = format!("Vec<{}>", type_text(output));
+        let fits = join.payload.len() == 1
+            && last_segments(&join.payload[0].ty) == format!("Vec<{}>", last_segments(output));
+        if !fits {
+            errors.push(
+                join.func.sig.paren_token.span.join(),
+                format!(
+                    "join `{}` of fan_out `{}` takes every branch's output in one `{wanted}`, as \
+                     branch `{target}` ends with `{}`\n= help: write `async fn {}(cx: &mut \
+                     {context}, outputs: {wanted})`; the outputs come in the items' order",
+                    join.ident,
+                    fork.ident,
+                    type_text(output),
+                    join.ident,
+                ),
+            );
+            return false;
+        }
+        return true;
+    }
     let params: Vec<String> = outputs
         .iter()
         .map(|(name, ty)| format!("{name}: {}", ty.map_or_else(|| "_".to_owned(), type_text)))

@@ -756,6 +756,13 @@ impl<'ast> Visit<'ast> for GotoTargets<'_> {
                 &mac.tokens,
                 format!("state `{from}` ends its branch, so it cannot go to another state\n= help: a branch_end state returns its branch's output: `Ok(output)`"),
             );
+        } else if let Some(fan_out) = &self.state.attr.fan_out {
+            let target =
+                fan_out.target.first().map_or_else(|| "state".to_owned(), ToString::to_string);
+            self.errors.push_spanned(
+                &mac.tokens,
+                format!("state `{from}` fans out, so it goes to one branch per item\n= help: return fan_out!({target}, items)"),
+            );
         } else if self.state.attr.fork.is_some() {
             let branches: Vec<String> =
                 self.state.branches().iter().map(|b| format!("{b}(...)")).collect();
