@@ -223,6 +223,9 @@ pub use flow_core::{
     RunHandle, RunId, RunStatus, SystemClock,
 };
 
+// Machines and runs by name and JSON, for servers and tools that do not know the types.
+pub use flow_core::{DecodeError, JsonError, JsonPart, MachineInfo, StartJson};
+
 #[doc(no_inline)]
 pub use event::{Event, EventKind, Events};
 

@@ -1,5 +1,6 @@
 //! Configuring an engine: [`EngineBuilder`].
 
+use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, broadcast};
 
+use super::erased::NewContext;
 use super::pools::Pools;
 use super::registry::{Registered, Registration};
 use super::versions::Migration;
@@ -21,6 +23,8 @@ pub struct EngineBuilder {
     store: Option<Box<dyn DynStore>>,
     machines: Vec<(&'static str, Arc<dyn Registered>)>,
     migrations: Vec<(&'static str, Migration)>,
+    /// Contexts for runs started from JSON without one: machine name, its type, the maker.
+    contexts: Vec<(&'static str, TypeId, NewContext)>,
     max_concurrent_runs: usize,
     clock: Arc<dyn Clock>,
     seed: Option<u64>,
@@ -73,6 +77,24 @@ impl EngineBuilder {
     ) -> Self {
         let registration = Registration::<M>::new(Some(Arc::new(restore)));
         self.machines.push((M::NAME, Arc::new(registration)));
+        self
+    }
+
+    /// Gives runs of `M` started from JSON without a context ([`Engine::start_json`], an
+    /// HTTP API) the context `make` returns, before `machine_with`'s hook, if any, gives it
+    /// resources. `M` must be registered too.
+    ///
+    /// Without it, such a start is refused ([`JsonError::ContextRequired`]) unless `M`'s
+    /// context is `()`. The engine cannot tell by itself whether a context has a `Default`,
+    /// so it asks: `.default_context::<checkout::Machine>(Shop::default)`.
+    ///
+    /// [`Engine::start_json`]: crate::Engine::start_json
+    /// [`JsonError::ContextRequired`]: crate::JsonError::ContextRequired
+    pub fn default_context<M: Durable>(
+        mut self,
+        make: impl Fn() -> M::Context + Send + Sync + 'static,
+    ) -> Self {
+        self.contexts.push((M::NAME, TypeId::of::<M>(), NewContext::new::<M>(make)));
         self
     }
 
@@ -204,8 +226,9 @@ impl EngineBuilder {
     /// # Errors
     ///
     /// [`EngineError::Config`] if two machines share a name, a migration does not lead
-    /// from a lower version to a registered machine of the same name, or [`Faults`] name a
-    /// state no registered machine has.
+    /// from a lower version to a registered machine of the same name, [`Faults`] name a
+    /// state no registered machine has, or a [`default_context`](EngineBuilder::default_context)
+    /// is given for a machine that is not registered.
     pub fn build(self) -> Result<Engine, EngineError> {
         let mut problems = Vec::new();
         let mut machines: HashMap<&'static str, Arc<dyn Registered>> = HashMap::new();
@@ -248,6 +271,18 @@ impl EngineBuilder {
                 ));
             } else {
                 migrations.entry(name).or_default().push(migration);
+            }
+        }
+        let mut contexts = HashMap::new();
+        for (name, type_id, make) in self.contexts {
+            match machines.get(name) {
+                Some(registered) if registered.type_id() == type_id => {
+                    contexts.insert(name, make);
+                }
+                _ => problems.push(format!(
+                    "a default context is given for machine `{name}`, which is not registered \
+                     (or another machine is, under its name); add .machine::<...>() for it"
+                )),
             }
         }
         for (name, registered) in &machines {
@@ -307,6 +342,7 @@ impl EngineBuilder {
             inner: Arc::new(Inner {
                 store,
                 machines,
+                contexts,
                 names,
                 migrations,
                 slots: Arc::new(Semaphore::new(self.max_concurrent_runs)),
@@ -346,6 +382,7 @@ impl Engine {
             store: None,
             machines: Vec::new(),
             migrations: Vec::new(),
+            contexts: Vec::new(),
             max_concurrent_runs: 10_000,
             clock: Arc::new(SystemClock),
             seed: None,

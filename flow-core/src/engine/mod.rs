@@ -16,6 +16,7 @@
 
 mod builder;
 mod control;
+mod erased;
 mod error;
 mod handle;
 mod journal;
@@ -42,6 +43,7 @@ use crate::testing::Faults;
 use crate::{RunError, RunId, SharedError};
 
 pub use builder::EngineBuilder;
+pub use erased::{DecodeError, JsonError, JsonPart, MachineInfo, StartJson};
 pub use error::EngineError;
 pub use handle::{Resumed, RunHandle, RunStatus};
 pub use versions::Migrate;
@@ -49,14 +51,18 @@ pub use versions::Migrate;
 use registry::Registered;
 use versions::Migration;
 
-/// A machine the engine can keep: its context and output are serde types.
+/// A machine the engine can keep: its context and output are serde types, and its input
+/// reads from JSON.
 ///
 /// Implemented for every [`Machine`] whose `Context` and `Output` are `Serialize` and
-/// `DeserializeOwned`, and whose `Context` is `Send` (runs move between the engine's tasks);
-/// you never implement it yourself.
+/// `DeserializeOwned`, whose `Context` is `Send` (runs move between the engine's tasks), and
+/// whose `Input` is `DeserializeOwned` and `Send` (so that [`Engine::start_json`] starts a
+/// run by name, from JSON); you never implement it yourself. A generated machine's input is
+/// its start state's payload, which is stored and moves between threads, so it always is.
 pub trait Durable:
     Machine<
         Context: Serialize + DeserializeOwned + Send + 'static,
+        Input: DeserializeOwned + Send,
         Output: Serialize + DeserializeOwned + 'static,
     >
 {
@@ -65,6 +71,7 @@ pub trait Durable:
 impl<M> Durable for M where
     M: Machine<
             Context: Serialize + DeserializeOwned + Send + 'static,
+            Input: DeserializeOwned + Send,
             Output: Serialize + DeserializeOwned + 'static,
         >
 {
@@ -165,6 +172,9 @@ pub struct Engine {
 pub(crate) struct Inner {
     store: Box<dyn DynStore>,
     machines: HashMap<&'static str, Arc<dyn Registered>>,
+    /// Per machine name, the context of a run started from JSON without one
+    /// ([`EngineBuilder::default_context`]).
+    contexts: HashMap<&'static str, erased::NewContext>,
     /// The registered machines' names, for claims.
     names: Vec<&'static str>,
     /// Per machine name, the migrations into its registered version.

@@ -2,20 +2,23 @@
 //! its machine's name and set going.
 
 use std::any::{Any, TypeId};
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use serde::de::IgnoredAny;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
+use super::erased::{self, JsonError, StartJson};
 use super::journal::{DurableJournal, SnapshotIn, Stop};
 use super::versions::upgrade;
-use super::{Durable, Ended, EngineError, Inner, Live};
+use super::{Durable, Ended, Engine, EngineError, Inner, Live};
 use crate::event::EventKind;
 use crate::history::Failure;
 use crate::run::{Cursor, End, JitterRng, Journal, catching_panics, drive, panic_message};
-use crate::store::{Claimed, Lease, Status};
+use crate::store::{Checkpoint, Claimed, Lease, Status};
 use crate::{Graph, RunId, SharedError};
 
 /// A machine as the engine's registry holds it.
@@ -32,6 +35,22 @@ pub(crate) trait Registered: Send + Sync {
         claimed: Claimed,
         permit: OwnedSemaphorePermit,
     ) -> Result<(), EngineError>;
+    /// Whether a run can start from JSON without a context (`Engine::start_json`).
+    fn has_default_context(&self, inner: &Inner) -> bool;
+    /// Starts a run from JSON: the input (and context) decoded as this machine's types.
+    fn start_json<'a>(
+        &'a self,
+        engine: &'a Engine,
+        start: StartJson,
+    ) -> Pin<Box<dyn Future<Output = Result<RunId, JsonError>> + Send + 'a>>;
+    /// A waiting run's last checkpoint with `signal`, JSON decoded as the signal the run's
+    /// state waits for, delivered: the checkpoint that follows it.
+    fn deliver_json(
+        &self,
+        latest: &Checkpoint,
+        signal: serde_json::Value,
+        now: u64,
+    ) -> Result<Checkpoint, JsonError>;
 }
 
 type Restore<C> = Arc<dyn Fn(&mut C) + Send + Sync>;
@@ -64,6 +83,27 @@ impl<M: Durable> Registered for Registration<M> {
         if let (Some(restore), Some(context)) = (&self.restore, context.downcast_mut()) {
             restore(context);
         }
+    }
+
+    fn has_default_context(&self, inner: &Inner) -> bool {
+        erased::default_context::<M>(inner).is_some()
+    }
+
+    fn start_json<'a>(
+        &'a self,
+        engine: &'a Engine,
+        start: StartJson,
+    ) -> Pin<Box<dyn Future<Output = Result<RunId, JsonError>> + Send + 'a>> {
+        Box::pin(erased::start_json::<M>(engine, start))
+    }
+
+    fn deliver_json(
+        &self,
+        latest: &Checkpoint,
+        signal: serde_json::Value,
+        now: u64,
+    ) -> Result<Checkpoint, JsonError> {
+        erased::deliver_json::<M>(latest, signal, now)
     }
 
     fn run_claimed(
