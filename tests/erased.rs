@@ -107,6 +107,7 @@ fn a_run_starts_from_json_and_a_bad_input_says_where() {
         let order = json!({ "id": 1, "lines": [{ "sku": "a", "cents": 250 }, { "sku": "b", "cents": 50 }] });
         let run = engine.start_json("total", StartJson::new(order.clone())).await.unwrap();
         assert_eq!(engine.handle::<total::Machine>(run).await.unwrap().output().await.unwrap(), 300);
+        assert_eq!(engine.status(run).await.unwrap().output, Some(json!(300)));
 
         let bad = json!({ "id": 2, "lines": [{ "sku": "a", "cents": 1 }, { "sku": "b", "cents": "ten" }] });
         let Err(JsonError::Decode(error)) = engine.start_json("total", StartJson::new(bad)).await

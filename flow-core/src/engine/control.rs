@@ -264,6 +264,10 @@ impl Engine {
             note,
             // A snapshot that does not read back has no error to show; a claim reports it.
             error: journal::error(&latest).ok().flatten(),
+            output: match latest.status {
+                Status::Completed => super::erased::output_json(&latest.snapshot),
+                _ => None,
+            },
             history,
         })
     }

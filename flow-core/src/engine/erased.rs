@@ -191,6 +191,11 @@ pub(crate) fn default_context<M: Durable>(inner: &Inner) -> Option<M::Context> {
     unit.downcast::<M::Context>().ok().map(|context| *context)
 }
 
+/// The output a completed run's snapshot holds, as JSON.
+pub(crate) fn output_json(snapshot: &str) -> Option<Value> {
+    serde_json::from_str::<SnapshotIn<IgnoredAny, IgnoredAny, Value>>(snapshot).ok()?.output
+}
+
 /// Decodes `value` as a `T`, saying where it failed.
 fn decode<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
     serde_path_to_error::deserialize(value)

@@ -138,6 +138,9 @@ pub struct RunStatus {
     pub note: Option<String>,
     /// Why it failed, or why it paused itself (a state with `on_failure = pause` failed).
     pub error: Option<RunError>,
+    /// The output of a completed run, as JSON (as it is stored); `None` for a run that has
+    /// not completed. [`RunHandle::output`] gives it typed.
+    pub output: Option<serde_json::Value>,
     /// Every attempt so far, in order.
     pub history: Vec<Entry>,
 }
