@@ -1,0 +1,187 @@
+//! Events as Server-Sent Events: one run's until it ends, or every run's.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event as Sse, KeepAlive};
+use axum::response::{IntoResponse, Response};
+use flow_core::store::Status;
+use flow_core::{Engine, Event, EventKind, Events, RunId};
+use futures_util::FutureExt;
+use futures_util::stream;
+use serde::Serialize;
+use tokio::time::{Interval, MissedTickBehavior};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::{App, EventDoc, run_id};
+
+/// Sent as SSE event `lagged` when this subscriber fell behind and missed events: how many.
+/// The events after it go on from where the engine is now.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Lagged {
+    /// How many events were missed.
+    missed: u64,
+}
+
+/// Sent as SSE event `end`, last, when a run's stream ends: the run has finished.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct End {
+    /// The run's id.
+    run: String,
+    /// How it finished: completed, failed or cancelled.
+    status: String,
+}
+
+/// Follows one run's events as Server-Sent Events until the run ends.
+///
+/// Each event is one SSE message (type `message`) whose data is the event as JSON; a
+/// subscriber that fell behind gets an SSE event `lagged` saying how many it missed; the
+/// stream closes after an SSE event `end` with how the run finished. A run that executes on
+/// another worker of the store sends no events here, but its end is still seen: the stream
+/// looks in the store every second.
+#[utoipa::path(get, path = "/runs/{id}/events", tag = "events",
+    params(("id" = String, Path, description = "The run's id")),
+    responses((status = 200, description = "The run's events, as `text/event-stream`: \
+            `message` (an Event), `lagged` (Lagged), and last `end` (End)",
+            content_type = "text/event-stream", body = EventDoc),
+        (status = 404, description = "No such run", body = ErrorBody)))]
+pub(crate) async fn run_events(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let run = run_id(&id)?;
+    // Subscribed before looking, so that nothing happens unseen in between.
+    let events = app.engine.events_of(run);
+    let summary = app.engine.summary(run).await?;
+    let mut follow = Follow::new(app.engine.clone(), events, Some(run), app.follow_every);
+    if summary.status.is_finished() {
+        follow.end(run, summary.status.as_str());
+    }
+    Ok(sse(follow))
+}
+
+/// Follows every run's events as Server-Sent Events, as this engine sees them, from now on.
+///
+/// Each event is one SSE message whose data is the event as JSON; a subscriber that fell
+/// behind gets an SSE event `lagged` saying how many it missed. The stream does not end.
+#[utoipa::path(get, path = "/events", tag = "events",
+    responses((status = 200, description = "Every run's events, as `text/event-stream`: \
+            `message` (an Event) and `lagged` (Lagged)",
+            content_type = "text/event-stream", body = EventDoc)))]
+pub(crate) async fn all_events(State(app): State<App>) -> Response {
+    sse(Follow::new(app.engine.clone(), app.engine.events(), None, app.follow_every))
+}
+
+fn sse(follow: Follow) -> Response {
+    let stream = stream::unfold(follow, |mut follow| async move {
+        let next = follow.next().await?;
+        Some((Ok::<_, Infallible>(next), follow))
+    });
+    axum::response::Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// A subscription being sent: the events, and what is queued to send.
+struct Follow {
+    engine: Engine,
+    events: Events,
+    /// The run followed, if one is.
+    run: Option<RunId>,
+    /// How many missed events were reported.
+    missed: u64,
+    queue: VecDeque<Sse>,
+    /// Nothing follows the queue.
+    done: bool,
+    /// When to look in the store for the run's end.
+    check: Interval,
+}
+
+impl Follow {
+    fn new(engine: Engine, events: Events, run: Option<RunId>, every: Duration) -> Follow {
+        let mut check = tokio::time::interval(every);
+        check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Follow { engine, events, run, missed: 0, queue: VecDeque::new(), done: false, check }
+    }
+
+    /// The next SSE event to send; `None` once the stream is over.
+    async fn next(&mut self) -> Option<Sse> {
+        loop {
+            if let Some(next) = self.queue.pop_front() {
+                return Some(next);
+            }
+            if self.done {
+                return None;
+            }
+            tokio::select! {
+                event = self.events.next() => match event {
+                    Some(event) => self.push(&event),
+                    None => {
+                        self.lag();
+                        self.done = true;
+                    }
+                },
+                _ = self.check.tick(), if self.run.is_some() => self.look().await,
+            }
+        }
+    }
+
+    /// Queues `event`, after a `lagged` event if events were missed before it.
+    fn push(&mut self, event: &Event) {
+        self.lag();
+        let data = serde_json::to_string(event).unwrap_or_else(|error| {
+            serde_json::json!({ "run": event.run, "error": error.to_string() }).to_string()
+        });
+        self.queue.push_back(Sse::default().data(data));
+        if let Some(run) = self.run {
+            let status = match event.kind {
+                EventKind::Completed => Some(Status::Completed),
+                EventKind::Failed { .. } => Some(Status::Failed),
+                EventKind::Cancelled => Some(Status::Cancelled),
+                _ => None,
+            };
+            if let Some(status) = status {
+                self.end(run, status.as_str());
+            }
+        }
+    }
+
+    /// Queues a `lagged` event if events were missed since the last one.
+    fn lag(&mut self) {
+        let missed = self.events.missed();
+        if missed > self.missed {
+            let lagged = Lagged { missed: missed - self.missed };
+            self.missed = missed;
+            let data = serde_json::to_string(&lagged).unwrap_or_default();
+            self.queue.push_back(Sse::default().event("lagged").data(data));
+        }
+    }
+
+    /// Queues the `end` of run `run`, which finished as `status`: nothing follows it.
+    fn end(&mut self, run: RunId, status: &str) {
+        let end = End { run: run.to_string(), status: status.to_owned() };
+        let data = serde_json::to_string(&end).unwrap_or_default();
+        self.queue.push_back(Sse::default().event("end").data(data));
+        self.done = true;
+    }
+
+    /// Looks in the store whether the run has finished: its last events may have been
+    /// missed, or it runs on another worker, whose events do not come here.
+    async fn look(&mut self) {
+        let Some(run) = self.run else { return };
+        let Ok(summary) = self.engine.summary(run).await else { return };
+        if !summary.status.is_finished() {
+            return;
+        }
+        // Its last events may be on their way: send what has come first.
+        while let Some(Some(event)) = self.events.next().now_or_never() {
+            self.push(&event);
+            if self.done {
+                return;
+            }
+        }
+        self.lag();
+        self.end(run, summary.status.as_str());
+    }
+}

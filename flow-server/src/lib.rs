@@ -1,0 +1,190 @@
+//! An HTTP API over a [`flow`](https://docs.rs/flow-machine) [`Engine`]: list its machines,
+//! start runs from JSON, signal, cancel, pause and resume them, read where they stand, and
+//! follow their events as Server-Sent Events. Package `flow-machine-server`.
+//!
+//! The server reads and acts only through the engine and its store, so it sees the runs of
+//! every worker on that store, and steers them wherever they execute.
+//!
+//! ```no_run
+//! use flow::Engine;
+//! use flow::store::SqliteStore;
+//! use flow_server::ServerConfig;
+//!
+//! #[flow::machine]
+//! pub mod greet {
+//!     use flow::prelude::*;
+//!
+//!     #[state(start, end)]
+//!     async fn hello(_cx: &mut (), name: String) -> Result<String> {
+//!         Ok(format!("hello, {name}"))
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let engine = Engine::builder()
+//!         .store(SqliteStore::open("runs.db")?)
+//!         .machine::<greet::Machine>()
+//!         .build()?;
+//!     let config = ServerConfig::new().token("change me");
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//!     // POST /machines/greet/runs {"input": "Ada"}, with Authorization: Bearer change me
+//!     flow_server::serve(listener, engine, config).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Routes
+//!
+//! JSON in and out; `GET /openapi.json` is the OpenAPI 3.1 document of them all.
+//!
+//! | route | what it does |
+//! | --- | --- |
+//! | `GET /machines` | the registered machines, each with its graph and Mermaid diagram |
+//! | `GET /machines/{name}` | one of them (404 if unknown) |
+//! | `POST /machines/{name}/runs` | starts a run: `{"input": …, "context": …, "key": …}` (context and key optional) → 201 `{"run": "<id>"}` |
+//! | `GET /runs?machine=&status=&key=` | lists runs, oldest first |
+//! | `GET /runs/{id}` | where a run stands, with its history |
+//! | `POST /runs/{id}/signal` | delivers the body, decoded as the signal type the run waits for → 202 |
+//! | `POST /runs/{id}/cancel`, `/pause`, `/resume` | steer a run → 202 |
+//! | `GET /runs/{id}/events` | the run's events as Server-Sent Events, until it ends |
+//! | `GET /events` | every run's events as Server-Sent Events |
+//!
+//! # Errors
+//!
+//! Every error is JSON, an [`ErrorBody`]: `{"error": "…", "code": "…", "detail": …}`, with a
+//! message that says what to do. Bad input is a 4xx, never a 5xx: a body that is not JSON
+//! is 400, one without `Content-Type: application/json` 415, one over
+//! [`ServerConfig::body_limit`] 413, and a value that does not read as the machine's type
+//! 422 with the serde path to it in `detail.path` (`input.lines[1].cents`). An unknown
+//! machine, run or route is 404; a key that has a run, or a run in no state to take the
+//! call (not waiting for a signal, not paused, finished), 409. A store that fails is 503.
+//!
+//! # Events
+//!
+//! Each event of a run is one SSE message whose data is the [`flow_core::Event`] as JSON.
+//! A subscriber that falls behind the engine misses the oldest events; it is told, with an
+//! SSE event `lagged` whose data is `{"missed": n}`, never with a silent gap. A run's stream
+//! ends with an SSE event `end`, `{"run": "<id>", "status": "completed"}`. Events are those
+//! of this engine: a run executing on another worker sends none here, but its stream still
+//! ends when the store says it finished.
+//!
+//! # Tokens
+//!
+//! With [`ServerConfig::token`] set, every call that changes something (starting,
+//! signalling, cancelling, pausing, resuming) needs `Authorization: Bearer <token>`: 401
+//! without it, 403 with the [read-only token](ServerConfig::read_only_token). Reads accept
+//! either token. With no token set, anyone who reaches the address may do anything: bind
+//! to a loopback address then, or put the server behind something that checks who calls.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod auth;
+mod body;
+mod error;
+mod events;
+mod routes;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use flow_core::Engine;
+use tokio::net::TcpListener;
+
+pub use error::ErrorBody;
+
+/// The body limit unless set: 64 KiB.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// How a server treats its callers: tokens and body size.
+///
+/// ```
+/// use flow_server::ServerConfig;
+///
+/// let config = ServerConfig::new().token("s3cret").read_only_token("look-only");
+/// assert_eq!(config.body_limit, 64 * 1024);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The token calls that change something must bear (`Authorization: Bearer <token>`);
+    /// it reads too. `None` (the default): no token is needed, unless a read-only token is
+    /// set, which makes the server read-only.
+    pub token: Option<String>,
+    /// A token that may only read: with it, changes are refused with 403. `None` (the
+    /// default): no such token.
+    pub read_only_token: Option<String>,
+    /// The largest request body accepted, in bytes; larger ones are refused with 413.
+    /// [`DEFAULT_BODY_LIMIT`] (64 KiB) unless set.
+    pub body_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig { token: None, read_only_token: None, body_limit: DEFAULT_BODY_LIMIT }
+    }
+}
+
+impl ServerConfig {
+    /// No tokens, and a body limit of 64 KiB.
+    pub fn new() -> ServerConfig {
+        ServerConfig::default()
+    }
+
+    /// Sets [`ServerConfig::token`].
+    pub fn token(mut self, token: impl Into<String>) -> ServerConfig {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Sets [`ServerConfig::read_only_token`].
+    pub fn read_only_token(mut self, token: impl Into<String>) -> ServerConfig {
+        self.read_only_token = Some(token.into());
+        self
+    }
+
+    /// Sets [`ServerConfig::body_limit`], in bytes.
+    pub fn body_limit(mut self, bytes: usize) -> ServerConfig {
+        self.body_limit = bytes;
+        self
+    }
+}
+
+impl fmt::Debug for ServerConfig {
+    /// Says whether tokens are set, never what they are.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |token: &Option<String>| if token.is_some() { "<set>" } else { "<none>" };
+        f.debug_struct("ServerConfig")
+            .field("token", &set(&self.token))
+            .field("read_only_token", &set(&self.read_only_token))
+            .field("body_limit", &self.body_limit)
+            .finish()
+    }
+}
+
+/// The API's routes over `engine`, as an axum [`Router`]: serve it with [`serve`] or
+/// `axum::serve`, or nest it in an application's own router.
+pub fn router(engine: Engine, config: ServerConfig) -> Router {
+    let app =
+        routes::App { engine, config: Arc::new(config), follow_every: Duration::from_secs(1) };
+    routes::router(app)
+}
+
+/// Serves the API over `engine` on `listener` until the process ends.
+///
+/// # Errors
+///
+/// If accepting connections fails for good.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Engine,
+    config: ServerConfig,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(engine, config)).await
+}
+
+/// The API's OpenAPI 3.1 document, as `GET /openapi.json` serves it.
+pub fn openapi() -> serde_json::Value {
+    routes::openapi_document()
+}

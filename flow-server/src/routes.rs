@@ -1,0 +1,415 @@
+//! The routes, their handlers, and the OpenAPI document generated from them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use flow_core::store::{Filter, RunSummary, Status};
+use flow_core::{Engine, MachineInfo, RunId, RunStatus, StartJson};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+use crate::body::JsonBody;
+use crate::error::{ApiError, ErrorBody};
+use crate::{ServerConfig, auth, events};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct App {
+    pub engine: Engine,
+    pub config: Arc<ServerConfig>,
+    /// How often a run's event stream looks in the store for its end.
+    pub follow_every: Duration,
+}
+
+pub(crate) fn router(app: App) -> Router {
+    let limit = app.config.body_limit;
+    Router::new()
+        .route("/machines", get(machines))
+        .route("/machines/{name}", get(machine))
+        .route("/machines/{name}/runs", post(start))
+        .route("/runs", get(runs))
+        .route("/runs/{id}", get(run))
+        .route("/runs/{id}/signal", post(signal))
+        .route("/runs/{id}/cancel", post(cancel))
+        .route("/runs/{id}/pause", post(pause))
+        .route("/runs/{id}/resume", post(resume))
+        .route("/runs/{id}/events", get(events::run_events))
+        .route("/events", get(events::all_events))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app.clone(), auth::check))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+/// The body of `POST /machines/{name}/runs`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StartRun {
+    /// The run's input: the start state's payload as JSON (an array for several values;
+    /// `null` or absent for none).
+    #[serde(default)]
+    input: Value,
+    /// The run's context as JSON; absent or `null` for the machine's default context.
+    #[serde(default)]
+    context: Option<Value>,
+    /// A business key: the run's id is derived from it and the machine's name, so a second
+    /// start with the same key is refused (409) and a retried request starts one run.
+    #[serde(default)]
+    key: Option<String>,
+}
+
+/// A run, by id: what starting or steering it returns.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct RunRef {
+    /// The run's id, 32 hex digits.
+    run: String,
+}
+
+/// Filters of `GET /runs`; each left out matches every run.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RunsQuery {
+    /// Only runs of this machine.
+    machine: Option<String>,
+    /// Only runs with this status: running, completed, failed, cancelled, paused or stuck.
+    #[param(value_type = Option<StatusDoc>)]
+    status: Option<Status>,
+    /// Only the run started under this business key.
+    key: Option<String>,
+}
+
+/// Lists the registered machines, each with its graph and Mermaid diagram.
+#[utoipa::path(get, path = "/machines", tag = "machines",
+    responses((status = 200, description = "The registered machines, by name", body = [MachineDoc]),
+        (status = 401, description = "No token, or an unknown one", body = ErrorBody)))]
+pub(crate) async fn machines(State(app): State<App>) -> Json<Vec<MachineInfo>> {
+    Json(app.engine.machines())
+}
+
+/// One registered machine, with its graph and Mermaid diagram.
+#[utoipa::path(get, path = "/machines/{name}", tag = "machines",
+    params(("name" = String, Path, description = "The machine's name")),
+    responses((status = 200, description = "The machine", body = MachineDoc),
+        (status = 404, description = "No machine of that name is registered", body = ErrorBody)))]
+pub(crate) async fn machine(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Json<MachineInfo>, ApiError> {
+    Ok(Json(app.engine.machine(&name)?))
+}
+
+/// Starts a run of a machine; returns once its first checkpoint is durable.
+#[utoipa::path(post, path = "/machines/{name}/runs", tag = "runs",
+    params(("name" = String, Path, description = "The machine's name")),
+    request_body = StartRun,
+    responses((status = 201, description = "Started", body = RunRef),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown one", body = ErrorBody),
+        (status = 403, description = "The read-only token", body = ErrorBody),
+        (status = 404, description = "No machine of that name", body = ErrorBody),
+        (status = 409, description = "A run with this key (or id) exists", body = ErrorBody),
+        (status = 413, description = "The body is over the server's limit", body = ErrorBody),
+        (status = 422, description = "The input or context does not read as the machine's \
+            types; `detail.path` says where", body = ErrorBody)))]
+pub(crate) async fn start(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<StartRun>,
+) -> Result<Response, ApiError> {
+    let mut start = StartJson::new(body.input);
+    if let Some(context) = body.context {
+        start = start.context(context);
+    }
+    if let Some(key) = body.key {
+        start = start.key(key);
+    }
+    let run =
+        app.engine.start_json(&name, start).await.map_err(|error| ApiError::json(error, true))?;
+    let location = format!("/runs/{run}");
+    let body = Json(RunRef { run: run.to_string() });
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], body).into_response())
+}
+
+/// Lists runs, oldest first, filtered by machine, status and key.
+#[utoipa::path(get, path = "/runs", tag = "runs", params(RunsQuery),
+    responses((status = 200, description = "The runs the filters match", body = [RunSummaryDoc]),
+        (status = 400, description = "An unknown filter or status", body = ErrorBody)))]
+pub(crate) async fn runs(
+    State(app): State<App>,
+    query: Result<Query<RunsQuery>, QueryRejection>,
+) -> Result<Json<Vec<RunSummary>>, ApiError> {
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!(
+                "{}; the filters are machine, status (running, completed, failed, cancelled, \
+                 paused, stuck) and key",
+                rejection.body_text()
+            ),
+        )
+    })?;
+    let filter = Filter { machine: query.machine, status: query.status, key: query.key };
+    Ok(Json(app.engine.list(filter).await?))
+}
+
+/// Where a run stands, with its full history.
+#[utoipa::path(get, path = "/runs/{id}", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses((status = 200, description = "The run", body = RunStatusDoc),
+        (status = 400, description = "Not a run id", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody)))]
+pub(crate) async fn run(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<RunStatus>, ApiError> {
+    Ok(Json(app.engine.status(run_id(&id)?).await?))
+}
+
+/// Delivers a signal to a run waiting for one; the body is the signal's value, decoded as
+/// the type the run's state waits for.
+#[utoipa::path(post, path = "/runs/{id}/signal", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    request_body(content = Value, description = "The signal, as the waiting state's type"),
+    responses((status = 202, description = "The signal is in the store; the run goes on", body = RunRef),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run waits for no signal now", body = ErrorBody),
+        (status = 422, description = "The value does not read as the signal's type; \
+            `detail.path` says where", body = ErrorBody)))]
+pub(crate) async fn signal(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    JsonBody(signal): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let run = run_id(&id)?;
+    app.engine.signal_json(run, signal).await.map_err(|error| ApiError::json(error, false))?;
+    Ok(accepted(run))
+}
+
+/// Cancels a run at its next safe point (at once if it waits).
+#[utoipa::path(post, path = "/runs/{id}/cancel", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses((status = 202, description = "Cancelled, or asked of the engine running it", body = RunRef),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "Finished, or rolling back", body = ErrorBody)))]
+pub(crate) async fn cancel(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let run = run_id(&id)?;
+    app.engine.cancel(run).await?;
+    Ok(accepted(run))
+}
+
+/// Pauses a run at its next safe point, until it is resumed.
+#[utoipa::path(post, path = "/runs/{id}/pause", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses((status = 202, description = "Paused, or asked of the engine running it", body = RunRef),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "Finished, or rolling back", body = ErrorBody)))]
+pub(crate) async fn pause(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let run = run_id(&id)?;
+    app.engine.pause(run).await?;
+    Ok(accepted(run))
+}
+
+/// Resumes a paused run from its checkpoint.
+#[utoipa::path(post, path = "/runs/{id}/resume", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses((status = 202, description = "Runnable again", body = RunRef),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run is not paused", body = ErrorBody)))]
+pub(crate) async fn resume(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let run = run_id(&id)?;
+    app.engine.resume(run).await?;
+    Ok(accepted(run))
+}
+
+/// This API's OpenAPI 3.1 document.
+pub(crate) async fn openapi() -> Json<Value> {
+    Json(openapi_document())
+}
+
+pub(crate) fn openapi_document() -> Value {
+    serde_json::to_value(ApiDoc::openapi()).unwrap_or_default()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take this method; GET /openapi.json lists the routes",
+    )
+}
+
+/// `id` as a run id.
+pub(crate) fn run_id(id: &str) -> Result<RunId, ApiError> {
+    id.parse().map_err(|error| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_run_id",
+            format!(
+                "`{id}` is not a run id ({error}); ids are 32 hex digits, as GET /runs lists them"
+            ),
+        )
+    })
+}
+
+fn accepted(run: RunId) -> Response {
+    (StatusCode::ACCEPTED, Json(RunRef { run: run.to_string() })).into_response()
+}
+
+// What the OpenAPI document says of flow's own types, which do not derive its schemas: their
+// fields as they serialize. The tests compare them with real responses.
+
+/// A registered machine.
+#[derive(ToSchema)]
+#[schema(as = Machine)]
+#[allow(dead_code)]
+pub(crate) struct MachineDoc {
+    /// Its name.
+    name: String,
+    /// Its static shape: states (payload and signal types as written), edges, policies.
+    graph: Value,
+    /// The graph as a Mermaid `stateDiagram-v2`.
+    mermaid: String,
+    /// Whether a run starts without a context.
+    default_context: bool,
+}
+
+/// Where a run stands.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Status)]
+#[allow(dead_code)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StatusDoc {
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    Paused,
+    Stuck,
+}
+
+/// A run as `GET /runs` lists it.
+#[derive(ToSchema)]
+#[schema(as = RunSummary)]
+#[allow(dead_code)]
+pub(crate) struct RunSummaryDoc {
+    /// The run's id.
+    run: String,
+    /// Its machine.
+    machine: String,
+    /// The business key it was started under.
+    key: Option<String>,
+    status: StatusDoc,
+    /// Why it is stuck.
+    note: Option<String>,
+    /// Why it waits: signal, timer or backoff.
+    wait: Option<String>,
+    /// When it was created, in Unix milliseconds.
+    created: u64,
+    /// When its last checkpoint was written, in Unix milliseconds.
+    updated: u64,
+}
+
+/// A run with its history, as `GET /runs/{id}` shows it.
+#[derive(ToSchema)]
+#[schema(as = RunStatus)]
+#[allow(dead_code)]
+pub(crate) struct RunStatusDoc {
+    /// The run's id.
+    run: String,
+    /// Its machine.
+    machine: String,
+    /// The business key it was started under.
+    key: Option<String>,
+    /// The machine version of its last checkpoint.
+    version: u32,
+    status: StatusDoc,
+    /// The state it is in, or ended in.
+    state: String,
+    /// Its last checkpoint's sequence number.
+    seq: u64,
+    /// Why it waits: signal, timer or backoff.
+    wait: Option<String>,
+    /// When its wait ends (`secs_since_epoch`, `nanos_since_epoch`).
+    wake_at: Option<Value>,
+    /// The resource pool an attempt waits for in this engine.
+    waiting_for_pool: Option<String>,
+    /// Why it is stuck.
+    note: Option<String>,
+    /// Why it failed, or paused itself.
+    error: Option<Value>,
+    /// The output of a completed run.
+    output: Option<Value>,
+    /// Every attempt so far.
+    history: Vec<Value>,
+}
+
+/// One event of a run, as a Server-Sent Event's data (SSE event type `message`).
+#[derive(ToSchema)]
+#[schema(as = Event)]
+#[allow(dead_code)]
+pub(crate) struct EventDoc {
+    /// The run's id.
+    run: String,
+    /// Its machine.
+    machine: String,
+    /// The state it happened in.
+    state: String,
+    /// When (`secs_since_epoch`, `nanos_since_epoch`).
+    at: Value,
+    /// What happened: `"Started"`, `{"Entered": {"attempt": 1}}`, `"Completed"`, …
+    kind: Value,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "flow", description = "Start, steer and follow the runs of an engine's \
+        machines. Errors are JSON: `error`, `code`, `detail`."),
+    paths(machines, machine, start, runs, run, signal, cancel, pause, resume,
+        events::run_events, events::all_events),
+    components(schemas(ErrorBody, StartRun, RunRef, MachineDoc, StatusDoc, RunSummaryDoc,
+        RunStatusDoc, EventDoc, events::Lagged, events::End)),
+    modifiers(&Bearer),
+    security(("bearer" = [])),
+    tags((name = "machines", description = "The registered machines"),
+        (name = "runs", description = "Starting, reading and steering runs"),
+        (name = "events", description = "What happens, as Server-Sent Events")),
+)]
+struct ApiDoc;
+
+/// The bearer token scheme.
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build();
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
