@@ -1,0 +1,134 @@
+//! Serves a checkout and an approval machine over HTTP on 127.0.0.1, with a SQLite store.
+//!
+//! ```text
+//! cargo run -p flow-machine-server --example server
+//! ```
+//!
+//! It prints the address and a fresh token, then curl lines to try. The runs live in
+//! `target/server-example.db`: stop the server (Ctrl-C) and start it again, and the runs
+//! that waited go on. The example sits in the server's package, not in the repository's
+//! root `examples/`, since those use the `flow-machine` facade only.
+
+use std::time::Duration;
+
+use flow::prelude::*;
+use flow::store::SqliteStore;
+use flow::{Engine, RunId};
+use flow_server::ServerConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Line {
+    pub sku: String,
+    pub cents: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Order {
+    pub id: u32,
+    pub lines: Vec<Line>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Shop {
+    pub charged_cents: u64,
+}
+
+#[flow::machine]
+pub mod checkout {
+    use super::*;
+
+    #[state(start, to(charge, reject))]
+    async fn validate(_cx: &mut Shop, order: Order) -> Result<Validate> {
+        if order.lines.is_empty() {
+            return goto!(reject(order.id, format!("order {} is empty", order.id)));
+        }
+        goto!(charge(order))
+    }
+
+    #[state(to(ship), retry(attempts = 3, backoff = "100ms..1s"))]
+    async fn charge(cx: &mut Shop, order: Order) -> Result<Charge> {
+        flow::progress(format!("charging order {}", order.id), None);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cx.charged_cents += order.lines.iter().map(|line| u64::from(line.cents)).sum::<u64>();
+        goto!(ship(order))
+    }
+
+    #[state(end)]
+    async fn ship(cx: &mut Shop, order: Order) -> Result<String> {
+        Ok(format!("order {} shipped, {} cents charged", order.id, cx.charged_cents))
+    }
+
+    #[state(end)]
+    async fn reject(_cx: &mut Shop, order: u32, reason: String) -> Result<String> {
+        Ok(format!("order {order} rejected: {reason}"))
+    }
+}
+
+/// What a reviewer sends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Decision {
+    Approve,
+    Reject(String),
+}
+
+#[flow::machine]
+pub mod approval {
+    use super::*;
+
+    #[state(start, to(review))]
+    async fn submit(_cx: &mut (), doc: String) -> Result<Submit> {
+        goto!(review(doc))
+    }
+
+    /// Waits for a reviewer, for a day at most.
+    #[state(to(publish, revise), signal(timeout = "1d", default = publish))]
+    async fn review(_cx: &mut (), doc: String, #[signal] decision: Decision) -> Result<Review> {
+        match decision {
+            Decision::Approve => goto!(publish(doc)),
+            Decision::Reject(why) => goto!(revise(doc, why)),
+        }
+    }
+
+    #[state(to(review))]
+    async fn revise(_cx: &mut (), doc: String, why: String) -> Result<Revise> {
+        goto!(review(format!("{doc} (revised: {why})")))
+    }
+
+    #[state(end)]
+    async fn publish(_cx: &mut (), doc: String) -> Result<String> {
+        Ok(format!("published {doc}"))
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/server-example.db");
+    let engine = Engine::builder()
+        .store(SqliteStore::open(&path)?)
+        .machine::<checkout::Machine>()
+        .default_context::<checkout::Machine>(Shop::default)
+        .machine::<approval::Machine>()
+        .build()?;
+    // A fresh token per start, for the demo (its digits are not from a cryptographic
+    // generator): in production, read the token from where your secrets are kept.
+    let token = RunId::random().to_string();
+    let config = ServerConfig::new().token(token.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    println!("serving on http://{address}");
+    println!("token: {token}");
+    println!("runs in {}", path.display());
+    println!();
+    println!("try:");
+    println!("  curl -H 'Authorization: Bearer {token}' http://{address}/machines");
+    println!(
+        "  curl -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \
+         -d '{{\"input\": {{\"id\": 7, \"lines\": [{{\"sku\": \"tea\", \"cents\": 450}}]}}}}' \
+         http://{address}/machines/checkout/runs"
+    );
+    println!("  curl -N -H 'Authorization: Bearer {token}' http://{address}/events");
+    println!("  curl -H 'Authorization: Bearer {token}' http://{address}/openapi.json");
+    flow_server::serve(listener, engine, config).await?;
+    Ok(())
+}
