@@ -75,7 +75,7 @@ impl ApiError {
     /// when `in_body`.
     pub fn json(error: JsonError, in_body: bool) -> ApiError {
         match error {
-            JsonError::Decode(error) => ApiError::decode(error, in_body),
+            JsonError::Decode(error) => ApiError::decode(*error, in_body),
             JsonError::ContextRequired { machine } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "context_required",

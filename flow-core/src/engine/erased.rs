@@ -144,7 +144,7 @@ pub struct DecodeError {
 pub enum JsonError {
     /// A value does not decode as the machine's type.
     #[error(transparent)]
-    Decode(#[from] DecodeError),
+    Decode(Box<DecodeError>),
     /// No context was given, and the machine has no default one.
     #[error(
         "machine `{machine}` needs a context to start a run from JSON: send one, or give the \
@@ -158,6 +158,12 @@ pub enum JsonError {
     /// for no signal, a store that failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+}
+
+impl From<DecodeError> for JsonError {
+    fn from(error: DecodeError) -> JsonError {
+        JsonError::Decode(Box::new(error))
+    }
 }
 
 impl From<StoreError> for JsonError {
