@@ -119,6 +119,57 @@
 //! whose one failure is [`Failure::VisitLimit`](history::Failure::VisitLimit), naming the
 //! limit. (`max_steps` bounds the whole run, and no fallback catches it.)
 //!
+//! # Parallel branches
+//!
+//! A state can split the run: `fork(a, b)` starts a branch in each named state at once,
+//! `fan_out(state)` one branch per item. Each branch runs on its own copy of the context until
+//! a `branch_end` state returns its output, and the `join` state receives the outputs, typed:
+//! one parameter per branch in the fork's order, or one `Vec` in the items' order. The
+//! compiler checks that every branch ends, that no branch goes into another, and that the
+//! join's parameters are the branches' output types.
+//!
+//! ```
+//! use flow::prelude::*;
+//!
+//! #[derive(Debug, Clone, Default)]
+//! pub struct Shop;
+//!
+//! #[flow::machine]
+//! pub mod order {
+//!     use super::*;
+//!
+//!     #[state(start, fork(pay, reserve), join = ship)]
+//!     async fn split(_cx: &mut Shop, cents: u64) -> Result<Split> {
+//!         fork!(pay(cents), reserve(vec!["tea".to_owned(), "cups".to_owned()]))
+//!     }
+//!
+//!     #[state(branch_end)]
+//!     async fn pay(_cx: &mut Shop, cents: u64) -> Result<u64> {
+//!         Ok(cents)
+//!     }
+//!
+//!     #[state(branch_end)]
+//!     async fn reserve(_cx: &mut Shop, items: Vec<String>) -> Result<usize> {
+//!         Ok(items.len())
+//!     }
+//!
+//!     #[state(end)]
+//!     async fn ship(_cx: &mut Shop, paid: u64, reserved: usize) -> Result<String> {
+//!         Ok(format!("paid {paid}, reserved {reserved}"))
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let done = order::run(500, &mut Shop).await.unwrap();
+//! assert_eq!(done.output, "paid 500, reserved 2");
+//! # }
+//! ```
+//!
+//! A branch that fails for good cuts the others off and fails the run. Branches run in memory
+//! in this version: an [`Engine`] refuses a machine that forks. `examples/fork_join.rs` and
+//! `examples/fanout.rs` run both kinds.
+//!
 //! # Durable runs
 //!
 //! [`Engine`] runs machines durably: a checkpoint after every step in a
