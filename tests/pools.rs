@@ -180,3 +180,45 @@ async fn a_runs_own_priority_is_stored_with_it() {
     let latest = store.latest(id).await.unwrap().unwrap();
     assert!(latest.snapshot.contains("\"priority\":4"), "{}", latest.snapshot);
 }
+
+/// Holds the one `lane` unit until the test lets go.
+static LANE_HELD: Notify = Notify::const_new();
+static LANE_GATE: Notify = Notify::const_new();
+
+#[flow::machine(pools(lane))]
+pub mod lane {
+    use super::*;
+
+    #[state(start, end, uses(lane))]
+    async fn drive(_cx: &mut Studio, first: bool) -> Result<bool> {
+        if first {
+            LANE_HELD.notify_one();
+            LANE_GATE.notified().await;
+        }
+        Ok(first)
+    }
+}
+
+#[tokio::test]
+async fn a_run_waiting_for_a_pool_is_cancelled_without_waiting_for_its_turn() {
+    let engine = Engine::builder().machine::<lane::Machine>().pool("lane", 1).build().unwrap();
+    let holder = engine.start::<lane::Machine>(true).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), LANE_HELD.notified()).await.expect("it holds");
+    let waiting = engine.start::<lane::Machine>(false).await.unwrap();
+    let id = waiting.id();
+    let queued = async {
+        while engine.status(id).await.unwrap().waiting_for_pool.is_none() {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), queued).await.expect("it waits for the lane");
+    engine.cancel(id).await.unwrap();
+    // Cancelled while the holder still holds the lane: the wait ended at the request.
+    let ended = tokio::time::timeout(Duration::from_secs(10), waiting.output()).await;
+    let error = ended.expect("the cancel ends the wait").unwrap_err();
+    assert!(error.to_string().contains("cancel"), "{error}");
+    assert_eq!(engine.status(id).await.unwrap().status, flow::store::Status::Cancelled);
+    assert_eq!(engine.status(id).await.unwrap().waiting_for_pool, None);
+    LANE_GATE.notify_one();
+    assert!(holder.output().await.unwrap());
+}

@@ -34,11 +34,26 @@ impl Attempt {
 pub(crate) struct Cancel {
     /// 0, or the strongest `Halt` requested.
     requested: AtomicU8,
+    /// Wakes what waits for a request: an attempt waiting for a resource pool.
+    changed: tokio::sync::Notify,
 }
 
 impl Cancel {
     pub(crate) fn request(&self, halt: Halt) {
         self.requested.fetch_max(halt as u8, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    /// Returns once a halt has been requested.
+    pub(crate) async fn requested(&self) {
+        loop {
+            // Registered before the check, so a request between the two is not missed.
+            let changed = self.changed.notified();
+            if self.halt().is_some() {
+                return;
+            }
+            changed.await;
+        }
     }
 
     pub(crate) fn halt(&self) -> Option<Halt> {

@@ -123,8 +123,9 @@ impl EngineBuilder {
     /// others hold waits for them, by priority, lower values first
     /// ([`Graph::priority`](crate::Graph::priority),
     /// [`Engine::start_with_priority`](crate::Engine::start_with_priority)), and in arrival
-    /// order within one; meanwhile it keeps its run slot ([`max_concurrent_runs`]), and the
-    /// run's events say [`EventKind::WaitingForPool`](crate::event::EventKind::WaitingForPool).
+    /// order within one; meanwhile it keeps its run slot ([`max_concurrent_runs`]), the
+    /// run's events say [`EventKind::WaitingForPool`](crate::event::EventKind::WaitingForPool),
+    /// and a cancel or pause ends the wait at once.
     ///
     /// Pools belong to this engine, in this process: engines on one store each have their
     /// own, so with several workers a pool of 2 lets each worker hold 2. Adding a name again

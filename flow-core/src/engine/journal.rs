@@ -11,14 +11,14 @@ use std::time::Duration;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::pools::{Held, Uses};
+use super::pools::Uses;
 use super::versions::upgrade;
 use super::{Durable, EngineError, Inner, duration_ms};
 use crate::current::{Cancel, Halt};
 use crate::error::SharedError;
 use crate::event::{EventKind, Reporter};
 use crate::history::Failure;
-use crate::run::{Cursor, Done, End, Journal, Rollback, Waited};
+use crate::run::{Cursor, Done, End, Hold, Journal, Rollback, Waited};
 use crate::store::{Checkpoint, Lease, Status, StoreError, Wait};
 use crate::{Graph, RunError, RunId, Signal};
 
@@ -484,15 +484,21 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
         state: &'static str,
         uses: Uses,
         priority: i32,
-    ) -> impl Future<Output = Option<Held>> + Send {
+    ) -> impl Future<Output = Hold> + Send {
         let taken = (!uses.is_empty()).then(|| self.inner.pools.try_hold(self.run, uses, priority));
         if let Some(Err((_, pool))) = &taken {
             self.event(state, || EventKind::WaitingForPool { pool });
         }
+        let cancel = Arc::clone(&self.cancel);
         async move {
-            match taken? {
-                Ok(held) => Some(held),
-                Err((ticket, _)) => Some(ticket.admitted().await),
+            match taken {
+                None => Hold::Held(None),
+                Some(Ok(held)) => Hold::Held(Some(held)),
+                // A cancel or pause ends the wait; the ticket leaves the queue as it drops.
+                Some(Err((ticket, _))) => tokio::select! {
+                    held = ticket.admitted() => Hold::Held(Some(held)),
+                    () = cancel.requested() => Hold::Halted,
+                },
             }
         }
     }

@@ -8,7 +8,7 @@ use tracing::Instrument;
 
 use super::attempt::{JitterRng, guarded, scoped};
 use super::rollback::{fail, roll_back};
-use super::{Cursor, Done, End, Journal, RunError, Waited};
+use super::{Cursor, Done, End, Hold, Journal, RunError, Waited};
 use crate::current::Halt;
 use crate::event::EventKind;
 use crate::history::{Caught, Entry, Failure, Outcome};
@@ -82,7 +82,11 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
         }
         // Held for this attempt only, from before it is announced until its result is in.
         let priority = cursor.priority.unwrap_or(graph.priority);
-        let held = journal.hold(info.name, info.policy.uses, priority).await;
+        let held = match journal.hold(info.name, info.policy.uses, priority).await {
+            Hold::Held(held) => held,
+            // The halt is recorded at the top of the loop, before any attempt.
+            Hold::Halted => continue,
+        };
         journal.event(info.name, || EventKind::Entered { attempt });
         // The in-memory runner moves the payload straight into a state's last attempt; a
         // durable run keeps it for the failure's checkpoint, and a state with a compensation

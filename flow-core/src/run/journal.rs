@@ -29,6 +29,14 @@ pub(crate) enum End<O> {
     Paused(Option<RunError>),
 }
 
+/// How a wait for a state's resource pools ended.
+pub(crate) enum Hold {
+    /// The attempt may run, holding these units (`None`: it uses no pool).
+    Held(Option<Held>),
+    /// The run was asked to stop (cancel or pause) before its turn came.
+    Halted,
+}
+
 /// How a wait for a signal ended, where the run waits in memory.
 pub(crate) enum Waited {
     /// The timeout passed.
@@ -116,15 +124,16 @@ pub(crate) trait Journal<M: Machine> {
 
     /// Holds what `state` uses of the engine's resource pools (`uses`) for one attempt, once
     /// the run's turn comes (`priority`, lower first); dropping what it returns gives them
-    /// back. Only an engine has pools: in memory the attempt runs at once.
+    /// back. `Hold::Halted` if the run was asked to stop while it waited. Only an engine has
+    /// pools: in memory the attempt runs at once.
     fn hold(
         &mut self,
         state: &'static str,
         uses: Uses,
         priority: i32,
-    ) -> impl Future<Output = Option<Held>> + Send {
+    ) -> impl Future<Output = Hold> + Send {
         let _ = (state, uses, priority);
-        std::future::ready(None)
+        std::future::ready(Hold::Held(None))
     }
 
     /// A journal for one branch of a fork, keeping it as this one keeps the run; `None` where

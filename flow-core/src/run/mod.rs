@@ -18,7 +18,7 @@ use crate::{Graph, Machine};
 
 pub(crate) use attempt::{JitterRng, catching_panics, panic_message};
 pub(crate) use drive::{arrive, drive};
-pub(crate) use journal::{End, InMemory, Journal, Waited};
+pub(crate) use journal::{End, Hold, InMemory, Journal, Waited};
 
 /// Runs machines in memory: no store, no engine. Cheap to build; reusable.
 ///
