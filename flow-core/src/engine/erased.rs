@@ -10,7 +10,6 @@
 //! [`Engine::summary`].
 
 use std::any::Any;
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -19,7 +18,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::Value;
 use thiserror::Error;
 
-use super::journal::{SnapshotIn, SnapshotOut, readable, stored_visits};
+use super::journal::{SnapshotIn, signalled_checkpoint, signalled_snapshot};
 use super::{Durable, Engine, EngineError, Inner, scheduler};
 use crate::event::EventKind;
 use crate::store::{Checkpoint, RunSummary, StoreError};
@@ -277,34 +276,14 @@ pub(crate) fn deliver_json<M: Durable>(
 ) -> Result<Checkpoint, JsonError> {
     let run = latest.run;
     let graph = M::graph();
-    if latest.version != graph.version || !graph.has_fingerprint(&latest.fingerprint) {
-        return Err(EngineError::Incompatible {
-            run,
-            machine: M::NAME.into(),
-            stored_version: latest.version,
-            stored_fingerprint: latest.fingerprint.to_string(),
-            version: graph.version,
-            fingerprint: graph.fingerprint,
-            why: "let an engine with this version claim the run first (it migrates it), then \
-                  signal it",
-        }
-        .into());
-    }
-    let corrupt = |detail: String| EngineError::Corrupt { run, machine: M::NAME.into(), detail };
-    let mut snapshot: SnapshotIn<M::State, M::Context, IgnoredAny> =
-        serde_json::from_str(&latest.snapshot).map_err(|error| {
-            corrupt(format!("checkpoint {} does not read as this machine's: {error}", latest.seq))
-        })?;
-    let Some(state) = snapshot.state.as_mut() else {
-        return Err(corrupt(format!("checkpoint {} holds no state", latest.seq)).into());
-    };
-    let info = &graph.states[M::index(state)];
+    let (mut state, snapshot) = signalled_snapshot::<M>(latest)?;
+    let info = &graph.states[M::index(&state)];
     let not_waiting = || EngineError::NotWaiting { run, state: Some(info.name.into()) };
     // A run rolling back waits for nothing, whatever state it failed in.
     let Some(expected) = info.signal.map(|signal| signal.ty) else {
         return Err(not_waiting().into());
     };
-    if !M::waits_for_signal(state) || snapshot.rollback.is_some() {
+    if !M::waits_for_signal(&state) || snapshot.rollback.is_some() {
         return Err(not_waiting().into());
     }
     let refused = |(path, message): (String, String)| DecodeError {
@@ -316,48 +295,19 @@ pub(crate) fn deliver_json<M: Durable>(
         message,
     };
     let before = state.clone();
-    if let Err(error) = M::deliver_signal(state, signal.clone()) {
+    if let Err(error) = M::deliver_signal(&mut state, signal.clone()) {
         let located = locate_signal::<M>(&before, info.payload, signal);
         return Err(refused(located.unwrap_or_else(|| (String::new(), error.to_string()))).into());
     }
     // A signal stored as JSON `null` reads back as none: the run would wait on.
-    if M::waits_for_signal(state) {
+    if M::waits_for_signal(&state) {
         return Err(refused((
             String::new(),
             "null reads back as no signal; send a value of the signal's type".into(),
         ))
         .into());
     }
-    let unstorable =
-        |source| EngineError::Unstorable { run, machine: M::NAME, state: info.name, source };
-    let out = SnapshotOut::<M::State, M::Context, ()> {
-        state: Some(state),
-        context: &snapshot.context,
-        attempt: snapshot.attempt,
-        visit: snapshot.visit,
-        steps: snapshot.steps,
-        visits: stored_visits(graph, &snapshot.visits),
-        output: None,
-        error: None,
-        undo: &snapshot.undo,
-        rollback: snapshot.rollback.as_ref(),
-        failures: &snapshot.failures,
-        takeovers: snapshot.takeovers,
-        priority: snapshot.priority,
-    };
-    let snapshot = readable::<_, _, _, IgnoredAny>(&out).map_err(unstorable)?;
-    // Runnable at once, unless paused: the wait is over.
-    Ok(Checkpoint {
-        seq: latest.seq + 1,
-        fingerprint: Cow::Borrowed(graph.fingerprint),
-        wake_at: None,
-        wait: None,
-        lease: None,
-        at: now,
-        snapshot,
-        entries: "[]".into(),
-        ..latest.clone()
-    })
+    Ok(signalled_checkpoint::<M>(latest, &state, &snapshot, now)?)
 }
 
 /// Where `signal` fails to decode in `state`, which waits for it: the state decoded again

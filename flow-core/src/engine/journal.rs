@@ -20,7 +20,7 @@ use crate::event::{EventKind, Reporter};
 use crate::history::Failure;
 use crate::run::{Cursor, Done, End, Hold, Journal, Rollback, Waited};
 use crate::store::{Checkpoint, Lease, Status, StoreError, Wait};
-use crate::{Graph, RunError, RunId, Signal};
+use crate::{Graph, Machine, RunError, RunId, Signal};
 
 /// What a checkpoint's `snapshot` holds, written from borrowed parts.
 #[derive(Serialize)]
@@ -585,6 +585,46 @@ pub(crate) fn deliver_stored<M: Durable, S: Signal<M>>(
 ) -> Result<Checkpoint, EngineError> {
     let run = latest.run;
     let graph = M::graph();
+    let (mut state, snapshot) = signalled_snapshot::<M>(latest)?;
+    let name = graph.states[M::index(&state)].name;
+    check_signal::<M, S>(run, Some(name))?;
+    // A run rolling back waits for nothing, whatever state it failed in.
+    if !M::waits_for_signal(&state) || snapshot.rollback.is_some() {
+        return Err(EngineError::NotWaiting { run, state: Some(name.into()) });
+    }
+    // A signal is written as JSON before it reaches the state: one that does not read back
+    // as the state's (a NaN written as `null` where a float is due) is refused here.
+    let unstorable =
+        |source| EngineError::Unstorable { run, machine: M::NAME, state: name, source };
+    M::deliver_signal(&mut state, signal).map_err(unstorable)?;
+    // A signal that serializes to JSON `null` (a unit struct) would read back as no signal:
+    // the run would wait on, and the sender would never know.
+    if M::waits_for_signal(&state) {
+        return Err(EngineError::Serialize {
+            run,
+            machine: M::NAME,
+            detail: format!(
+                "a {} is stored as JSON null, which reads back as no signal; give the signal \
+                 type a field (a unit struct cannot be told from none)",
+                std::any::type_name::<S>()
+            ),
+        });
+    }
+    signalled_checkpoint::<M>(latest, &state, &snapshot, now)
+}
+
+/// A waiting run's last checkpoint read for a signal, written by this version of `M`: its
+/// state, and the rest of its snapshot.
+pub(crate) type Signalled<M> =
+    (<M as Machine>::State, SnapshotIn<<M as Machine>::State, <M as Machine>::Context, IgnoredAny>);
+
+/// A waiting run's last checkpoint read for a signal: its state, taken out of the snapshot,
+/// and the rest, for [`signalled_checkpoint`] once the state has its signal.
+pub(crate) fn signalled_snapshot<M: Durable>(
+    latest: &Checkpoint,
+) -> Result<Signalled<M>, EngineError> {
+    let run = latest.run;
+    let graph = M::graph();
     if latest.version != graph.version || !graph.has_fingerprint(&latest.fingerprint) {
         return Err(EngineError::Incompatible {
             run,
@@ -602,33 +642,24 @@ pub(crate) fn deliver_stored<M: Durable, S: Signal<M>>(
         serde_json::from_str(&latest.snapshot).map_err(|error| {
             corrupt(format!("checkpoint {} does not read as this machine's: {error}", latest.seq))
         })?;
-    let Some(state) = snapshot.state.as_mut() else {
+    let Some(state) = snapshot.state.take() else {
         return Err(corrupt(format!("checkpoint {} holds no state", latest.seq)));
     };
+    Ok((state, snapshot))
+}
+
+/// The checkpoint after `latest` once `state` (read with `snapshot`) received its signal:
+/// runnable at once, unless paused, since the wait is over.
+pub(crate) fn signalled_checkpoint<M: Durable>(
+    latest: &Checkpoint,
+    state: &M::State,
+    snapshot: &SnapshotIn<M::State, M::Context, IgnoredAny>,
+    now: u64,
+) -> Result<Checkpoint, EngineError> {
+    let graph = M::graph();
     let name = graph.states[M::index(state)].name;
-    check_signal::<M, S>(run, Some(name))?;
-    // A run rolling back waits for nothing, whatever state it failed in.
-    if !M::waits_for_signal(state) || snapshot.rollback.is_some() {
-        return Err(EngineError::NotWaiting { run, state: Some(name.into()) });
-    }
-    // A signal is written as JSON before it reaches the state: one that does not read back
-    // as the state's (a NaN written as `null` where a float is due) is refused here.
     let unstorable =
-        |source| EngineError::Unstorable { run, machine: M::NAME, state: name, source };
-    M::deliver_signal(state, signal).map_err(unstorable)?;
-    // A signal that serializes to JSON `null` (a unit struct) would read back as no signal:
-    // the run would wait on, and the sender would never know.
-    if M::waits_for_signal(state) {
-        return Err(EngineError::Serialize {
-            run,
-            machine: M::NAME,
-            detail: format!(
-                "a {} is stored as JSON null, which reads back as no signal; give the signal \
-                 type a field (a unit struct cannot be told from none)",
-                std::any::type_name::<S>()
-            ),
-        });
-    }
+        |source| EngineError::Unstorable { run: latest.run, machine: M::NAME, state: name, source };
     let out = SnapshotOut::<M::State, M::Context, ()> {
         state: Some(state),
         context: &snapshot.context,
@@ -645,7 +676,6 @@ pub(crate) fn deliver_stored<M: Durable, S: Signal<M>>(
         priority: snapshot.priority,
     };
     let snapshot = readable::<_, _, _, IgnoredAny>(&out).map_err(unstorable)?;
-    // Runnable at once, unless paused: the wait is over.
     Ok(Checkpoint {
         seq: latest.seq + 1,
         fingerprint: Cow::Borrowed(graph.fingerprint),
