@@ -11,7 +11,7 @@ use super::drive::{arrive, drive, reroute};
 use super::rollback::fail;
 use super::{Cursor, End, Journal, RunError};
 use crate::Machine;
-use crate::history::{Failure, Outcome};
+use crate::history::Outcome;
 
 /// Runs the branches the fork state at `index` returned, then goes to its join: `Ok(next)`
 /// with the join state entered and recorded, or `Err(end)` when a branch failed (the run
@@ -38,13 +38,8 @@ pub(crate) async fn fork<M: Machine, J: Journal<M>>(
         let (Some(mut branch_journal), Some(mut branch_cx)) =
             (journal.branch(), M::fork_context(cx))
         else {
-            let failure = Failure::Error {
-                message: "parallel branches run in memory only in this version of flow".to_owned(),
-                permanent: true,
-                source: None,
-            };
-            let error =
-                RunError::StateFailed { state: from, attempts: vec![failure], history: Vec::new() };
+            let message = "parallel branches run in memory only in this version of flow";
+            let error = RunError::permanent(from, message.to_owned());
             return Ok(
                 Err(Box::pin(fail::<M, J>(None, error, cursor, cx, journal, jitter)).await?),
             );
@@ -93,13 +88,8 @@ pub(crate) async fn fork<M: Machine, J: Journal<M>>(
             // A branch ends in a `branch_end` state (the macro checks every branch has one)
             // or fails; in memory nothing halts it.
             End::Done(_) | End::Cancelled | End::Paused(_) => {
-                let message = "a branch ended without reaching a `branch_end` state".to_owned();
-                let failure = Failure::Error { message, permanent: true, source: None };
-                failed.get_or_insert(RunError::StateFailed {
-                    state: from,
-                    attempts: vec![failure],
-                    history: Vec::new(),
-                });
+                let message = "a branch ended without reaching a `branch_end` state";
+                failed.get_or_insert(RunError::permanent(from, message.to_owned()));
             }
         }
     }
@@ -112,9 +102,7 @@ pub(crate) async fn fork<M: Machine, J: Journal<M>>(
         Err(error) => {
             cursor.history.extend(branch_history);
             let message = format!("the branches' outputs do not make the join's payload: {error}");
-            let failure = Failure::Error { message, permanent: true, source: None };
-            let error =
-                RunError::StateFailed { state: from, attempts: vec![failure], history: Vec::new() };
+            let error = RunError::permanent(from, message);
             return Ok(
                 Err(Box::pin(fail::<M, J>(None, error, cursor, cx, journal, jitter)).await?),
             );

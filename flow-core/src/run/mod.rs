@@ -267,6 +267,13 @@ impl RunError {
         }
     }
 
+    /// State `state` failed for good with `message`, without an attempt of its body to blame:
+    /// the runtime itself could not go on from it.
+    pub(crate) fn permanent(state: &'static str, message: String) -> RunError {
+        let failure = Failure::Error { message, permanent: true, source: None };
+        RunError::StateFailed { state, attempts: vec![failure], history: Vec::new() }
+    }
+
     pub(crate) fn with_history(mut self, entries: Vec<Entry>) -> RunError {
         match &mut self {
             RunError::StateFailed { history, .. }
@@ -333,11 +340,8 @@ impl Runner {
             // branches.
             Ok(End::Branch(_)) => {
                 let state = history.last().map_or(M::graph().start().name, |entry| entry.state);
-                let message =
-                    "a `branch_end` state ended the run itself, outside a fork".to_owned();
-                let failure = Failure::Error { message, permanent: true, source: None };
-                let error =
-                    RunError::StateFailed { state, attempts: vec![failure], history: Vec::new() };
+                let message = "a `branch_end` state ended the run itself, outside a fork";
+                let error = RunError::permanent(state, message.to_owned());
                 Err(error.with_history(history))
             }
             Err(never) => match never {},
