@@ -77,24 +77,7 @@ pub(super) fn declaration(
             unknown(branch, errors);
         }
     }
-    match &state.attr.join {
-        None => {
-            sound = false;
-            errors.push(
-                *fork,
-                format!(
-                    "state `{name}` forks but names no join\n= help: say where the branches \
-                     meet: #[state(fork(...), join = next_state)]"
-                ),
-            );
-        }
-        Some(join) if machine.index_of(join).is_none() => {
-            sound = false;
-            unknown(join, errors);
-        }
-        Some(_) => {}
-    }
-    sound
+    sound & joins(machine, state, *fork, ("forks", "fork"), errors, &unknown)
 }
 
 /// A fan-out names the state each item's branch starts in, taking one item, and a join; it
@@ -138,24 +121,37 @@ fn fan_out_declaration(
         }
         Some(_) => {}
     }
+    sound & joins(machine, state, fan_out.span, ("fans out", "fan_out"), errors, unknown)
+}
+
+/// A fork or fan-out (`how`: the verb and the key, for messages; `span` its key) names a
+/// join that is a state of this machine.
+fn joins(
+    machine: &Machine,
+    state: &State,
+    span: proc_macro2::Span,
+    (verb, key): (&str, &str),
+    errors: &mut Errors,
+    unknown: &dyn Fn(&Ident, &mut Errors),
+) -> bool {
     match &state.attr.join {
         None => {
-            sound = false;
             errors.push(
-                fan_out.span,
+                span,
                 format!(
-                    "state `{name}` fans out but names no join\n= help: say where the branches \
-                     meet: #[state(fan_out(...), join = next_state)]"
+                    "state `{}` {verb} but names no join\n= help: say where the branches meet: \
+                     #[state({key}(...), join = next_state)]",
+                    state.ident
                 ),
             );
+            false
         }
         Some(join) if machine.index_of(join).is_none() => {
-            sound = false;
             unknown(join, errors);
+            false
         }
-        Some(_) => {}
+        Some(_) => true,
     }
-    sound
 }
 
 /// Each branch of a fork stays in itself and ends in a `branch_end`, and the join takes one
