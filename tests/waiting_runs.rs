@@ -31,15 +31,23 @@ pub mod desk {
 
     /// Input 0 waits for a person; 1 sits in a three-day timer; 2 finishes at once; 3 fails
     /// its first charge and backs off for an hour; 4 runs until cancelled.
-    #[state(start, to(approval, later, charge, busy, done))]
+    #[state(start, to(approval, later, charge, busy, prepare, done))]
     async fn route(_cx: &mut Desk, kind: u32) -> Result<Route> {
         match kind {
             0 => goto!(approval(kind)),
+            5 | 6 => goto!(prepare(kind)),
             1 => goto!(later(kind)),
             3 => goto!(charge(kind)),
             4 => goto!(busy(kind)),
             _ => goto!(done(kind)),
         }
+    }
+
+    /// Takes a while, then waits for a person (5) or a timer (6).
+    #[state(to(approval, later))]
+    async fn prepare(_cx: &mut Desk, kind: u32) -> Result<Prepare> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if kind == 5 { goto!(approval(kind)) } else { goto!(later(kind)) }
     }
 
     #[state(to(done))]
@@ -112,6 +120,24 @@ async fn a_run_waiting_for_a_signal_holds_no_slot() {
     assert!(started.elapsed() < Duration::from_secs(1));
     engine.signal::<Desks, _>(waiting.id(), Approve(true)).await.unwrap();
     assert_eq!(waiting.output().await.unwrap(), 100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_halt_asked_during_the_attempt_before_a_wait_is_not_lost() {
+    let engine = engine(MemoryStore::new(), 4);
+    let run = engine.start::<Desks>(5).await.unwrap().id();
+    until_status(&engine, run, |s| s.state == "prepare").await;
+    // Asked while `prepare` runs: honoured at the next safe point, after the run was written
+    // as waiting for its signal (and so no longer held here).
+    engine.cancel(run).await.unwrap();
+    until_status(&engine, run, |s| s.status == Status::Cancelled).await;
+
+    // The same for a pause asked before the run goes to wait for a timer.
+    let run = engine.start::<Desks>(6).await.unwrap().id();
+    until_status(&engine, run, |s| s.state == "prepare").await;
+    engine.pause(run).await.unwrap();
+    until_status(&engine, run, |s| s.status == Status::Paused).await;
+    assert_eq!(engine.status(run).await.unwrap().state, "later");
 }
 
 #[tokio::test(start_paused = true)]

@@ -481,7 +481,7 @@ impl Engine {
         failed.map_or(Ok(()), |error| Err(error.into()))
     }
 
-    async fn halt(&self, run: RunId, halt: Halt) -> Result<(), EngineError> {
+    pub(crate) async fn halt(&self, run: RunId, halt: Halt) -> Result<(), EngineError> {
         let inner = &self.inner;
         scheduler::start(inner);
         for _ in 0..RACES {

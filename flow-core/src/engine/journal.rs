@@ -271,6 +271,10 @@ impl<M: Durable> DurableJournal<M> {
             EngineError::Serialize { run: self.run, machine: M::NAME, detail: error.to_string() }
         })?;
         cursor.history.clear();
+        // A run that went to wait in the store is no longer this engine's: what it writes
+        // after that (a halt requested before the wait was written, seen at the next safe
+        // point) is a write from outside, accepted only while no engine has claimed it since.
+        let lease = if self.released { None } else { self.lease.clone() };
         self.state_name = state_name;
         self.waiting_for = Wait::Timer;
         self.released = wait.is_some();
@@ -287,7 +291,7 @@ impl<M: Durable> DurableJournal<M> {
             state: Cow::Borrowed(self.state_name),
             wake_at: cursor.wake_at,
             wait,
-            lease: self.lease.clone(),
+            lease,
             at: now,
             snapshot,
             entries,

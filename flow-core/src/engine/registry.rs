@@ -239,6 +239,14 @@ pub(crate) fn spawn<M: Durable>(
             drop(permit);
             // Forgotten first: whoever learns of the end must not find the run still here.
             inner.live().remove(&run);
+            // A halt asked for while the run was on its way to wait in the store reaches it
+            // there, as one asked for later would.
+            if let (Ended::Waiting, Some(halt)) = (&ended, journal.cancel.halt()) {
+                let engine = super::Engine { inner: Arc::clone(&inner) };
+                if let Err(error) = engine.halt(run, halt).await {
+                    tracing::warn!(run = %run, "a {halt:?} asked for was lost: {error}");
+                }
+            }
             let _ = done.send(Some(ended));
             inner.changed.notify_waiters();
             // A slot is free: the scheduler is needed only if runs wait for one.
