@@ -166,9 +166,14 @@
 //! # }
 //! ```
 //!
-//! A branch that fails for good cuts the others off and fails the run. Branches run in memory
-//! in this version: an [`Engine`] refuses a machine that forks. `examples/fork_join.rs` and
-//! `examples/fanout.rs` run both kinds.
+//! A branch that fails for good cuts the others off and fails the run. In memory (`run`, or
+//! [`Runner`]) branches are tasks of the run. Under an [`Engine`] each branch is a run of its
+//! own in the store, with its own checkpoints, retries and waits, claimed by any engine; the
+//! run that forked waits in the store ([`store::Wait::Join`]) holding no slot, and goes on
+//! when the last branch ends. After a crash only unfinished branches run again: finished ones
+//! are read back. [`Engine::branches`] lists a forked run's branch runs, so a branch that waits
+//! for a signal is signalled by its own id. `examples/fork_join.rs` and `examples/fanout.rs`
+//! run both kinds.
 //!
 //! # Durable runs
 //!
@@ -410,8 +415,8 @@ pub use flow_macros::machine;
 /// | `compensate = refund` | what undoes a completed visit if the run fails later, newest first (a saga): `async fn refund(cx: &mut C, <the state's payload>) -> Result<()>`, in the module or imported by name (`use super::refund;`) | nothing to undo |
 /// | `fallback = review` | where the run goes when this state fails for good (its last attempt, or a permanent error) or `max_visits` refuses a visit: a state whose payload is the failure ([`Caught`], or a type implementing [`FromCaught`]) | the run fails |
 /// | `on_failure = pause` | instead, the run pauses for an operator to [`Engine::resume`], with a fresh set of attempts (on an [`Engine`]; in memory the run fails); `on_failure = fail` is the default | `fail` |
-/// | `fork(pay, reserve)` with `join = ship` | the run splits: a branch starts in each named state at once, with the payloads the body passes to `fork!(pay(...), reserve(...))`, and runs on its own copy of the context (`Clone`) until a `branch_end` state; then `ship` is entered with one parameter per branch, each branch's output in the fork's order. A branch that fails for good cuts the others off and fails the run; `max_steps` bounds each branch on its own. Checked: each branch ends, stays in itself, and the join's parameters match the outputs. In memory only in this version: an [`Engine`] refuses a machine that forks | no fork |
-/// | `fan_out(summarise, limit = 3)` with `join = merge` | one branch per item: the body returns `fan_out!(summarise, items)` (anything iterable), each item's branch starts in `summarise` (which takes one item), at most `limit` run at once, and `merge` takes every output in one `Vec`, in the items' order (empty for no items). In memory only in this version, like `fork` | all at once |
+/// | `fork(pay, reserve)` with `join = ship` | the run splits: a branch starts in each named state at once, with the payloads the body passes to `fork!(pay(...), reserve(...))`, and runs on its own copy of the context (`Clone`) until a `branch_end` state; then `ship` is entered with one parameter per branch, each branch's output in the fork's order. A branch that fails for good cuts the others off and fails the run; `max_steps` bounds each branch on its own. Checked: each branch ends, stays in itself, and the join's parameters match the outputs. Under an [`Engine`] each branch is a run of its own ([`Engine::branches`]), and the run waits for them in the store holding no slot | no fork |
+/// | `fan_out(summarise, limit = 3)` with `join = merge` | one branch per item: the body returns `fan_out!(summarise, items)` (anything iterable), each item's branch starts in `summarise` (which takes one item), at most `limit` run at once, and `merge` takes every output in one `Vec`, in the items' order (empty for no items). Under an [`Engine`], `limit` bounds the item runs started at once | all at once |
 /// | `branch_end` | the state ends its branch of a fork or fan-out: it returns the branch's output (a serde type), which goes to the join | |
 /// | `uses(gpu = 1, api)` | the units of the engine's resource pools each attempt holds while it runs (`api` alone: 1), pools declared in `#[flow::machine(pools(...))]`; an attempt waits until it holds them all, by priority ([`EngineBuilder::pool`]). Pools are per engine; in memory nothing is held | holds nothing |
 ///

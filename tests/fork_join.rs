@@ -1,12 +1,12 @@
-//! Parallel branches in memory: a fork runs its branches at once, each on its own copy of the
+//! Parallel branches in memory (`module::run`, no engine): a fork runs its branches at once, each on its own copy of the
 //! context, and its join receives their outputs in the fork's order.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
+use flow::RunError;
 use flow::history::Outcome;
 use flow::prelude::*;
-use flow::{Engine, EngineError, RunError};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Order {
@@ -156,14 +156,6 @@ fn the_graph_shows_the_fork_and_the_join() {
     ship --> [*]
 "
     );
-}
-
-#[test]
-fn an_engine_refuses_a_machine_that_forks_for_now() {
-    let error = Engine::builder().machine::<order::Machine>().build().unwrap_err();
-    let EngineError::Config { problems } = &error else { panic!("{error}") };
-    assert!(problems.contains("forks at state `split`"), "{problems}");
-    assert!(problems.contains("in memory only"), "{problems}");
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]

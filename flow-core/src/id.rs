@@ -97,6 +97,26 @@ impl RunId {
         RunId(Uuid::new_v5(&namespace, &name).as_u128())
     }
 
+    /// The namespace of the UUID v5 ids [`RunId::branch`] derives for a fork's branches:
+    /// `5d0c4a57-6a8e-4f0b-9a39-0b7f3c1e2d64`, fixed for good.
+    pub const BRANCH_NAMESPACE: RunId = RunId(0x5d0c_4a57_6a8e_4f0b_9a39_0b7f_3c1e_2d64);
+
+    /// The id of the run that executes branch `index` (from 0, in the fork's order, or the
+    /// item's place in a fan-out) of the fork that `parent` entered at checkpoint `visit`: a
+    /// UUID v5 (RFC 9562, section 5.5) in [`RunId::BRANCH_NAMESPACE`], whose name is the
+    /// parent's 16 bytes, then `visit` (8 bytes) and `index` (4 bytes), big-endian.
+    ///
+    /// Derived, not drawn, so that a fork resumed after a crash finds the branches it had
+    /// started instead of starting them again. `Engine::branches` lists a run's.
+    pub fn branch(parent: RunId, visit: u64, index: u32) -> RunId {
+        let mut name = [0; 28];
+        name[..16].copy_from_slice(&parent.0.to_be_bytes());
+        name[16..24].copy_from_slice(&visit.to_be_bytes());
+        name[24..].copy_from_slice(&index.to_be_bytes());
+        let namespace = Uuid::from_u128(RunId::BRANCH_NAMESPACE.0);
+        RunId(Uuid::new_v5(&namespace, &name).as_u128())
+    }
+
     /// The id with this value.
     pub const fn from_u128(value: u128) -> RunId {
         RunId(value)

@@ -287,14 +287,6 @@ impl EngineBuilder {
             }
         }
         for (name, registered) in &machines {
-            if let Some(fork) = registered.graph().states.iter().find(|info| info.fork.is_some()) {
-                problems.push(format!(
-                    "machine `{name}` forks at state `{}`: parallel branches run in memory only \
-                     in this version of flow (`{name}::run`, or flow::Runner); an engine cannot \
-                     keep them durably yet",
-                    fork.name
-                ));
-            }
             for info in registered.graph().states {
                 for (pool, units) in info.policy.uses {
                     match self.pools.iter().find(|(known, _)| known == pool) {

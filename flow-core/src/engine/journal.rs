@@ -18,7 +18,7 @@ use crate::current::{Cancel, Halt};
 use crate::error::SharedError;
 use crate::event::{EventKind, Reporter};
 use crate::history::Failure;
-use crate::run::{Cursor, Done, End, Hold, Journal, Rollback, Waited};
+use crate::run::{BranchOf, Cursor, Done, End, Hold, Joining, Journal, Rollback, Waited};
 use crate::store::{Checkpoint, Lease, Status, StoreError, Wait};
 use crate::{Graph, Machine, RunError, RunId, Signal};
 
@@ -45,6 +45,12 @@ pub(crate) struct SnapshotOut<'a, S, C, O> {
     pub takeovers: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub joining: Option<&'a Joining<S>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<BranchOf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch_output: Option<&'a serde_json::Value>,
 }
 
 fn is_zero(count: &u32) -> bool {
@@ -81,6 +87,15 @@ pub(crate) struct SnapshotIn<S, C, O> {
     /// The run's own priority (`Engine::start_with_priority`); absent when it has none.
     #[serde(default)]
     pub priority: Option<i32>,
+    /// The fork whose branches the run waits for; absent when it waits for none.
+    #[serde(default = "none")]
+    pub joining: Option<Joining<S>>,
+    /// The fork this run is a branch of; absent for a run started on its own.
+    #[serde(default)]
+    pub branch: Option<BranchOf>,
+    /// A finished branch's output, for its fork's join.
+    #[serde(default)]
+    pub branch_output: Option<serde_json::Value>,
 }
 
 fn none<O>() -> Option<O> {
@@ -200,6 +215,8 @@ pub(crate) struct DurableJournal<M> {
     pub interrupted: Option<Failure>,
     /// The business key the run is started under, written with its checkpoint 0.
     pub key: Option<String>,
+    /// The fork this run is a branch of, kept in each of its checkpoints.
+    pub branch_of: Option<BranchOf>,
     pub machine: PhantomData<fn() -> M>,
 }
 
@@ -216,11 +233,12 @@ impl<M: Durable> DurableJournal<M> {
             waiting_for: Wait::Timer,
             interrupted: None,
             key: None,
+            branch_of: None,
             machine: PhantomData,
         }
     }
 
-    fn checkpoint(
+    pub(crate) fn checkpoint(
         &mut self,
         state: Option<&M::State>,
         cursor: &mut Cursor<M::State>,
@@ -236,12 +254,17 @@ impl<M: Durable> DurableJournal<M> {
             Some(End::Failed(error)) => (Status::Failed, None, Some(error)),
             Some(End::Cancelled) => (Status::Cancelled, None, None),
             Some(End::Paused(error)) => (Status::Paused, None, error.as_ref()),
-            // A branch's end is never recorded: the fork records the join.
-            Some(End::Branch(_)) => (Status::Running, None, None),
+            // A branch's run completes with the branch's output, kept apart from a run's.
+            Some(End::Branch(_)) => (Status::Completed, None, None),
+        };
+        let branch_output = match end {
+            Some(End::Branch(output)) => Some(output),
+            _ => None,
         };
         // A run that is to wait is written as waiting, and no engine holds it meanwhile.
         let wait = match state {
             _ if end.is_some() || cursor.rollback.is_some() => None,
+            _ if cursor.joining.is_some() => cursor.wake_at.map(|_| Wait::Join),
             Some(state) if M::waits_for_signal(state) => Some(Wait::Signal),
             _ if cursor.wake_at.is_some_and(|at| at > now) => Some(self.waiting_for),
             _ => None,
@@ -261,6 +284,9 @@ impl<M: Durable> DurableJournal<M> {
             // A run that ends or pauses starts counting again if it is ever resumed.
             takeovers: if end.is_some() { 0 } else { cursor.takeovers },
             priority: cursor.priority,
+            joining: cursor.joining.as_ref(),
+            branch: self.branch_of,
+            branch_output,
         };
         // Refused before anything changes here: the run loop may go on from the last
         // checkpoint instead (`Journal::recover`).
@@ -302,7 +328,7 @@ impl<M: Durable> DurableJournal<M> {
 
     /// Writes `checkpoint`, trying again while the store fails and this engine's lease holds;
     /// a refusal (another engine holds the run) is final.
-    fn save(
+    pub(crate) fn save(
         &self,
         checkpoint: Result<Checkpoint, EngineError>,
     ) -> impl Future<Output = Result<(), Stop>> + Send + use<M> {
@@ -378,6 +404,19 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
     type Stop = Stop;
     const KEEPS_STATE: bool = true;
     const CAN_PAUSE: bool = true;
+    const BRANCHES_IN_STORE: bool = true;
+
+    fn await_branches(
+        &mut self,
+        state: &M::State,
+        branches: Option<Vec<M::State>>,
+        cursor: &mut Cursor<M::State>,
+        cx: &M::Context,
+    ) -> impl Future<Output = Result<Result<Vec<serde_json::Value>, RunError>, Stop>> + Send {
+        // Owned: a reference held across the awaits would need them to be `Sync`.
+        let (fork, cx) = (state.clone(), M::fork_context(cx));
+        super::branches::await_branches(self, fork, branches, cursor, cx)
+    }
 
     fn run(&self) -> RunId {
         self.run
@@ -678,6 +717,9 @@ pub(crate) fn signalled_checkpoint<M: Durable>(
         failures: &snapshot.failures,
         takeovers: snapshot.takeovers,
         priority: snapshot.priority,
+        joining: snapshot.joining.as_ref(),
+        branch: snapshot.branch,
+        branch_output: None,
     };
     let snapshot = readable::<_, _, _, IgnoredAny>(&out).map_err(unstorable)?;
     Ok(Checkpoint {

@@ -14,6 +14,7 @@
 //! - the journal: what a run writes to the store as it moves on.
 //! - versions: [`Migrate`], carrying runs of an older version forward.
 
+mod branches;
 mod builder;
 mod control;
 mod erased;

@@ -143,10 +143,12 @@ impl<M: Durable> Registered for Registration<M> {
         cursor.failures = snapshot.failures;
         cursor.takeovers = snapshot.takeovers;
         cursor.priority = snapshot.priority;
+        cursor.joining = snapshot.joining;
         let mut context = snapshot.context;
         self.restore(&mut context);
         let mut journal =
             DurableJournal::<M>::new(inner, run, Some(lease), graph.states[M::index(&state)].name);
+        journal.branch_of = snapshot.branch;
         // The attempt the dead engine was running (a state's, or a compensation's) failed; the
         // next checkpoint, written before it runs again (the retry's, or the failure's),
         // keeps the count.
@@ -236,6 +238,12 @@ pub(crate) fn spawn<M: Durable>(
                     stuck(&inner, run, held.clone(), reason, None).await
                 }
             };
+            // A branch's run that ended tells the run that forked, which may be waiting.
+            if let Some(of) = journal.branch_of
+                && matches!(ended, Ended::Finished(_) | Ended::Failed(_))
+            {
+                super::branches::wake(&inner, of.parent).await;
+            }
             drop(permit);
             // Forgotten first: whoever learns of the end must not find the run still here.
             inner.live().remove(&run);

@@ -71,6 +71,11 @@ fn migrate<Old: Durable, New: Durable + Migrate<Old>>(
                     and migrating those is not supported yet: let it finish on the old version"
             .to_owned());
     }
+    if old.joining.is_some() || old.branch.is_some() {
+        return Err("the run is in a fork (waiting for its branches, or one of them), and \
+                    migrating those is not supported yet: let the fork join on the old version"
+            .to_owned());
+    }
     let (state, context) = New::migrate(state, old.context)
         .map_err(|error| format!("the migration failed: {error}"))?;
     let graph = New::graph();
@@ -90,6 +95,9 @@ fn migrate<Old: Durable, New: Durable + Migrate<Old>>(
         failures: &old.failures,
         takeovers: old.takeovers,
         priority: old.priority,
+        joining: None,
+        branch: None,
+        branch_output: None,
     };
     let new = readable::<_, _, _, IgnoredAny>(&new)
         .map_err(|error| format!("the migrated run would not read back: {error}"))?;

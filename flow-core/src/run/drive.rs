@@ -30,6 +30,14 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
         return Box::pin(roll_back::<M, J>(Some(state), rollback, cursor, cx, journal, jitter))
             .await;
     }
+    // A restored run waiting for its fork's branches looks at them first.
+    if cursor.joining.is_some() {
+        let joined = join_stored::<M, J>(state, None, cursor, cx, journal, jitter, max_steps);
+        state = match Box::pin(joined).await? {
+            Ok(next) => next,
+            Err(end) => return Ok(end),
+        };
+    }
     // A restored run waiting for a signal keeps its deadline for the wait below.
     if cursor.wake_at.is_some() && !M::waits_for_signal(&state) {
         journal.wait_until(&state, cursor, cx).await?;
@@ -176,10 +184,27 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                 }
             }
             Ok(Step::Fork(branches)) => {
-                let forked = super::fork::fork::<M, J>(
-                    index, attempt, branches, cursor, cx, journal, jitter, max_steps,
-                );
-                state = match Box::pin(forked).await? {
+                let joined = match kept {
+                    Some(fork) if J::BRANCHES_IN_STORE => {
+                        let joined = join_stored::<M, J>(
+                            fork,
+                            Some(branches),
+                            cursor,
+                            cx,
+                            journal,
+                            jitter,
+                            max_steps,
+                        );
+                        Box::pin(joined).await?
+                    }
+                    _ => {
+                        let forked = super::fork::fork::<M, J>(
+                            index, attempt, branches, cursor, cx, journal, jitter, max_steps,
+                        );
+                        Box::pin(forked).await?
+                    }
+                };
+                state = match joined {
                     Ok(next) => next,
                     Err(end) => return Ok(end),
                 };
@@ -190,7 +215,10 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                 let outcome = Outcome::Completed;
                 cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
                 cursor.seq += 1;
-                return Ok(End::Branch(output));
+                let end = End::Branch(output);
+                // A branch with a run of its own finishes it; in memory this writes nothing.
+                journal.record(kept.as_ref(), cursor, cx, Some(&end)).await?;
+                return Ok(announce(journal, info.name, end));
             }
             Err(failure) => failure,
         };
@@ -264,6 +292,25 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
             }
         }
     }
+}
+
+/// Waits for the branches of the fork state `fork`, which run in the store (started here
+/// when `branches` is given), then goes to its join, or fails with a branch's error.
+async fn join_stored<M: Machine, J: Journal<M>>(
+    fork: M::State,
+    branches: Option<Vec<M::State>>,
+    cursor: &mut Cursor<M::State>,
+    cx: &mut M::Context,
+    journal: &mut J,
+    jitter: &mut JitterRng,
+    max_steps: u64,
+) -> Result<Result<M::State, End<M::Output>>, J::Stop> {
+    let outputs = journal.await_branches(&fork, branches, cursor, cx).await?;
+    cursor.joining = None;
+    let (index, attempt) = (M::index(&fork), cursor.attempt);
+    let joined =
+        super::fork::join::<M, J>(index, attempt, outputs, cursor, cx, journal, jitter, max_steps);
+    Box::pin(joined).await
 }
 
 /// Takes the run from `from` to `next` without an attempt of `next`'s predecessor to show for

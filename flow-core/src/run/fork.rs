@@ -5,13 +5,42 @@ use std::future::Future;
 use std::pin::Pin;
 
 use futures_util::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
 
 use super::attempt::JitterRng;
 use super::drive::{arrive, drive, reroute};
 use super::rollback::fail;
 use super::{Cursor, End, Journal, RunError};
-use crate::Machine;
 use crate::history::Outcome;
+use crate::{Machine, RunId};
+
+/// A fork whose branches run as runs of their own in the store, while the run that forked
+/// waits for them (`Wait::Join`): what its checkpoints keep of the fork.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Joining<S> {
+    /// The fork's visit: with the run's id and a branch's place, it makes the branch's run
+    /// id ([`RunId::branch`]).
+    pub visit: u64,
+    /// How many branches the fork made.
+    pub branches: u32,
+    /// Branches `0..started` have their runs; the others wait in `pending`, in order, for
+    /// room under the fan-out's `limit`.
+    pub started: u32,
+    /// Branches `0..settled` are known to have finished: later looks skip them.
+    pub settled: u32,
+    /// The entry states of the branches not started yet.
+    #[serde(default = "Vec::new", skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<S>,
+}
+
+/// What a branch's run keeps of where it belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BranchOf {
+    /// The run that forked.
+    pub parent: RunId,
+    /// The branch's place in the fork, from 0.
+    pub index: u32,
+}
 
 /// Runs the branches the fork state at `index` returned, then goes to its join: `Ok(next)`
 /// with the join state entered and recorded, or `Err(end)` when a branch failed (the run
@@ -32,13 +61,12 @@ pub(crate) async fn fork<M: Machine, J: Journal<M>>(
 ) -> Result<Result<M::State, End<M::Output>>, J::Stop> {
     let graph = M::graph();
     let from = graph.states[index].name;
-    let entry_at = cursor.history.len();
     let mut runs = Vec::with_capacity(branches.len());
     for branch in branches {
         let (Some(mut branch_journal), Some(mut branch_cx)) =
             (journal.branch(), M::fork_context(cx))
         else {
-            let message = "parallel branches run in memory only in this version of flow";
+            let message = "this run cannot run branches in this process";
             let error = RunError::permanent(from, message.to_owned());
             return Ok(
                 Err(Box::pin(fail::<M, J>(None, error, cursor, cx, journal, jitter)).await?),
@@ -93,31 +121,60 @@ pub(crate) async fn fork<M: Machine, J: Journal<M>>(
             }
         }
     }
-    if let Some(error) = failed {
-        cursor.history.extend(branch_history);
-        return Ok(Err(Box::pin(fail::<M, J>(None, error, cursor, cx, journal, jitter)).await?));
-    }
-    let next = match M::join(index, outputs) {
-        Ok(next) => next,
-        Err(error) => {
-            cursor.history.extend(branch_history);
-            let message = format!("the branches' outputs do not make the join's payload: {error}");
-            let error = RunError::permanent(from, message);
-            return Ok(
-                Err(Box::pin(fail::<M, J>(None, error, cursor, cx, journal, jitter)).await?),
-            );
-        }
+    let outputs = match failed {
+        Some(error) => Err(error),
+        None => Ok(outputs),
     };
-    cursor.seq += 1;
-    let forked = |join| Outcome::Forked { join };
-    let joined =
-        reroute::<M, J>(from, attempt, next, forked, cursor, cx, journal, jitter, max_steps);
-    let joined = Box::pin(joined).await?;
-    // `reroute` wrote the fork's entry (and any after it); the branches' go right after it.
-    let after = cursor.history.split_off(entry_at + 1);
+    // The branches' entries go right after the fork's, which the join writes.
+    let at = cursor.history.len();
+    let branch_entries = branch_history.len();
     cursor.history.extend(branch_history);
-    cursor.history.extend(after);
+    let joined = join::<M, J>(index, attempt, outputs, cursor, cx, journal, jitter, max_steps);
+    let joined = Box::pin(joined).await?;
+    let forked = cursor.history.get(at + branch_entries).is_some_and(|entry| {
+        entry.state == from && matches!(entry.outcome, Outcome::Forked { .. })
+    });
+    if forked {
+        cursor.history[at..=at + branch_entries].rotate_right(1);
+    }
     Ok(joined)
+}
+
+/// Goes from the fork state at `index` (its attempt `attempt`) to its join, with its
+/// branches' `outputs` in the fork's order: `Ok(next)` with the join entered and recorded, or
+/// `Err(end)` when a branch failed (`outputs` is its error), the outputs did not make the
+/// join's payload, or a loop guard refused the join.
+#[allow(clippy::too_many_arguments)] // the run loop's state, passed through
+pub(crate) async fn join<M: Machine, J: Journal<M>>(
+    index: usize,
+    attempt: u32,
+    outputs: Result<Vec<serde_json::Value>, RunError>,
+    cursor: &mut Cursor<M::State>,
+    cx: &mut M::Context,
+    journal: &mut J,
+    jitter: &mut JitterRng,
+    max_steps: u64,
+) -> Result<Result<M::State, End<M::Output>>, J::Stop> {
+    let from = M::graph().states[index].name;
+    let next = outputs.and_then(|outputs| {
+        M::join(index, outputs).map_err(|error| {
+            let message = format!("the branches' outputs do not make the join's payload: {error}");
+            RunError::permanent(from, message)
+        })
+    });
+    cursor.seq += 1;
+    match next {
+        Err(error) => {
+            Ok(Err(Box::pin(fail::<M, J>(None, error, cursor, cx, journal, jitter)).await?))
+        }
+        Ok(next) => {
+            let forked = |join| Outcome::Forked { join };
+            let joined = reroute::<M, J>(
+                from, attempt, next, forked, cursor, cx, journal, jitter, max_steps,
+            );
+            Box::pin(joined).await
+        }
+    }
 }
 
 /// Runs the futures, at most `limit` at a time (started in order), until all have finished,

@@ -50,7 +50,7 @@ pub(crate) enum Waited {
 pub(crate) trait Journal<M: Machine> {
     /// Why the journal stopped the run: for the engine, a store failure, a lost claim, or the
     /// run now waiting in the store.
-    type Stop;
+    type Stop: Send;
 
     /// Whether a state's payload must outlive its last attempt (to be checkpointed).
     const KEEPS_STATE: bool;
@@ -136,13 +136,36 @@ pub(crate) trait Journal<M: Machine> {
         std::future::ready(Hold::Held(None))
     }
 
-    /// A journal for one branch of a fork, keeping it as this one keeps the run; `None` where
-    /// branches cannot run (the engine, for now: it refuses machines that fork).
+    /// Whether a fork's branches run as runs of their own in the store
+    /// ([`Journal::await_branches`]) rather than in this process ([`Journal::branch`]).
+    const BRANCHES_IN_STORE: bool = false;
+
+    /// A journal for one branch of a fork run in this process, keeping it as this one keeps
+    /// the run; `None` where branches cannot run so.
     fn branch(&self) -> Option<Self>
     where
         Self: Sized,
     {
         None
+    }
+
+    /// For a journal whose branches run in the store: starts the `branches` the fork
+    /// `state` returned (`None` when the run was already joining, as its cursor says), and
+    /// returns their outputs once all have finished, in the fork's order, or the error of
+    /// the first that failed (its siblings cancelled). Until then it writes the run as
+    /// waiting for them (`Wait::Join`) and stops it there.
+    fn await_branches(
+        &mut self,
+        state: &M::State,
+        branches: Option<Vec<M::State>>,
+        cursor: &mut Cursor<M::State>,
+        cx: &M::Context,
+    ) -> impl Future<Output = Result<Result<Vec<serde_json::Value>, RunError>, Self::Stop>> + Send
+    {
+        let _ = (branches, cursor, cx);
+        let from = M::graph().states[M::index(state)].name;
+        let message = "this run keeps its branches in memory, not in a store";
+        std::future::ready(Ok(Err(RunError::permanent(from, message.to_owned()))))
     }
 
     /// Why attempt `attempt` of `state` fails without running, if it does: it was

@@ -18,6 +18,7 @@ use crate::{Graph, Machine};
 
 pub(crate) use attempt::{JitterRng, catching_panics, panic_message};
 pub(crate) use drive::{arrive, drive};
+pub(crate) use fork::{BranchOf, Joining};
 pub(crate) use journal::{End, Hold, InMemory, Journal, Waited};
 
 /// Runs machines in memory: no store, no engine. Cheap to build; reusable.
@@ -378,6 +379,8 @@ pub(crate) struct Cursor<S> {
     /// The run's own priority for resource pools, if it was started with one; else the
     /// machine's ([`Graph::priority`]).
     pub priority: Option<i32>,
+    /// While the run waits for its fork's branches, each a run of its own in the store.
+    pub joining: Option<Joining<S>>,
 }
 
 impl<S> Cursor<S> {
@@ -395,6 +398,7 @@ impl<S> Cursor<S> {
             undo: Vec::new(),
             rollback: None,
             priority: None,
+            joining: None,
         }
     }
 

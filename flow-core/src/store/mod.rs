@@ -114,7 +114,7 @@ impl Checkpoint {
         }
         match self.wait {
             None => Some(0),
-            Some(Wait::Signal) => self.wake_at,
+            Some(Wait::Signal | Wait::Join) => self.wake_at,
             Some(Wait::Timer | Wait::Backoff) => Some(self.wake_at.unwrap_or(0)),
         }
     }
@@ -130,15 +130,19 @@ pub enum Wait {
     Timer,
     /// For a retry's backoff.
     Backoff,
+    /// For the branches of a fork (each a run of its own) to finish. A branch that finishes
+    /// makes the run runnable; `wake_at` is when it looks at its branches again regardless.
+    Join,
 }
 
 impl Wait {
-    /// `"signal"`, `"timer"` or `"backoff"`: how stores write it.
+    /// `"signal"`, `"timer"`, `"backoff"` or `"join"`: how stores write it.
     pub fn as_str(self) -> &'static str {
         match self {
             Wait::Signal => "signal",
             Wait::Timer => "timer",
             Wait::Backoff => "backoff",
+            Wait::Join => "join",
         }
     }
 }
@@ -157,9 +161,12 @@ impl FromStr for Wait {
             "signal" => Ok(Wait::Signal),
             "timer" => Ok(Wait::Timer),
             "backoff" => Ok(Wait::Backoff),
+            "join" => Ok(Wait::Join),
             other => Err(StoreError::Backend(
-                format!("unknown wait `{other}` in the store; expected signal, timer or backoff")
-                    .into(),
+                format!(
+                    "unknown wait `{other}` in the store; expected signal, timer, backoff or join"
+                )
+                .into(),
             )),
         }
     }
