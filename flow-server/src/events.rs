@@ -1,4 +1,5 @@
-//! Events as Server-Sent Events: one run's until it ends, or every run's.
+//! Events as Server-Sent Events: one run's until it ends, or every run's; and [`Follow`],
+//! the subscription both they and the WebSocket routes send from.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -18,7 +19,7 @@ use utoipa::ToSchema;
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::{App, EventDoc, run_id};
 
-/// Sent as SSE event `lagged` when this subscriber fell behind and missed events: how many.
+/// Sent as `lagged` when this subscriber fell behind and missed events: how many.
 /// The events after it go on from where the engine is now.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Lagged {
@@ -26,7 +27,7 @@ pub(crate) struct Lagged {
     missed: u64,
 }
 
-/// Sent as SSE event `end`, last, when a run's stream ends: the run has finished.
+/// Sent as `end`, last, when a run's stream ends: the run has finished.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct End {
     /// The run's id.
@@ -52,15 +53,7 @@ pub(crate) async fn run_events(
     State(app): State<App>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let run = run_id(&id)?;
-    // Subscribed before looking, so that nothing happens unseen in between.
-    let events = app.engine.events_of(run);
-    let summary = app.engine.summary(run).await?;
-    let mut follow = Follow::new(app.engine.clone(), events, Some(run), app.follow_every);
-    if summary.status.is_finished() {
-        follow.end(run, summary.status.as_str());
-    }
-    Ok(sse(follow))
+    Ok(sse(Follow::run(&app, &id).await?))
 }
 
 /// Follows every run's events as Server-Sent Events, as this engine sees them, from now on.
@@ -72,26 +65,59 @@ pub(crate) async fn run_events(
             `message` (an Event) and `lagged` (Lagged)",
             content_type = "text/event-stream", body = EventDoc)))]
 pub(crate) async fn all_events(State(app): State<App>) -> Response {
-    sse(Follow::new(app.engine.clone(), app.engine.events(), None, app.follow_every))
+    sse(Follow::every(&app))
 }
 
 fn sse(follow: Follow) -> Response {
     let stream = stream::unfold(follow, |mut follow| async move {
         let next = follow.next().await?;
-        Some((Ok::<_, Infallible>(next), follow))
+        let sse = match next.kind {
+            Kind::Event => Sse::default(),
+            kind => Sse::default().event(kind.name()),
+        };
+        Some((Ok::<_, Infallible>(sse.data(next.data)), follow))
     });
     axum::response::Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 
-/// A subscription being sent: the events, and what is queued to send.
-struct Follow {
+/// What a message of a followed stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// An [`Event`].
+    Event,
+    /// A [`Lagged`]: events were missed.
+    Lagged,
+    /// An [`End`]: the run finished; nothing follows.
+    End,
+}
+
+impl Kind {
+    /// Its name on the wire: the SSE event type, and the WebSocket frame's `event`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Event => "message",
+            Kind::Lagged => "lagged",
+            Kind::End => "end",
+        }
+    }
+}
+
+/// One message of a followed stream: what it is, and its data as JSON.
+#[derive(Debug)]
+pub(crate) struct Message {
+    pub kind: Kind,
+    pub data: String,
+}
+
+/// A subscription being sent, by SSE or WebSocket: the events, and what is queued to send.
+pub(crate) struct Follow {
     engine: Engine,
     events: Events,
     /// The run followed, if one is.
     run: Option<RunId>,
     /// How many missed events were reported.
     missed: u64,
-    queue: VecDeque<Sse>,
+    queue: VecDeque<Message>,
     /// Nothing follows the queue.
     done: bool,
     /// When to look in the store for the run's end.
@@ -99,14 +125,38 @@ struct Follow {
 }
 
 impl Follow {
+    /// Follows run `id` until it ends; a run that has ended is its `end` at once.
+    ///
+    /// # Errors
+    ///
+    /// For an id that is not a run's (400), an unknown run (404), or a store that fails.
+    pub(crate) async fn run(app: &App, id: &str) -> Result<Follow, ApiError> {
+        let run = run_id(id)?;
+        // Subscribed before looking, so that nothing happens unseen in between.
+        let events = app.engine.events_of(run);
+        let summary = app.engine.summary(run).await?;
+        let mut follow = Follow::new(app.engine.clone(), events, Some(run), app.follow_every);
+        if summary.status.is_finished() {
+            follow.end(run, summary.status.as_str());
+        }
+        Ok(follow)
+    }
+
+    /// Follows every run's events, from now on, without end.
+    pub(crate) fn every(app: &App) -> Follow {
+        Follow::new(app.engine.clone(), app.engine.events(), None, app.follow_every)
+    }
+
     fn new(engine: Engine, events: Events, run: Option<RunId>, every: Duration) -> Follow {
         let mut check = tokio::time::interval(every);
         check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Follow { engine, events, run, missed: 0, queue: VecDeque::new(), done: false, check }
     }
 
-    /// The next SSE event to send; `None` once the stream is over.
-    async fn next(&mut self) -> Option<Sse> {
+    /// The next message to send; `None` once the stream is over.
+    ///
+    /// Cancel-safe: a call dropped before it returns loses no message.
+    pub(crate) async fn next(&mut self) -> Option<Message> {
         loop {
             if let Some(next) = self.queue.pop_front() {
                 return Some(next);
@@ -133,7 +183,7 @@ impl Follow {
         let data = serde_json::to_string(event).unwrap_or_else(|error| {
             serde_json::json!({ "run": event.run, "error": error.to_string() }).to_string()
         });
-        self.queue.push_back(Sse::default().data(data));
+        self.queue.push_back(Message { kind: Kind::Event, data });
         if let Some(run) = self.run {
             let status = match event.kind {
                 EventKind::Completed => Some(Status::Completed),
@@ -154,7 +204,7 @@ impl Follow {
             let lagged = Lagged { missed: missed - self.missed };
             self.missed = missed;
             let data = serde_json::to_string(&lagged).unwrap_or_default();
-            self.queue.push_back(Sse::default().event("lagged").data(data));
+            self.queue.push_back(Message { kind: Kind::Lagged, data });
         }
     }
 
@@ -162,7 +212,7 @@ impl Follow {
     fn end(&mut self, run: RunId, status: &str) {
         let end = End { run: run.to_string(), status: status.to_owned() };
         let data = serde_json::to_string(&end).unwrap_or_default();
-        self.queue.push_back(Sse::default().event("end").data(data));
+        self.queue.push_back(Message { kind: Kind::End, data });
         self.done = true;
     }
 
