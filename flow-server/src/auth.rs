@@ -1,7 +1,9 @@
 //! Bearer tokens: one that may change runs, one that may only read.
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use std::collections::HashMap;
+
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -11,13 +13,17 @@ use crate::routes::App;
 /// Lets a request through if its token allows it: with no token configured, every request;
 /// otherwise reads (GET, HEAD) with either token, and changes only with
 /// [`ServerConfig::token`](crate::ServerConfig::token).
+///
+/// The token is an `Authorization: Bearer` header, or on the event streams (SSE and
+/// WebSocket, which browsers open without headers) a `?token=` query parameter.
 pub(crate) async fn check(State(app): State<App>, request: Request, next: Next) -> Response {
     let config = &app.config;
     if config.token.is_none() && config.read_only_token.is_none() {
         return next.run(request).await;
     }
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
-    let presented = bearer(request.headers());
+    let query = (reads && stream(request.uri().path())).then(|| from_query(request.uri()));
+    let presented = bearer(request.headers()).or(query.as_ref().and_then(|t| t.as_deref()));
     let matches = |token: &Option<String>| {
         presented.zip(token.as_deref()).is_some_and(|(given, known)| same(given, known))
     };
@@ -45,6 +51,18 @@ pub(crate) async fn check(State(app): State<App>, request: Request, next: Next) 
         )
     };
     refused.into_response()
+}
+
+/// Whether `path` is an event stream: `/events`, `/ws`, `/runs/{id}/events`, `/runs/{id}/ws`.
+fn stream(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    matches!(segments.as_slice(), ["events" | "ws"] | ["runs", _, "events" | "ws"])
+}
+
+/// The `token` query parameter of `uri`, decoded.
+fn from_query(uri: &Uri) -> Option<String> {
+    let Query(mut query) = Query::<HashMap<String, String>>::try_from_uri(uri).ok()?;
+    query.remove("token")
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -78,5 +96,19 @@ mod tests {
         assert!(same("abc", "abc"));
         assert!(!same("abc", "abd"));
         assert!(!same("abc", "abcd"));
+    }
+
+    #[test]
+    fn streams_are_told_apart() {
+        for path in ["/events", "/ws", "/runs/0123/events", "/runs/0123/ws"] {
+            assert!(stream(path), "{path}");
+        }
+        for path in ["/runs", "/runs/0123", "/runs/0123/signal", "/runs/events", "/", "/ui/x"] {
+            assert!(!stream(path), "{path}");
+        }
+        let uri: Uri = "/events?token=a%2Bb".parse().unwrap();
+        assert_eq!(from_query(&uri).as_deref(), Some("a+b"));
+        assert_eq!(from_query(&"/events?other=1".parse().unwrap()), None);
+        assert_eq!(from_query(&"/events".parse().unwrap()), None);
     }
 }

@@ -1,6 +1,7 @@
 //! An HTTP API over a [`flow`](https://docs.rs/flow-machine) [`Engine`]: list its machines,
 //! start runs from JSON, signal, cancel, pause and resume them, read where they stand, and
-//! follow their events as Server-Sent Events. Package `flow-machine-server`.
+//! follow their events as Server-Sent Events or over a WebSocket. Package
+//! `flow-machine-server`.
 //!
 //! The server reads and acts only through the engine and its store, so it sees the runs of
 //! every worker on that store, and steers them wherever they execute.
@@ -49,6 +50,8 @@
 //! | `POST /runs/{id}/cancel`, `/pause`, `/resume` | steer a run → 202 |
 //! | `GET /runs/{id}/events` | the run's events as Server-Sent Events, until it ends |
 //! | `GET /events` | every run's events as Server-Sent Events |
+//! | `GET /runs/{id}/ws` | the run's events over a WebSocket, until it ends |
+//! | `GET /ws` | every run's events over a WebSocket |
 //!
 //! # Errors
 //!
@@ -69,13 +72,21 @@
 //! of this engine: a run executing on another worker sends none here, but its stream still
 //! ends when the store says it finished.
 //!
+//! The WebSocket routes send the same messages, one per text frame, as
+//! `{"event": "message" | "lagged" | "end", "data": …}`: `event` is the SSE event type and
+//! `data` the SSE data. After `end` the server closes the socket with code 1000 (normal).
+//!
 //! # Tokens
 //!
 //! With [`ServerConfig::token`] set, every call that changes something (starting,
 //! signalling, cancelling, pausing, resuming) needs `Authorization: Bearer <token>`: 401
 //! without it, 403 with the [read-only token](ServerConfig::read_only_token). Reads accept
-//! either token. With no token set, anyone who reaches the address may do anything: bind
-//! to a loopback address then, or put the server behind something that checks who calls.
+//! either token. Browsers open event streams (`EventSource`, `WebSocket`) without headers:
+//! the four event routes take the token as a `?token=` query parameter too (no other route
+//! does). A URL can end up in logs and browser history: prefer the header where the client
+//! can set it, and give such clients the read-only token. With no token set, anyone who
+//! reaches the address may do anything: bind to a loopback address then, or put the server
+//! behind something that checks who calls.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -84,6 +95,7 @@ mod body;
 mod error;
 mod events;
 mod routes;
+mod ws;
 
 use std::fmt;
 use std::sync::Arc;

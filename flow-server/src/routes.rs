@@ -20,7 +20,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorBody};
-use crate::{ServerConfig, auth, events};
+use crate::{ServerConfig, auth, events, ws};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -45,6 +45,8 @@ pub(crate) fn router(app: App) -> Router {
         .route("/runs/{id}/resume", post(resume))
         .route("/runs/{id}/events", get(events::run_events))
         .route("/events", get(events::all_events))
+        .route("/runs/{id}/ws", get(ws::run_ws))
+        .route("/ws", get(ws::all_ws))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -392,14 +394,15 @@ pub(crate) struct EventDoc {
     info(title = "flow", description = "Start, steer and follow the runs of an engine's \
         machines. Errors are JSON: `error`, `code`, `detail`."),
     paths(machines, machine, start, runs, run, signal, cancel, pause, resume,
-        events::run_events, events::all_events),
+        events::run_events, events::all_events, ws::run_ws, ws::all_ws),
     components(schemas(ErrorBody, StartRun, RunRef, MachineDoc, StatusDoc, RunSummaryDoc,
-        RunStatusDoc, EventDoc, events::Lagged, events::End)),
+        RunStatusDoc, EventDoc, events::Lagged, events::End, ws::FrameDoc)),
     modifiers(&Bearer),
     security(("bearer" = [])),
     tags((name = "machines", description = "The registered machines"),
         (name = "runs", description = "Starting, reading and steering runs"),
-        (name = "events", description = "What happens, as Server-Sent Events")),
+        (name = "events", description = "What happens, as Server-Sent Events or over a \
+            WebSocket")),
 )]
 struct ApiDoc;
 

@@ -471,6 +471,8 @@ async fn the_openapi_document_matches_the_responses() {
         "/runs/{id}/resume",
         "/runs/{id}/events",
         "/events",
+        "/runs/{id}/ws",
+        "/ws",
     ] {
         assert!(paths.contains(path), "{path} is not documented");
     }
