@@ -11,17 +11,19 @@ use crate::error::ApiError;
 use crate::routes::App;
 
 /// Lets a request through if its token allows it: with no token configured, every request;
-/// otherwise reads (GET, HEAD) with either token, and changes only with
+/// otherwise the dashboard's files to anyone (they hold no data: the page asks for a token),
+/// reads (GET, HEAD) with either token, and changes only with
 /// [`ServerConfig::token`](crate::ServerConfig::token).
 ///
 /// The token is an `Authorization: Bearer` header, or on the event streams (SSE and
 /// WebSocket, which browsers open without headers) a `?token=` query parameter.
 pub(crate) async fn check(State(app): State<App>, request: Request, next: Next) -> Response {
     let config = &app.config;
-    if config.token.is_none() && config.read_only_token.is_none() {
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    let open = config.token.is_none() && config.read_only_token.is_none();
+    if open || (reads && public(request.uri().path())) {
         return next.run(request).await;
     }
-    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
     let query = (reads && stream(request.uri().path())).then(|| from_query(request.uri()));
     let presented = bearer(request.headers()).or(query.as_ref().and_then(|t| t.as_deref()));
     let matches = |token: &Option<String>| {
@@ -51,6 +53,11 @@ pub(crate) async fn check(State(app): State<App>, request: Request, next: Next) 
         )
     };
     refused.into_response()
+}
+
+/// Whether `path` is the dashboard's: its page and files.
+fn public(path: &str) -> bool {
+    path == "/" || path.starts_with("/ui/")
 }
 
 /// Whether `path` is an event stream: `/events`, `/ws`, `/runs/{id}/events`, `/runs/{id}/ws`.
@@ -99,13 +106,15 @@ mod tests {
     }
 
     #[test]
-    fn streams_are_told_apart() {
+    fn streams_and_the_dashboard_are_told_apart() {
         for path in ["/events", "/ws", "/runs/0123/events", "/runs/0123/ws"] {
             assert!(stream(path), "{path}");
         }
         for path in ["/runs", "/runs/0123", "/runs/0123/signal", "/runs/events", "/", "/ui/x"] {
             assert!(!stream(path), "{path}");
         }
+        assert!(public("/") && public("/ui/app.js"));
+        assert!(!public("/runs") && !public("/uix"));
         let uri: Uri = "/events?token=a%2Bb".parse().unwrap();
         assert_eq!(from_query(&uri).as_deref(), Some("a+b"));
         assert_eq!(from_query(&"/events?other=1".parse().unwrap()), None);

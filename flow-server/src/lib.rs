@@ -1,7 +1,7 @@
 //! An HTTP API over a [`flow`](https://docs.rs/flow-machine) [`Engine`]: list its machines,
 //! start runs from JSON, signal, cancel, pause and resume them, read where they stand, and
-//! follow their events as Server-Sent Events or over a WebSocket. Package
-//! `flow-machine-server`.
+//! follow their events as Server-Sent Events or over a WebSocket; and a dashboard that draws
+//! each machine and lights up where a run stands, live. Package `flow-machine-server`.
 //!
 //! The server reads and acts only through the engine and its store, so it sees the runs of
 //! every worker on that store, and steers them wherever they execute.
@@ -52,6 +52,7 @@
 //! | `GET /events` | every run's events as Server-Sent Events |
 //! | `GET /runs/{id}/ws` | the run's events over a WebSocket, until it ends |
 //! | `GET /ws` | every run's events over a WebSocket |
+//! | `GET /` | the dashboard (HTML; its files are under `GET /ui/{file}`) |
 //!
 //! # Errors
 //!
@@ -76,6 +77,16 @@
 //! `{"event": "message" | "lagged" | "end", "data": …}`: `event` is the SSE event type and
 //! `data` the SSE data. After `end` the server closes the socket with code 1000 (normal).
 //!
+//! # Dashboard
+//!
+//! `GET /` is a page for people: the runs, filtered by machine and status and kept current
+//! over `GET /events`; a form to start a run; and a run's page, with its machine drawn from
+//! the graph of `GET /machines/{name}`, the state it is in lit up and moving as events come,
+//! its history as a timeline of attempts, waits and errors, and buttons to signal, cancel,
+//! pause and resume it. It is plain HTML, JavaScript and CSS built into the binary: nothing
+//! to build or install. The page and its files need no token (they hold no data); it asks
+//! for the token, keeps it in the browser's local storage, and sends it with every call.
+//!
 //! # Tokens
 //!
 //! With [`ServerConfig::token`] set, every call that changes something (starting,
@@ -95,6 +106,7 @@ mod body;
 mod error;
 mod events;
 mod routes;
+mod ui;
 mod ws;
 
 use std::fmt;

@@ -20,7 +20,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorBody};
-use crate::{ServerConfig, auth, events, ws};
+use crate::{ServerConfig, auth, events, ui, ws};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -48,6 +48,7 @@ pub(crate) fn router(app: App) -> Router {
         .route("/runs/{id}/ws", get(ws::run_ws))
         .route("/ws", get(ws::all_ws))
         .route("/openapi.json", get(openapi))
+        .merge(ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), auth::check))

@@ -1,0 +1,489 @@
+// The dashboard: the runs table and a run's page, over the server's own API. No build step
+// and no dependencies; graph.js draws the machines.
+"use strict";
+
+(function () {
+  const main = document.getElementById("main");
+  const notice = document.getElementById("notice");
+  const live = document.getElementById("live");
+  const tokenInput = document.getElementById("token");
+  const TOKEN = "flow.token";
+  const FINISHED = new Set(["completed", "failed", "cancelled"]);
+  let token = localStorage.getItem(TOKEN) || "";
+  // What the page showing now must stop when another replaces it: streams and timers.
+  let stops = [];
+  // Which page is showing: a page whose calls return after another replaced it stops there.
+  let page = 0;
+
+  // An element: `attrs` are attributes, `class`, `text`, or `on…` handlers.
+  function h(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key === "text") node.textContent = value;
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : value);
+    }
+    for (const child of children.flat()) {
+      if (child !== null && child !== undefined) node.append(child);
+    }
+    return node;
+  }
+
+  function say(message, kind) {
+    notice.textContent = message;
+    notice.className = "notice " + (kind || "error");
+    notice.hidden = false;
+    clearTimeout(say.timer);
+    if (kind === "ok") say.timer = setTimeout(() => (notice.hidden = true), 4000);
+  }
+
+  // Calls the API; resolves to its JSON, or rejects with the server's message.
+  async function api(method, path, body) {
+    const headers = {};
+    if (token) headers.Authorization = "Bearer " + token;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await fetch(path, { method, headers, body });
+    const text = await response.text();
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch (_) {
+      data = null;
+    }
+    if (!response.ok) {
+      const error = new Error((data && data.error) || `${response.status} ${response.statusText}`);
+      error.status = response.status;
+      throw error;
+    }
+    return data;
+  }
+
+  function failed(error) {
+    if (error.status === 401) {
+      say("This server needs a token: enter it above (the example server prints it).");
+      tokenInput.focus();
+    } else {
+      say(error.message);
+    }
+  }
+
+  // Follows an event stream of the server; `on` maps SSE event types to handlers, and
+  // `opened` is called each time the stream (re)opens: what happened before then is not in
+  // it, so the page reads the state afresh.
+  function listen(path, on, opened) {
+    const url = token ? `${path}?token=${encodeURIComponent(token)}` : path;
+    const source = new EventSource(url);
+    const show = (state, text) => {
+      live.className = "live " + state;
+      live.textContent = text;
+    };
+    show("", "connecting");
+    source.onopen = () => {
+      show("on", "live");
+      opened();
+    };
+    source.onerror = () =>
+      source.readyState === EventSource.CLOSED ? show("", "offline") : show("", "reconnecting");
+    for (const [type, handler] of Object.entries(on)) {
+      source.addEventListener(type, (message) => {
+        let data = null;
+        try {
+          data = JSON.parse(message.data);
+        } catch (_) {
+          return;
+        }
+        handler(data, source, show);
+      });
+    }
+    stops.push(() => {
+      source.close();
+      show("", "offline");
+    });
+  }
+
+  // A function that calls `fn` once, `ms` after the last of a burst of calls.
+  function debounce(fn, ms) {
+    let timer = null;
+    stops.push(() => clearTimeout(timer));
+    return () => {
+      clearTimeout(timer);
+      timer = setTimeout(fn, ms);
+    };
+  }
+
+  function every(fn, ms) {
+    const timer = setInterval(fn, ms);
+    stops.push(() => clearInterval(timer));
+  }
+
+  function ago(ms) {
+    const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+    if (s < 60) return `${s}s ago`;
+    if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+    if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+    return new Date(ms).toLocaleDateString();
+  }
+
+  const when = (t) => (t ? t.secs_since_epoch * 1000 + Math.floor(t.nanos_since_epoch / 1e6) : 0);
+
+  function duration(d) {
+    const s = (d && d.secs + d.nanos / 1e9) || 0;
+    if (s >= 1) return `${s.toFixed(s >= 10 ? 0 : 1)} s`;
+    if (s >= 0.001) return `${(s * 1000).toFixed(1)} ms`;
+    return `${Math.round(s * 1e6)} µs`;
+  }
+
+  // `{"Variant": {...}}` or `"Variant"` as [name, fields].
+  function variant(value) {
+    if (typeof value === "string") return [value, {}];
+    if (value && typeof value === "object") {
+      const [name] = Object.keys(value);
+      return [name, value[name] || {}];
+    }
+    return [String(value), {}];
+  }
+
+  function failure(f) {
+    const [name, x] = variant(f);
+    switch (name) {
+      case "Error": return (x.permanent ? "permanent error: " : "error: ") + x.message;
+      case "TimedOut": return `timed out after ${duration(x.after)}`;
+      case "Panicked": return `panicked: ${x.message}`;
+      case "Interrupted": return "interrupted: its process stopped";
+      default: return `${name} ${JSON.stringify(x)}`;
+    }
+  }
+
+  function badge(status, wait) {
+    const shown = status === "running" && wait ? `waiting: ${wait}` : status;
+    return h("span", { class: `badge ${status}${wait ? " waiting" : ""}`, text: shown });
+  }
+
+  function card(title, ...body) {
+    return h("section", { class: "card" }, title ? h("h2", { text: title }) : null, ...body);
+  }
+
+  // ——— The runs table ———
+
+  async function runsPage() {
+    const mine = page;
+    let machines;
+    try {
+      machines = await api("GET", "/machines");
+      if (mine !== page) return;
+    } catch (error) {
+      main.replaceChildren(card("Runs", h("p", { class: "muted", text: "Nothing to show yet." })));
+      return failed(error);
+    }
+    const names = machines.map((m) => m.name);
+    const option = (value, text) => h("option", { value, text: text || value });
+    const machine = h("select", { id: "filter-machine" }, option("", "every machine"), names.map((n) => option(n)));
+    const status = h("select", { id: "filter-status" }, option("", "every status"),
+      ["running", "paused", "completed", "failed", "cancelled", "stuck"].map((s) => option(s)));
+    const body = h("tbody");
+    const count = h("span", { class: "muted" });
+
+    async function refresh() {
+      const query = new URLSearchParams();
+      if (machine.value) query.set("machine", machine.value);
+      if (status.value) query.set("status", status.value);
+      let runs;
+      try {
+        runs = await api("GET", "/runs" + (query.toString() ? "?" + query : ""));
+      } catch (error) {
+        return failed(error);
+      }
+      runs.reverse();
+      count.textContent = runs.length > 200 ? `the newest 200 of ${runs.length}` : runs.length === 1 ? "1 run" : `${runs.length} runs`;
+      body.replaceChildren(...runs.slice(0, 200).map((run) =>
+        h("tr", { "data-run": run.run },
+          h("td", {}, h("a", { href: `#/runs/${run.run}`, class: "mono", title: run.run, text: run.run.slice(0, 12) + "…" })),
+          h("td", { text: run.machine }),
+          h("td", { class: "mono", text: run.key || "" }),
+          h("td", {}, badge(run.status, run.wait), run.note ? h("div", { class: "muted small", text: run.note }) : null),
+          h("td", { title: new Date(run.created).toISOString(), text: ago(run.created) }),
+          h("td", { title: new Date(run.updated).toISOString(), text: ago(run.updated) }))));
+      if (!runs.length) body.append(h("tr", {}, h("td", { colspan: 6, class: "muted", text: "No runs match." })));
+    }
+    machine.addEventListener("change", refresh);
+    status.addEventListener("change", refresh);
+
+    main.replaceChildren(
+      startForm(machines),
+      card("Runs",
+        h("div", { class: "filters" }, h("label", {}, "Machine ", machine), h("label", {}, "Status ", status), count),
+        h("table", { class: "runs" },
+          h("thead", {}, h("tr", {}, ["Run", "Machine", "Key", "Status", "Created", "Updated"].map((t) => h("th", { text: t })))),
+          body)));
+    const soon = debounce(refresh, 250);
+    // Listening first, then looking: no change falls in between.
+    listen("/events", { message: soon, lagged: soon }, soon);
+    // Runs that execute on other workers send no events here: look now and then too.
+    every(refresh, 5000);
+    await refresh();
+  }
+
+  function startForm(machines) {
+    const select = h("select", { id: "start-machine" }, machines.map((m) => h("option", { value: m.name, text: m.name })));
+    const hint = h("div", { class: "muted small" });
+    const input = h("textarea", { id: "start-input", rows: 3, spellcheck: "false" });
+    const key = h("input", { id: "start-key", placeholder: "optional business key", spellcheck: "false" });
+    const context = h("textarea", { id: "start-context", rows: 2, spellcheck: "false", placeholder: "the machine's default context" });
+    const contextBox = h("details", {}, h("summary", { text: "Context" }), context);
+    const sync = () => {
+      const m = machines.find((x) => x.name === select.value);
+      if (!m) return;
+      const start = m.graph.states[m.graph.start] || {};
+      const payload = (start.payload || []).map((p) => p.join(": ")).join(", ");
+      hint.textContent = `Input: the payload of ${start.name}` + (payload ? ` (${payload})` : " (none)") + ", as JSON.";
+      input.value = localStorage.getItem("flow.input." + m.name) || "";
+      input.placeholder = payload ? `JSON for ${payload}` : "null";
+      contextBox.open = !m.default_context;
+      context.placeholder = m.default_context ? "the machine's default context" : "required: this machine has no default context";
+    };
+    select.addEventListener("change", sync);
+    sync();
+    const submit = async (event) => {
+      event.preventDefault();
+      const body = {};
+      try {
+        if (input.value.trim()) body.input = JSON.parse(input.value);
+        if (context.value.trim()) body.context = JSON.parse(context.value);
+      } catch (error) {
+        return say("Not JSON: " + error.message);
+      }
+      if (key.value.trim()) body.key = key.value.trim();
+      try {
+        const started = await api("POST", `/machines/${encodeURIComponent(select.value)}/runs`, JSON.stringify(body));
+        localStorage.setItem("flow.input." + select.value, input.value);
+        say(`Started run ${started.run}.`, "ok");
+        location.hash = `#/runs/${started.run}`;
+      } catch (error) {
+        failed(error);
+      }
+    };
+    return card("Start a run",
+      h("form", { class: "start", onsubmit: submit },
+        h("label", {}, "Machine ", select), hint, input,
+        h("div", { class: "row" }, key, h("button", { type: "submit", id: "start-button", text: "Start" })),
+        contextBox));
+  }
+
+  // ——— A run's page ———
+
+  function timeline(run) {
+    const rows = run.history.map((entry) => {
+      const [name, x] = variant(entry.outcome);
+      let text, kind = "ok";
+      switch (name) {
+        case "Transitioned": text = `→ ${x.to}`; break;
+        case "Completed": text = "completed"; break;
+        case "Forked": text = `forked; joins at ${x.join}`; break;
+        case "NoSignal": text = `no signal in time → ${x.to}`; kind = "wait"; break;
+        case "Caught": text = `failed for good → fallback ${x.to}`; kind = "error"; break;
+        case "Compensated": text = "compensated"; kind = "undo"; break;
+        case "Failed":
+        case "CompensationFailed":
+          text = (name === "Failed" ? "" : "compensation ") + failure(x.failure) +
+            (x.retry_in ? `; retry in ${duration(x.retry_in)}` : "; no retry");
+          kind = "error";
+          break;
+        default: text = `${name} ${JSON.stringify(x)}`;
+      }
+      return h("li", { class: kind },
+        h("span", { class: "state", text: entry.state }),
+        h("span", { class: "attempt", text: `attempt ${entry.attempt}` }),
+        h("span", { class: "what", text }),
+        h("span", { class: "took", text: duration(entry.duration) }));
+    });
+    let now = null;
+    if (run.status === "running" && run.wait) {
+      const until = run.wake_at ? ` until ${new Date(when(run.wake_at)).toLocaleString()}` : "";
+      now = `waits for ${run.wait === "backoff" ? "its retry's backoff" : "a " + run.wait}${until}`;
+    } else if (run.status === "running") now = run.waiting_for_pool ? `waits for pool ${run.waiting_for_pool}` : "running";
+    else if (run.status === "completed") now = "completed with " + JSON.stringify(run.output);
+    else if (run.status === "failed") now = "failed: " + (run.error ? JSON.stringify(run.error) : "");
+    else now = run.status + (run.note ? `: ${run.note}` : "");
+    rows.push(h("li", { class: "now " + run.status },
+      h("span", { class: "state", text: run.state }), h("span", { class: "attempt", text: "now" }),
+      h("span", { class: "what", text: now }), h("span", { class: "took" })));
+    return h("ol", { class: "timeline", id: "timeline" }, rows);
+  }
+
+  function eventText(event) {
+    const [name, x] = variant(event.kind);
+    switch (name) {
+      case "Entered": return `entered, attempt ${x.attempt}`;
+      case "Transitioned": return `→ ${x.to}`;
+      case "AttemptFailed": return `attempt ${x.attempt} failed: ${failure(x.failure)}`;
+      case "Progress": return `progress: ${x.message}` + (x.fraction != null ? ` (${Math.round(x.fraction * 100)}%)` : "");
+      case "WaitingForSignal": return `waits for ${x.signal}`;
+      case "Failed": return `failed: ${x.error}`;
+      default: return Object.keys(x).length ? `${name} ${JSON.stringify(x)}` : name;
+    }
+  }
+
+  async function runPage(id) {
+    const title = h("h1", {}, "Run ", h("span", { class: "mono", text: id }));
+    const facts = h("div", { class: "facts" });
+    const diagram = h("div", { class: "diagram", id: "diagram" });
+    const history = h("div");
+    const record = h("pre", { class: "json", id: "record" });
+    const log = h("ol", { class: "events", id: "events" });
+    const signalType = h("span", { class: "mono" });
+    const signalInput = h("textarea", { id: "signal-input", rows: 3, spellcheck: "false" });
+    const actions = {
+      cancel: h("button", { id: "cancel", class: "danger", text: "Cancel" }),
+      pause: h("button", { id: "pause", text: "Pause" }),
+      resume: h("button", { id: "resume", text: "Resume" }),
+    };
+    const signalForm = h("form", { class: "signal", id: "signal-form", hidden: true },
+      h("label", { for: "signal-input" }, "Signal ", signalType), signalInput,
+      h("button", { type: "submit", id: "signal-send", text: "Send signal" }));
+    main.replaceChildren(
+      h("p", {}, h("a", { href: "#/", text: "← Runs" })),
+      h("div", { class: "head" }, title, facts),
+      h("div", { class: "grid" },
+        card("Machine", diagram),
+        card("Steer", h("div", { class: "row" }, actions.cancel, actions.pause, actions.resume), signalForm)),
+      h("div", { class: "grid" }, card("History", history), card("Live events", log)),
+      card("Run record", h("p", { class: "muted small", text: "GET /runs/" + id + ", without its history." }), record));
+
+    let run = null;
+    let machine = null;
+    let svg = null;
+    let signalKey = "";
+
+    function draw(current, status) {
+      if (!svg || !run) return;
+      const visited = new Set(run.history.map((e) => e.state).concat([current]));
+      const taken = new Set();
+      for (const e of run.history) {
+        const [name, x] = variant(e.outcome);
+        if (x.to && name !== "Failed") taken.add(`${e.state}>${x.to}`);
+      }
+      flowGraph.highlight(svg, current, status, visited, taken);
+    }
+
+    async function refresh() {
+      try {
+        run = await api("GET", `/runs/${id}`);
+        if (!machine) {
+          machine = await api("GET", `/machines/${encodeURIComponent(run.machine)}`);
+          svg = flowGraph.render(machine.graph);
+          // Drawn larger than its natural size, up to half again, where the card has room.
+          svg.style.maxWidth = `${Math.round(svg.width.baseVal.value * 1.5)}px`;
+          diagram.replaceChildren(svg);
+        }
+      } catch (error) {
+        return failed(error);
+      }
+      const shown = run.status === "running" && run.wait ? "waiting" : run.status;
+      facts.replaceChildren(
+        h("span", { id: "run-status" }, badge(run.status, run.wait)),
+        h("span", {}, "machine ", h("b", { text: run.machine }), ` v${run.version}`),
+        h("span", {}, "state ", h("b", { id: "run-state", text: run.state })),
+        run.key ? h("span", {}, "key ", h("b", { class: "mono", text: run.key })) : "");
+      draw(run.state, shown);
+      history.replaceChildren(timeline(run));
+      const { history: _, ...rest } = run;
+      record.textContent = JSON.stringify(rest, null, 2);
+      const finished = FINISHED.has(run.status);
+      actions.cancel.disabled = finished;
+      actions.pause.disabled = finished || run.status === "paused";
+      actions.resume.disabled = run.status !== "paused";
+      const state = machine && machine.graph.states.find((s) => s.name === run.state);
+      const waits = run.status === "running" && run.wait === "signal" && state && state.signal;
+      signalForm.hidden = !waits;
+      if (waits && signalKey !== `${run.machine}.${run.state}`) {
+        signalKey = `${run.machine}.${run.state}`;
+        signalType.textContent = `${state.signal.ty}, for ${run.state}`;
+        signalInput.placeholder = `JSON of type ${state.signal.ty}`;
+        signalInput.value = localStorage.getItem("flow.signal." + signalKey) || "";
+      }
+      if (!waits) signalKey = "";
+    }
+
+    for (const [name, button] of Object.entries(actions)) {
+      button.addEventListener("click", async () => {
+        try {
+          await api("POST", `/runs/${id}/${name}`);
+          say(`Asked the run to ${name}.`, "ok");
+        } catch (error) {
+          failed(error);
+        }
+        soon();
+      });
+    }
+    signalForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        JSON.parse(signalInput.value);
+      } catch (error) {
+        return say("The signal is not JSON: " + error.message);
+      }
+      try {
+        await api("POST", `/runs/${id}/signal`, signalInput.value);
+        localStorage.setItem("flow.signal." + signalKey, signalInput.value);
+        say("Signal sent.", "ok");
+      } catch (error) {
+        failed(error);
+      }
+      soon();
+    });
+
+    const soon = debounce(refresh, 150);
+    const note = (cls, text, state) => {
+      log.prepend(h("li", { class: cls }, h("time", { text: new Date().toLocaleTimeString() }),
+        state ? h("span", { class: "state", text: state }) : null, h("span", { text })));
+      while (log.children.length > 100) log.lastChild.remove();
+    };
+    // Listening first, then looking: no change falls in between. A finished run's stream is
+    // its end at once.
+    listen(`/runs/${id}/events`, {
+      message: (event) => {
+        note("", eventText(event), event.state);
+        const [name, x] = variant(event.kind);
+        const status = { Completed: "completed", Failed: "failed", Cancelled: "cancelled", Paused: "paused", WaitingForSignal: "waiting" }[name];
+        // The diagram moves at once; the rest follows from the store.
+        draw(name === "Transitioned" ? x.to : event.state, status || "running");
+        soon();
+      },
+      lagged: (lagged) => {
+        note("lagged", `missed ${lagged.missed} events`);
+        soon();
+      },
+      end: (end, source, show) => {
+        note("end", `the run ${end.status}`);
+        source.close();
+        show("", "ended");
+        soon();
+      },
+    }, soon);
+    await refresh();
+  }
+
+  function route() {
+    for (const stop of stops) stop();
+    stops = [];
+    page += 1;
+    if (notice.classList.contains("ok")) notice.hidden = true;
+    const path = location.hash.replace(/^#/, "") || "/";
+    const run = path.match(/^\/runs\/([0-9a-fA-F]{32})$/);
+    if (run) runPage(run[1].toLowerCase());
+    else runsPage();
+  }
+
+  tokenInput.value = token;
+  document.getElementById("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    token = tokenInput.value.trim();
+    if (token) localStorage.setItem(TOKEN, token);
+    else localStorage.removeItem(TOKEN);
+    notice.hidden = true;
+    route();
+  });
+  window.addEventListener("hashchange", route);
+  route();
+})();
