@@ -4,7 +4,9 @@
 //! cargo run -p flow-machine-server --example server
 //! ```
 //!
-//! It prints the address and a fresh token, then curl lines to try. The runs live in
+//! It prints the address, the dashboard's and a fresh token, then curl lines to try. In the
+//! dashboard, paste the token, start an `approval` run with the input `"a memo"`, and send
+//! it the signal `"Approve"` (or `{"Reject": "too short"}`, which goes round once more). The runs live in
 //! `target/server-example.db`: stop the server (Ctrl-C) and start it again, and the runs
 //! that waited go on. The example sits in the server's package, not in the repository's
 //! root `examples/`, since those use the `flow-machine` facade only.
@@ -117,6 +119,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     println!("serving on http://{address}");
+    println!("dashboard: http://{address}/ (paste the token there)");
     println!("token: {token}");
     println!("runs in {}", path.display());
     println!();
