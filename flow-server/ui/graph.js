@@ -17,7 +17,8 @@
     return node;
   }
 
-  // The edges to draw: the declared ones, each fork's branches and join, once each.
+  // The edges to draw, once each: the declared ones, each fork's edges to its branches, and
+  // from each branch's ends (the `branch_end` states it reaches) to the fork's join.
   function edgesOf(graph) {
     const seen = new Set();
     const edges = [];
@@ -28,10 +29,29 @@
       edges.push({ from, to, kind });
     };
     for (const [from, to] of graph.edges || []) add(from, to, "edge");
+    const byName = new Map(graph.states.map((s) => [s.name, s]));
     for (const state of graph.states) {
       if (!state.fork) continue;
-      for (const branch of state.fork.branches || []) add(state.name, branch, "branch");
-      if (state.fork.join) add(state.name, state.fork.join, "join");
+      const branches = state.fork.branches || [];
+      for (const branch of branches) add(state.name, branch, "branch");
+      if (!state.fork.join) continue;
+      const seen = new Set(branches);
+      const queue = [...branches];
+      let ends = 0;
+      while (queue.length) {
+        const name = queue.shift();
+        if (byName.get(name) && byName.get(name).branch_end) {
+          add(name, state.fork.join, "join");
+          ends += 1;
+        }
+        for (const [from, to] of graph.edges || []) {
+          if (from === name && !seen.has(to)) {
+            seen.add(to);
+            queue.push(to);
+          }
+        }
+      }
+      if (!ends) add(state.name, state.fork.join, "join");
     }
     return edges;
   }
