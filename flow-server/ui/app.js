@@ -338,6 +338,7 @@
       pause: h("button", { id: "pause", text: "Pause" }),
       resume: h("button", { id: "resume", text: "Resume" }),
     };
+    const noSignal = h("p", { class: "muted small signal-none", text: "This run waits for no signal now." });
     const signalForm = h("form", { class: "signal", id: "signal-form", hidden: true },
       h("label", { for: "signal-input" }, "Signal ", signalType), signalInput,
       h("button", { type: "submit", id: "signal-send", text: "Send signal" }));
@@ -346,7 +347,7 @@
       h("div", { class: "head" }, title, facts),
       h("div", { class: "grid" },
         card("Machine", diagram),
-        card("Steer", h("div", { class: "row" }, actions.cancel, actions.pause, actions.resume), signalForm)),
+        card("Steer", h("div", { class: "row" }, actions.cancel, actions.pause, actions.resume), noSignal, signalForm)),
       h("div", { class: "grid" }, card("History", history), card("Live events", log)),
       card("Run record", h("p", { class: "muted small", text: "GET /runs/" + id + ", without its history." }), record));
 
@@ -396,6 +397,7 @@
       const state = machine && machine.graph.states.find((s) => s.name === run.state);
       const waits = run.status === "running" && run.wait === "signal" && state && state.signal;
       signalForm.hidden = !waits;
+      noSignal.hidden = Boolean(waits);
       if (waits && signalKey !== `${run.machine}.${run.state}`) {
         signalKey = `${run.machine}.${run.state}`;
         signalType.textContent = `${state.signal.ty}, for ${run.state}`;
