@@ -37,7 +37,8 @@
 //!
 //! # Routes
 //!
-//! JSON in and out; `GET /openapi.json` is the OpenAPI 3.1 document of them all.
+//! JSON in and out, but for the dashboard's page; `GET /openapi.json` is the OpenAPI 3.1
+//! document of the API.
 //!
 //! | route | what it does |
 //! | --- | --- |
