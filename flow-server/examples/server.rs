@@ -48,10 +48,20 @@ pub mod checkout {
         goto!(charge(order))
     }
 
+    /// A line of sku `flaky` fails the first attempt (a retry follows); one of sku `declined`
+    /// fails for good: the dashboard shows both in the run's history.
     #[state(to(ship), retry(attempts = 3, backoff = "100ms..1s"))]
     async fn charge(cx: &mut Shop, order: Order) -> Result<Charge> {
         flow::progress(format!("charging order {}", order.id), None);
         tokio::time::sleep(Duration::from_millis(500)).await;
+        let has = |sku: &str| order.lines.iter().any(|line| line.sku == sku);
+        if has("declined") {
+            return Err(Error::permanent(format!("the card for order {} was declined", order.id)));
+        }
+        let attempt = flow::current().map_or(1, |current| current.attempt);
+        if has("flaky") && attempt == 1 {
+            return Err(Error::retryable("the payment provider timed out"));
+        }
         cx.charged_cents += order.lines.iter().map(|line| u64::from(line.cents)).sum::<u64>();
         goto!(ship(order))
     }
