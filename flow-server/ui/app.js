@@ -155,6 +155,25 @@
     }
   }
 
+  // A run's error (RunError) in words.
+  function runError(error) {
+    const [name, x] = variant(error);
+    switch (name) {
+      case "StateFailed": {
+        const last = (x.attempts || [])[x.attempts.length - 1];
+        const n = (x.attempts || []).length;
+        return `${x.state} failed after ${n} attempt${n === 1 ? "" : "s"}` + (last ? `: ${failure(last)}` : "");
+      }
+      case "NoSignal": return `${x.state} waits for a signal that only an engine delivers`;
+      case "MaxVisits": return `${x.state} was entered more than its max_visits (${x.limit})`;
+      case "MaxSteps": return `more than max_steps (${x.limit}) states, about to enter ${x.state}`;
+      case "RolledBack":
+        return `${runError(x.cause)}; rolled back ${(x.undone || []).join(", ") || "nothing"}` +
+          ((x.failed || []).length ? `; compensations that failed: ${x.failed.map((f) => f.state).join(", ")}` : "");
+      default: return `${name} ${JSON.stringify(x)}`;
+    }
+  }
+
   function badge(status, wait) {
     const shown = status === "running" && wait ? `waiting: ${wait}` : status;
     return h("span", { class: `badge ${status}${wait ? " waiting" : ""}`, text: shown });
@@ -303,7 +322,7 @@
       now = `waits for ${run.wait === "backoff" ? "its retry's backoff" : "a " + run.wait}${until}`;
     } else if (run.status === "running") now = run.waiting_for_pool ? `waits for pool ${run.waiting_for_pool}` : "running";
     else if (run.status === "completed") now = "completed with " + JSON.stringify(run.output);
-    else if (run.status === "failed") now = "failed: " + (run.error ? JSON.stringify(run.error) : "");
+    else if (run.status === "failed") now = "failed: " + (run.error ? runError(run.error) : "see the run's note");
     else now = run.status + (run.note ? `: ${run.note}` : "");
     rows.push(h("li", { class: "now " + run.status },
       h("span", { class: "state", text: run.state }), h("span", { class: "attempt", text: "now" }),
