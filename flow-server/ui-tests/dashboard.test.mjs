@@ -192,6 +192,17 @@ try {
     await page.locator('svg.machine g.state.current.is-cancelled[data-state="review"]').waitFor();
   });
 
+  await check("a checkout whose card is declined fails in charge, and its history says why", async () => {
+    await page.click("nav a");
+    await page.selectOption("#start-machine", "checkout");
+    await page.fill("#start-input", '{"id": 9, "lines": [{"sku": "declined", "cents": 450}]}');
+    await page.click("#start-button");
+    await page.locator('svg.machine g.state.current.is-failed[data-state="charge"]').waitFor();
+    await page.locator("#run-status .badge.failed").waitFor();
+    await page.locator("#timeline li.error", { hasText: "permanent error: the card for order 9 was declined" }).waitFor();
+    await page.locator("#timeline li.now", { hasText: "charge failed after 1 attempt" }).waitFor();
+  });
+
   await check("the page raised no script errors", async () => {
     expect(errors.length === 0, errors.join("; "));
   });
