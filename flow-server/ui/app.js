@@ -217,7 +217,7 @@
       count.textContent = runs.length > 200 ? `the newest 200 of ${runs.length}` : runs.length === 1 ? "1 run" : `${runs.length} runs`;
       body.replaceChildren(...runs.slice(0, 200).map((run) =>
         h("tr", { "data-run": run.run },
-          h("td", {}, h("a", { href: `#/runs/${run.run}`, class: "mono", title: run.run, text: run.run.slice(0, 12) + "…" })),
+          h("td", {}, h("a", { href: `#/runs/${run.run}`, class: "mono", text: run.run })),
           h("td", { text: run.machine }),
           h("td", { class: "mono", text: run.key || "" }),
           h("td", {}, badge(run.status, run.wait), run.note ? h("div", { class: "muted small", text: run.note }) : null),
