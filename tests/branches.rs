@@ -227,3 +227,55 @@ async fn a_fan_out_in_the_store_keeps_item_order_and_its_limit() {
         engine.start_with::<digest::Machine>(String::new(), Desk::default()).await.unwrap();
     assert_eq!(handle.output().await.unwrap(), Vec::<usize>::new());
 }
+
+/// How often `fastest` ran: the join of a `first = k` fan-out fires once.
+static JOINS: AtomicUsize = AtomicUsize::new(0);
+
+#[flow::machine]
+pub mod race {
+    use super::*;
+
+    /// Asks five mirrors; the two that answer first win.
+    #[state(start, fan_out(ask, first = 2), join = fastest)]
+    async fn split(_cx: &mut Desk, mirrors: u64) -> Result<Split> {
+        fan_out!(ask, 0..mirrors)
+    }
+
+    /// Mirror `n` answers after `(5 - n) × 150 ms`: the last ones first. It gives up when
+    /// its branch is cancelled.
+    #[state(branch_end)]
+    async fn ask(_cx: &mut Desk, n: u64) -> Result<u64> {
+        let answer = tokio::time::Instant::now() + Duration::from_millis(150 * (5 - n));
+        while tokio::time::Instant::now() < answer {
+            if flow::cancelled() {
+                return Err(Error::permanent("no longer needed"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(n)
+    }
+
+    #[state(end)]
+    async fn fastest(_cx: &mut Desk, answers: Vec<u64>) -> Result<Vec<u64>> {
+        JOINS.fetch_add(1, Ordering::SeqCst);
+        Ok(answers)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_k_fan_out_joins_once_with_the_first_k_and_cancels_the_rest() {
+    let store = SqliteStore::open(common::db("branches_first_k")).unwrap();
+    let engine = Engine::builder().store(store).machine::<race::Machine>().build().unwrap();
+    let handle = engine.start_with::<race::Machine>(5, Desk::default()).await.unwrap();
+    let run = handle.id();
+    // Mirrors 4 and 3 answered first; the join has them in the items' order.
+    assert_eq!(handle.output().await.unwrap(), [3, 4]);
+    for n in 0..3 {
+        let branch = RunId::branch(run, 0, n);
+        until_status(&engine, branch, |status| status.status == Status::Cancelled).await;
+    }
+    // The cancelled branches' ends woke a run that had moved on: the join fired once.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(JOINS.load(Ordering::SeqCst), 1);
+    assert_eq!(engine.status(run).await.unwrap().status, Status::Completed);
+}

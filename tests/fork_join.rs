@@ -207,3 +207,35 @@ async fn a_fan_out_joins_every_output_in_item_order_with_at_most_limit_at_once()
     assert!(fork.fan_out);
     assert_eq!(fork.limit, Some(3));
 }
+
+#[flow::machine]
+pub mod race {
+    use super::*;
+
+    #[state(start, fan_out(ask, first = 2), join = fastest)]
+    async fn split(_cx: &mut Desk, mirrors: u64) -> Result<Split> {
+        fan_out!(ask, 0..mirrors)
+    }
+
+    #[state(branch_end)]
+    async fn ask(_cx: &mut Desk, n: u64) -> Result<u64> {
+        tokio::time::sleep(Duration::from_millis(100 * (5 - n))).await;
+        Ok(n)
+    }
+
+    #[state(end)]
+    async fn fastest(_cx: &mut Desk, answers: Vec<u64>) -> Result<Vec<u64>> {
+        Ok(answers)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_k_fan_out_joins_with_the_first_k_in_item_order() {
+    let started = tokio::time::Instant::now();
+    let done = race::run(5, &mut Desk).await.unwrap();
+    assert_eq!(done.output, [3, 4]);
+    // The join came when the second answer did, not after the slowest.
+    assert_eq!(started.elapsed(), Duration::from_millis(200));
+    // Two items fewer than `first`: the join waits for both.
+    assert_eq!(race::run(1, &mut Desk).await.unwrap().output, [0]);
+}

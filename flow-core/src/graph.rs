@@ -75,6 +75,10 @@ pub struct ForkInfo {
     pub fan_out: bool,
     /// How many branches run at once (`fan_out(summarise, limit = 3)`); `None`: all.
     pub limit: Option<u32>,
+    /// How many branches' outputs the join waits for (`fan_out(summarise, first = 2)`): once
+    /// that many have ended, the others are cancelled and the join gets those outputs, in
+    /// the items' order. `None`: all. A fan-out of fewer items waits for all of them.
+    pub first: Option<u32>,
 }
 
 /// One state of a [`Graph`].

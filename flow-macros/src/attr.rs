@@ -111,6 +111,8 @@ pub struct FanOutAttr {
     pub target: Vec<Ident>,
     /// How many branches run at once; all of them unless set.
     pub limit: Option<u32>,
+    /// How many branches' outputs the join waits for; all of them unless set.
+    pub first: Option<u32>,
 }
 
 /// What `on_failure = ...` says.
@@ -211,7 +213,7 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
                 out.fork.replace((span, branches)).is_some()
             }
             "fan_out" => {
-                let mut fan_out = FanOutAttr { span, target: Vec::new(), limit: None };
+                let mut fan_out = FanOutAttr { span, target: Vec::new(), limit: None, first: None };
                 meta.parse_nested_meta(|option| {
                     if option.path.is_ident("limit") {
                         let value = option.value()?.parse::<Expr>()?;
@@ -221,12 +223,20 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
                         }
                         return Ok(());
                     }
+                    if option.path.is_ident("first") {
+                        let value = option.value()?.parse::<Expr>()?;
+                        match int_value::<u32>(&value, "first", errors) {
+                            Some(0) => errors.push_spanned(&value, "first = 0 would join before any branch ends\n= help: first is how many items' outputs the join waits for; use 1 or more, or leave it out for all"),
+                            first => fan_out.first = first,
+                        }
+                        return Ok(());
+                    }
                     match option.path.get_ident() {
                         Some(name) if fan_out.target.is_empty() && !option.input.peek(Token![=]) => {
                             fan_out.target.push(name.clone());
                         }
                         _ => {
-                            errors.push_spanned(&option.path, "fan_out takes one state and an optional limit\n= help: fan_out(summarise) or fan_out(summarise, limit = 3)");
+                            errors.push_spanned(&option.path, "fan_out takes one state, then an optional limit and first\n= help: fan_out(summarise), fan_out(summarise, limit = 3) or fan_out(summarise, first = 2)");
                             return skip_value(&option);
                         }
                     }

@@ -950,12 +950,15 @@ fn graph(machine: &Machine) -> TokenStream {
             let fan_out = state.attr.fan_out.is_some();
             let limit =
                 option(state.attr.fan_out.as_ref().and_then(|f| f.limit).map(|n| quote!(#n)));
+            let first =
+                option(state.attr.fan_out.as_ref().and_then(|f| f.first).map(|n| quote!(#n)));
             quote! {
                 ::flow::codegen::ForkInfo {
                     branches: &[#(#branches),*],
                     join: #join,
                     fan_out: #fan_out,
                     limit: #limit,
+                    first: #first,
                 }
             }
         }));

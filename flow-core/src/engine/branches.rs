@@ -75,9 +75,10 @@ pub(crate) async fn await_branches<M: Durable>(
     let looked = statuses(&inner, &ids).await.map_err(EngineError::from)?;
     let mut open = Vec::new();
     let mut failed = None;
+    let mut completed: Vec<u32> = (0..joining.settled).collect();
     for (index, status) in (joining.settled..).zip(&looked) {
         match status {
-            Some(Status::Completed) => {}
+            Some(Status::Completed) => completed.push(index),
             Some(Status::Failed | Status::Cancelled) => {
                 failed.get_or_insert(index);
             }
@@ -87,12 +88,25 @@ pub(crate) async fn await_branches<M: Durable>(
     let settled = looked.iter().take_while(|status| **status == Some(Status::Completed)).count();
     joining.settled += settled as u32;
 
+    let engine = Engine { inner: Arc::clone(&inner) };
     if let Some(index) = failed {
         // The join can no longer fire: the other branches are cut off.
-        let engine = Engine { inner: Arc::clone(&inner) };
         join_all(open.iter().map(|&index| engine.cancel(branch(index)))).await;
         joining.pending.clear();
         return Ok(Err(branch_error(&inner, info.name, branch(index), index).await?));
+    }
+    // The join fires once: with every branch's output, or with the first k a fan-out asks
+    // for (in the items' order among those that ended), the others cut off. Any that end
+    // after all the same are recorded in their own runs, and wake a run that has moved on.
+    let first = info
+        .fork
+        .and_then(|fork| fork.first)
+        .map_or(joining.branches, |first| first.min(joining.branches));
+    if completed.len() >= first as usize {
+        join_all(open.iter().map(|&index| engine.cancel(branch(index)))).await;
+        joining.pending.clear();
+        let ids: Vec<RunId> = completed[..first as usize].iter().copied().map(branch).collect();
+        return Ok(Ok(outputs(&inner, M::NAME, parent, &ids).await?));
     }
 
     // As many new branches as the fork's limit makes room for.
@@ -111,11 +125,6 @@ pub(crate) async fn await_branches<M: Durable>(
         }
         joining.started += room as u32;
         open.extend(first..joining.started);
-    }
-
-    if open.is_empty() && joining.pending.is_empty() {
-        let ids: Vec<RunId> = (0..joining.branches).map(branch).collect();
-        return Ok(Ok(outputs(&inner, M::NAME, parent, &ids).await?));
     }
 
     // Waits in the store, holding no slot, until a branch wakes it (or the recheck).

@@ -100,9 +100,16 @@ pub(crate) async fn fork<M: Machine, J: Journal<M>>(
     }
     // A branch that fails for good ends the fork: the join can no longer fire, so the others
     // are cut off (dropped, in memory) rather than run to no purpose.
-    let limit =
-        graph.states[index].fork.and_then(|fork| fork.limit).map_or(usize::MAX, |n| n as usize);
-    let results = join_until(runs, limit, |(end, _)| !matches!(end, Ok(End::Branch(_)))).await;
+    let fork = graph.states[index].fork;
+    let limit = fork.and_then(|fork| fork.limit).map_or(usize::MAX, |n| n as usize);
+    // A fan-out with `first = k` joins once k branches have ended; the rest are cut off.
+    let first = fork.and_then(|fork| fork.first).map_or(usize::MAX, |n| n as usize);
+    let mut ended = 0;
+    let results = join_until(runs, limit, |(end, _)| {
+        ended += usize::from(matches!(end, Ok(End::Branch(_))));
+        ended >= first || !matches!(end, Ok(End::Branch(_)))
+    })
+    .await;
     let mut outputs = Vec::with_capacity(results.len());
     let mut failed = None;
     let mut branch_history = Vec::new();
@@ -184,7 +191,7 @@ pub(crate) async fn join<M: Machine, J: Journal<M>>(
 async fn join_until<F: Future>(
     futures: Vec<Pin<Box<F>>>,
     limit: usize,
-    stops: impl Fn(&F::Output) -> bool,
+    mut stops: impl FnMut(&F::Output) -> bool,
 ) -> Vec<Option<F::Output>> {
     let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
     let tagged =
