@@ -478,15 +478,26 @@ async fn list_and_summary_reflect_status_wait_and_times(store: impl CheckpointSt
     store.save(Checkpoint { at: 400, ..cp(4, 0) }).await.unwrap();
     store.mark(id(4), Status::Stuck, Some("why".into()), None).await.unwrap();
 
-    let summary = |n: u128, machine: &str, status, note: Option<&str>, wait, created, updated| {
-        let (machine, note) = (machine.to_owned(), note.map(str::to_owned));
-        RunSummary { run: id(n), machine, key: None, status, note, wait, created, updated }
+    // `cp` names a checkpoint's state after its number: s0, s1, ...
+    let summary = |(n, machine, state): (u128, &str, &str), status, note: Option<&str>, wait| {
+        let (machine, state, note) = (machine.into(), state.into(), note.map(str::to_owned));
+        move |created, updated| RunSummary {
+            run: id(n),
+            machine,
+            key: None,
+            status,
+            state,
+            note,
+            wait,
+            created,
+            updated,
+        }
     };
     let all = [
-        summary(1, "job", Status::Running, None, Some(Wait::Signal), 100, 150),
-        summary(2, "other", Status::Running, None, Some(Wait::Timer), 200, 200),
-        summary(3, "job", Status::Failed, None, None, 300, 350),
-        summary(4, "job", Status::Stuck, Some("why"), None, 400, 400),
+        summary((1, "job", "s1"), Status::Running, None, Some(Wait::Signal))(100, 150),
+        summary((2, "other", "s0"), Status::Running, None, Some(Wait::Timer))(200, 200),
+        summary((3, "job", "s1"), Status::Failed, None, None)(300, 350),
+        summary((4, "job", "s0"), Status::Stuck, Some("why"), None)(400, 400),
     ];
     assert_eq!(store.list(Filter::new()).await.unwrap(), all);
     for expected in &all {
@@ -503,7 +514,7 @@ async fn list_and_summary_reflect_status_wait_and_times(store: impl CheckpointSt
     claim(&store, "e1", &["other"], 1_000).await;
     assert_eq!(store.summary(id(2)).await.unwrap().unwrap().wait, None);
     store.save(Checkpoint { at: 450, ..cp(4, 1) }).await.unwrap();
-    let expected = summary(4, "job", Status::Running, None, None, 400, 450);
+    let expected = summary((4, "job", "s1"), Status::Running, None, None)(400, 450);
     assert_eq!(store.summary(id(4)).await.unwrap(), Some(expected));
 }
 

@@ -165,7 +165,8 @@ pub(crate) async fn runs(
             ),
         )
     })?;
-    let filter = Filter { machine: query.machine, status: query.status, key: query.key };
+    let filter =
+        Filter { machine: query.machine, status: query.status, key: query.key, ..Filter::new() };
     Ok(Json(app.engine.list(filter).await?))
 }
 
@@ -329,6 +330,8 @@ pub(crate) struct RunSummaryDoc {
     /// The business key it was started under.
     key: Option<String>,
     status: StatusDoc,
+    /// The state it is in, or ended in.
+    state: String,
     /// Why it is stuck.
     note: Option<String>,
     /// Why it waits: signal, timer or backoff.

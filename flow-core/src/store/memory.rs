@@ -1,10 +1,12 @@
 //! The in-process store.
 
 use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    Checkpoint, CheckpointStore, Claimed, Filter, Halt, Lease, RunSummary, Status, StoreError,
+    Checkpoint, CheckpointStore, Claimed, Cursor, Filter, Halt, Lease, Order, RunSummary, Status,
+    StoreError, Wait,
 };
 use crate::RunId;
 
@@ -27,7 +29,8 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Runs {
     by_id: HashMap<RunId, Run>,
-    order: Vec<RunId>,
+    /// Every run, in listing order: by creation time, then id.
+    listed: BTreeSet<Cursor>,
     /// Runs no engine holds, by when they are due.
     due: BTreeSet<(u64, RunId)>,
     /// Runs an engine holds.
@@ -94,9 +97,40 @@ impl Runs {
 
     fn remove(&mut self, id: RunId) {
         self.place(id, None, None);
-        self.by_id.remove(&id);
-        self.order.retain(|other| *other != id);
+        if let Some(run) = self.by_id.remove(&id) {
+            self.listed.remove(&run.summary.cursor());
+        }
     }
+
+    /// The summaries `filter` matches, in its order, scanning only the runs within its time
+    /// bounds and cursor.
+    fn matching<'a>(&'a self, filter: &'a Filter) -> Box<dyn Iterator<Item = &'a RunSummary> + 'a> {
+        let (low, high) = filter.range();
+        let empty = match (low, high) {
+            (Bound::Excluded(low), Bound::Excluded(high)) => low >= high,
+            _ => false,
+        };
+        if empty {
+            return Box::new(std::iter::empty());
+        }
+        let range = self.listed.range((low, high));
+        let ordered: Box<dyn Iterator<Item = &Cursor>> = match filter.order {
+            Order::OldestFirst => Box::new(range),
+            Order::NewestFirst => Box::new(range.rev()),
+        };
+        Box::new(
+            ordered
+                .filter_map(|cursor| self.by_id.get(&cursor.run))
+                .map(|run| &run.summary)
+                .filter(|summary| filter.matches(summary)),
+        )
+    }
+}
+
+/// Why a run waits in the store after `checkpoint`: a paused or finished run waits for
+/// nothing, whatever wait its checkpoint keeps (a paused one keeps it for its resume).
+fn waiting(checkpoint: &Checkpoint) -> Option<Wait> {
+    checkpoint.wait.filter(|_| checkpoint.status == Status::Running)
 }
 
 impl CheckpointStore for MemoryStore {
@@ -135,8 +169,9 @@ impl CheckpointStore for MemoryStore {
                 machine: latest.machine.to_string(),
                 key: latest.key.clone(),
                 status: latest.status,
+                state: latest.state.to_string(),
                 note: None,
-                wait: latest.wait,
+                wait: waiting(&latest),
                 created: latest.at,
                 updated: latest.at,
             };
@@ -149,15 +184,17 @@ impl CheckpointStore for MemoryStore {
                 due_at: None,
                 halt: None,
             };
+            runs.listed.insert(run.summary.cursor());
             runs.by_id.insert(id, run);
-            runs.order.push(id);
         }
         if let Some(run) = runs.by_id.get_mut(&id) {
             // The key is the run's, written once.
             latest.key.clone_from(&run.summary.key);
             run.summary.status = latest.status;
+            run.summary.state.clear();
+            run.summary.state.push_str(&latest.state);
             run.summary.note = None;
-            run.summary.wait = latest.wait;
+            run.summary.wait = waiting(&latest);
             run.summary.updated = latest.at;
             if latest.status != Status::Running {
                 run.halt = None;
@@ -279,14 +316,8 @@ impl CheckpointStore for MemoryStore {
 
     async fn list(&self, filter: Filter) -> Result<Vec<RunSummary>, StoreError> {
         let runs = self.runs();
-        Ok(runs
-            .order
-            .iter()
-            .filter_map(|id| runs.by_id.get(id))
-            .map(|run| &run.summary)
-            .filter(|summary| filter.matches(summary))
-            .cloned()
-            .collect())
+        let limit = filter.limit.unwrap_or(usize::MAX);
+        Ok(runs.matching(&filter).take(limit).cloned().collect())
     }
 
     async fn mark(
@@ -318,19 +349,13 @@ impl CheckpointStore for MemoryStore {
     async fn delete_finished(&self, filter: Filter, before: u64) -> Result<u64, StoreError> {
         let mut runs = self.runs();
         let doomed: Vec<RunId> = runs
-            .order
-            .iter()
-            .filter_map(|id| runs.by_id.get(id))
-            .map(|run| &run.summary)
-            .filter(|s| s.status.is_finished() && s.updated < before && filter.matches(s))
+            .matching(&filter)
+            .filter(|s| s.status.is_finished() && s.updated < before)
             .map(|s| s.run)
             .collect();
         for id in &doomed {
-            runs.place(*id, None, None);
-            runs.by_id.remove(id);
+            runs.remove(*id);
         }
-        let doomed: std::collections::HashSet<RunId> = doomed.into_iter().collect();
-        runs.order.retain(|id| !doomed.contains(id));
         Ok(doomed.len() as u64)
     }
 

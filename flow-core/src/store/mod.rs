@@ -41,12 +41,16 @@ use thiserror::Error;
 
 use crate::{BoxError, RunId};
 
+mod filter;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use filter::{Cursor, Filter, Order, ParseCursorError, RunSummary};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, PostgresStoreBuilder};
@@ -136,6 +140,9 @@ pub enum Wait {
 }
 
 impl Wait {
+    /// Every reason, in declaration order: what [`FromStr`] reads and error messages list.
+    pub const ALL: &[Wait] = &[Wait::Signal, Wait::Timer, Wait::Backoff, Wait::Join];
+
     /// `"signal"`, `"timer"`, `"backoff"` or `"join"`: how stores write it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -157,18 +164,21 @@ impl FromStr for Wait {
     type Err = StoreError;
 
     fn from_str(text: &str) -> Result<Wait, StoreError> {
-        match text {
-            "signal" => Ok(Wait::Signal),
-            "timer" => Ok(Wait::Timer),
-            "backoff" => Ok(Wait::Backoff),
-            "join" => Ok(Wait::Join),
-            other => Err(StoreError::Backend(
-                format!(
-                    "unknown wait `{other}` in the store; expected signal, timer, backoff or join"
-                )
-                .into(),
-            )),
-        }
+        Wait::ALL.iter().copied().find(|wait| wait.as_str() == text).ok_or_else(|| {
+            StoreError::Backend(
+                format!("unknown wait `{text}` in the store; expected {}", one_of(Wait::ALL))
+                    .into(),
+            )
+        })
+    }
+}
+
+/// `"a, b or c"`: the names of `values`, for an error message.
+fn one_of<T: fmt::Display>(values: &[T]) -> String {
+    let names: Vec<String> = values.iter().map(T::to_string).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.concat(),
     }
 }
 
@@ -253,6 +263,16 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in declaration order: what [`FromStr`] reads and error messages list.
+    pub const ALL: &[Status] = &[
+        Status::Running,
+        Status::Completed,
+        Status::Failed,
+        Status::Cancelled,
+        Status::Paused,
+        Status::Stuck,
+    ];
+
     /// Whether the run has finished (completed, failed or cancelled).
     pub fn is_finished(self) -> bool {
         matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
@@ -281,95 +301,16 @@ impl FromStr for Status {
     type Err = StoreError;
 
     fn from_str(text: &str) -> Result<Status, StoreError> {
-        match text {
-            "running" => Ok(Status::Running),
-            "completed" => Ok(Status::Completed),
-            "failed" => Ok(Status::Failed),
-            "cancelled" => Ok(Status::Cancelled),
-            "paused" => Ok(Status::Paused),
-            "stuck" => Ok(Status::Stuck),
-            other => Err(StoreError::Backend(
+        Status::ALL.iter().copied().find(|status| status.as_str() == text).ok_or_else(|| {
+            StoreError::Backend(
                 format!(
-                    "unknown run status `{other}` in the store; \
-                     expected running, completed, failed, cancelled, paused or stuck"
+                    "unknown run status `{text}` in the store; expected {}",
+                    one_of(Status::ALL)
                 )
                 .into(),
-            )),
-        }
+            )
+        })
     }
-}
-
-/// Which runs [`CheckpointStore::list`] returns; every field left `None` matches all.
-///
-/// ```
-/// use flow::store::{Filter, Status};
-///
-/// let stuck_checkouts = Filter::new().machine("checkout").status(Status::Stuck);
-/// let order = Filter::new().key("order-1042");
-/// # let _ = (stuck_checkouts, order);
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filter {
-    /// Only runs of this machine.
-    pub machine: Option<String>,
-    /// Only runs with this status.
-    pub status: Option<Status>,
-    /// Only runs started under this business key.
-    pub key: Option<String>,
-}
-
-impl Filter {
-    /// Matches every run.
-    pub fn new() -> Filter {
-        Filter::default()
-    }
-
-    /// Only runs of the machine named `name`.
-    pub fn machine(mut self, name: impl Into<String>) -> Filter {
-        self.machine = Some(name.into());
-        self
-    }
-
-    /// Only runs with `status`.
-    pub fn status(mut self, status: Status) -> Filter {
-        self.status = Some(status);
-        self
-    }
-
-    /// Only runs started under the business key `key` (one run per machine at most: the
-    /// key and the machine make the run's id).
-    pub fn key(mut self, key: impl Into<String>) -> Filter {
-        self.key = Some(key.into());
-        self
-    }
-
-    /// Whether `summary` passes the filter.
-    pub fn matches(&self, summary: &RunSummary) -> bool {
-        self.machine.as_ref().is_none_or(|name| *name == summary.machine)
-            && self.status.is_none_or(|status| status == summary.status)
-            && self.key.as_ref().is_none_or(|key| summary.key.as_ref() == Some(key))
-    }
-}
-
-/// One run as [`CheckpointStore::list`] sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RunSummary {
-    /// The run.
-    pub run: RunId,
-    /// Its machine's name.
-    pub machine: String,
-    /// The business key it was started under, if any.
-    pub key: Option<String>,
-    /// Where it stands.
-    pub status: Status,
-    /// Why a run is stuck; `None` otherwise.
-    pub note: Option<String>,
-    /// Why an unfinished run waits, if it does.
-    pub wait: Option<Wait>,
-    /// When it was created, in Unix milliseconds.
-    pub created: u64,
-    /// When its last checkpoint was written, in Unix milliseconds.
-    pub updated: u64,
 }
 
 /// Why a store could not do what was asked.
@@ -571,7 +512,7 @@ pub trait CheckpointStore: Send + Sync + 'static {
         run: RunId,
     ) -> impl Future<Output = Result<Option<RunSummary>, StoreError>> + Send;
 
-    /// The runs `filter` matches, oldest first.
+    /// The runs `filter` matches, in its [`Order`], at most its [`limit`](Filter::limit).
     fn list(
         &self,
         filter: Filter,
@@ -592,8 +533,9 @@ pub trait CheckpointStore: Send + Sync + 'static {
         lease: Option<Lease>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Deletes finished runs that `filter` matches and that finished before `before` (all of
-    /// them with `u64::MAX`), with their history. Returns how many were deleted.
+    /// Deletes finished runs that `filter` matches ([`Filter::matches`]: its order and limit
+    /// do not apply) and that finished before `before` (all of them with `u64::MAX`), with
+    /// their history. Returns how many were deleted.
     fn delete_finished(
         &self,
         filter: Filter,

@@ -54,8 +54,6 @@ pub(super) struct Statements {
     pub latest: Statement,
     pub history: Statement,
     pub summary: Statement,
-    pub list: Statement,
-    pub delete_finished: Statement,
     pub delete: Statement,
     pub status: Statement,
 }
@@ -77,8 +75,6 @@ impl Statements {
             latest: client.prepare(schema::LATEST).await?,
             history: client.prepare(schema::HISTORY).await?,
             summary: client.prepare(schema::SUMMARY).await?,
-            list: client.prepare(schema::LIST).await?,
-            delete_finished: client.prepare(schema::DELETE_FINISHED).await?,
             delete: client.prepare(schema::DELETE).await?,
             status: client.prepare(schema::STATUS).await?,
         })

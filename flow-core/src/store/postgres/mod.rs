@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use super::sql::{self, Conditions, Dialect};
 use super::{
     Checkpoint, CheckpointStore, Claimed, Filter, Halt, Lease, RunSummary, Status, StoreError,
 };
@@ -233,7 +235,24 @@ fn summary(row: &Row) -> Result<RunSummary, StoreError> {
         wait: parse(row.try_get(4).map_err(backend)?)?,
         created: from_sql(row.try_get(5).map_err(backend)?),
         updated: from_sql(row.try_get(6).map_err(backend)?),
+        state: row.try_get(8).map_err(backend)?,
     })
+}
+
+/// A filter's parameters as the driver's values.
+fn values(conditions: &Conditions) -> Vec<Box<dyn ToSql + Sync + Send>> {
+    let value = |value: &sql::Value| -> Box<dyn ToSql + Sync + Send> {
+        match value {
+            sql::Value::Text(text) => Box::new(text.clone()),
+            sql::Value::Int(int) => Box::new(*int),
+            sql::Value::Run(run) => Box::new(uuid(*run)),
+        }
+    };
+    conditions.values.iter().map(value).collect()
+}
+
+fn borrowed(values: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
+    values.iter().map(|value| &**value as &(dyn ToSql + Sync)).collect()
 }
 
 impl PostgresStore {
@@ -368,11 +387,12 @@ impl CheckpointStore for PostgresStore {
     }
 
     async fn list(&self, filter: Filter) -> Result<Vec<RunSummary>, StoreError> {
-        let machine = filter.machine.as_deref();
-        let status = filter.status.map(Status::as_str);
-        let key = filter.key.as_deref();
+        let mut conditions = Conditions::of(&filter, Dialect::Postgres, 1);
+        let order = sql::order_and_limit(&filter, &mut conditions, Dialect::Postgres, 1);
+        let query = format!("{}{}{order}", schema::LIST, conditions.sql);
+        let values = values(&conditions);
         let live = self.live().await?;
-        let rows = live.client.query(&live.statements.list, &[&machine, &status, &key]).await;
+        let rows = live.client.query(&query, &borrowed(&values)).await;
         rows.map_err(backend)?.iter().map(summary).collect()
     }
 
@@ -403,16 +423,13 @@ impl CheckpointStore for PostgresStore {
     }
 
     async fn delete_finished(&self, filter: Filter, before: u64) -> Result<u64, StoreError> {
-        let before = to_sql(before);
-        let machine = filter.machine.as_deref();
-        let status = filter.status.map(Status::as_str);
-        let key = filter.key.as_deref();
+        let conditions = Conditions::of(&filter, Dialect::Postgres, 2);
+        let (head, end) = (schema::DELETE_FINISHED, schema::DELETE_FINISHED_END);
+        let query = format!("{head}{}{end}", conditions.sql);
+        let mut values = values(&conditions);
+        values.insert(0, Box::new(to_sql(before)));
         let live = self.live().await?;
-        let row = live
-            .client
-            .query_one(&live.statements.delete_finished, &[&before, &machine, &status, &key])
-            .await
-            .map_err(backend)?;
+        let row = live.client.query_one(&query, &borrowed(&values)).await.map_err(backend)?;
         row.try_get::<_, i64>(0).map(from_sql).map_err(backend)
     }
 

@@ -249,33 +249,30 @@ pub const LATEST: &str = "
 
 pub const HISTORY: &str = "SELECT entries FROM flow_history WHERE run = $1 ORDER BY seq";
 
-/// A summary's wait is the latest checkpoint's while the run waits in the store.
+/// A summary's wait is the latest checkpoint's while the run waits in the store
+/// (`sql::WAITING`).
 macro_rules! summary_columns {
     () => {
         "id, machine, status, note,
-        CASE WHEN status = 'running' AND owner IS NULL THEN wait END, created, updated, key"
+        CASE WHEN status = 'running' AND owner IS NULL THEN wait END, created, updated, key,
+        state"
     };
 }
 
 pub const SUMMARY: &str = concat!("SELECT ", summary_columns!(), " FROM flow_runs WHERE id = $1");
 
-pub const LIST: &str = concat!(
-    "SELECT ",
-    summary_columns!(),
-    " FROM flow_runs
-    WHERE ($1::text IS NULL OR machine = $1) AND ($2::text IS NULL OR status = $2)
-      AND ($3::text IS NULL OR key = $3)
-    ORDER BY created, id"
-);
+/// The runs a filter matches: its conditions (`sql::Conditions`, from $1), order and limit
+/// follow. (`flow_runs_by_created` serves the order.)
+pub const LIST: &str = concat!("SELECT ", summary_columns!(), " FROM flow_runs WHERE true");
 
-/// Deletes the finished runs matching machine $2, status $3 and key $4 that finished before
-/// $1, and their history; returns how many.
+/// Deletes the finished runs that finished before $1 and match a filter, whose conditions
+/// (from $2) and then [`DELETE_FINISHED_END`] follow, and their history; returns how many.
 pub const DELETE_FINISHED: &str = "
     WITH gone AS (
         DELETE FROM flow_runs
-        WHERE status IN ('completed', 'failed', 'cancelled') AND updated < $1
-          AND ($2::text IS NULL OR machine = $2) AND ($3::text IS NULL OR status = $3)
-          AND ($4::text IS NULL OR key = $4)
+        WHERE status IN ('completed', 'failed', 'cancelled') AND updated < $1::bigint";
+
+pub const DELETE_FINISHED_END: &str = "
         RETURNING id
     ), history AS (
         DELETE FROM flow_history WHERE run IN (SELECT id FROM gone)

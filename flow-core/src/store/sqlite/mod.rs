@@ -12,6 +12,7 @@ use std::thread;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::oneshot;
 
+use super::sql::{self, Conditions, Dialect};
 use super::{
     Checkpoint, CheckpointStore, Claimed, Filter, Halt, Lease, RunSummary, Status, StoreError,
 };
@@ -262,6 +263,7 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
     for step in MIGRATIONS.iter().skip(usize::try_from(found).unwrap_or(0)) {
         transaction.execute_batch(step).map_err(open_error)?;
     }
+    transaction.execute_batch(INDEXES).map_err(open_error)?;
     transaction.pragma_update(None, "user_version", LAYOUT).map_err(open_error)?;
     transaction.commit().map_err(open_error)
 }
@@ -511,7 +513,19 @@ fn summary(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
             .transpose()?,
         created: from_sql(row.get(5)?),
         updated: from_sql(row.get(6)?),
+        state: row.get(8)?,
     })
+}
+
+/// A filter's parameters as SQLite values (run ids as the text the table keeps).
+fn values(conditions: Conditions) -> Vec<rusqlite::types::Value> {
+    use rusqlite::types::Value;
+    let value = |value| match value {
+        sql::Value::Text(text) => Value::Text(text),
+        sql::Value::Int(int) => Value::Integer(int),
+        sql::Value::Run(run) => Value::Text(run.to_string()),
+    };
+    conditions.values.into_iter().map(value).collect()
 }
 
 fn delete_run(transaction: &Connection, run: &str) -> rusqlite::Result<()> {
@@ -630,18 +644,15 @@ impl CheckpointStore for SqliteStore {
     }
 
     async fn list(&self, filter: Filter) -> Result<Vec<RunSummary>, StoreError> {
+        let mut conditions = Conditions::of(&filter, Dialect::Sqlite, 1);
+        let order = sql::order_and_limit(&filter, &mut conditions, Dialect::Sqlite, 1);
+        let query =
+            format!("SELECT {SUMMARY_COLUMNS} FROM flow_runs WHERE 1 = 1{}{order}", conditions.sql);
+        let values = values(conditions);
         self.read(move |connection| {
             connection
-                .prepare_cached(&format!(
-                    "SELECT {SUMMARY_COLUMNS} FROM flow_runs
-                     WHERE (?1 IS NULL OR machine = ?1) AND (?2 IS NULL OR status = ?2)
-                       AND (?3 IS NULL OR key = ?3)
-                     ORDER BY created"
-                ))?
-                .query_map(
-                    params![filter.machine, filter.status.map(Status::as_str), filter.key],
-                    summary,
-                )?
+                .prepare_cached(&query)?
+                .query_map(rusqlite::params_from_iter(values), summary)?
                 .collect()
         })
         .await
@@ -677,18 +688,16 @@ impl CheckpointStore for SqliteStore {
     }
 
     async fn delete_finished(&self, filter: Filter, before: u64) -> Result<u64, StoreError> {
+        let conditions = Conditions::of(&filter, Dialect::Sqlite, 2);
+        let query = format!("{FINISHED_BEFORE}{}", conditions.sql);
+        let mut values = values(conditions);
+        values.insert(0, rusqlite::types::Value::Integer(to_sql(before)));
         self.write(move |transaction| {
             let ids = transaction
-                .prepare_cached(FINISHED_BEFORE)?
-                .query_map(
-                    params![
-                        to_sql(before),
-                        filter.machine,
-                        filter.status.map(Status::as_str),
-                        filter.key
-                    ],
-                    |row| row.get::<_, String>(0),
-                )?
+                .prepare_cached(&query)?
+                .query_map(rusqlite::params_from_iter(values.iter()), |row| {
+                    row.get::<_, String>(0)
+                })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             for id in &ids {
                 delete_run(transaction, id)?;

@@ -81,6 +81,16 @@ const LAYOUT_3: &str = "
 /// The steps from an empty file to [`LAYOUT`], in order: step `n` leads to layout `n + 1`.
 pub const MIGRATIONS: [&str; LAYOUT as usize] = [LAYOUT_1, LAYOUT_2, LAYOUT_3];
 
+/// Indexes that no layout depends on, made at every open if missing: reads are faster with
+/// them, and a build without them (an older `flow` sharing the file) reads and writes the
+/// file as before, so adding one needs no new layout, which older builds would refuse.
+///
+/// `flow_runs_by_created`: listings in creation order, a page at a time (created and id never
+/// change, so only a run's first checkpoint writes it).
+pub const INDEXES: &str = "
+    CREATE INDEX IF NOT EXISTS flow_runs_by_created ON flow_runs (created, id);
+";
+
 pub const HEAD: &str = "SELECT seq, head, owner, token FROM flow_runs WHERE id = ?1";
 
 /// A history row: the checkpoint's entries, linked to the run's previous history row. The
@@ -176,13 +186,13 @@ pub const DELETE_HISTORY: &str = "DELETE FROM flow_checkpoints WHERE id IN (SELE
 
 pub const DELETE_RUN: &str = "DELETE FROM flow_runs WHERE id = ?1";
 
-/// A summary's wait is the latest checkpoint's while the run waits in the store.
+/// A summary's wait is the latest checkpoint's while the run waits in the store
+/// (`sql::WAITING`).
 pub const SUMMARY_COLUMNS: &str = "
     id, machine, status, note,
-    CASE WHEN status = 'running' AND owner IS NULL THEN wait END, created, updated, key";
+    CASE WHEN status = 'running' AND owner IS NULL THEN wait END, created, updated, key, state";
 
+/// The finished runs that finished before ?1: a filter's conditions (from ?2) follow.
 pub const FINISHED_BEFORE: &str = "
     SELECT id FROM flow_runs
-    WHERE status IN ('completed', 'failed', 'cancelled') AND updated < ?1
-      AND (?2 IS NULL OR machine = ?2) AND (?3 IS NULL OR status = ?3)
-      AND (?4 IS NULL OR key = ?4)";
+    WHERE status IN ('completed', 'failed', 'cancelled') AND updated < ?1";
