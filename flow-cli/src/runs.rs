@@ -185,17 +185,17 @@ pub async fn events<S: CheckpointStore + Clone>(
             "history": status.history,
         }));
     }
-    if follow {
-        eprintln!(
-            "following run {id} by polling the store every {} ms (it pushes nothing) until the \
-             run ends; Ctrl-C stops",
-            interval.as_millis()
-        );
-    }
     let mut shown = 0;
     let mut last = None;
     loop {
         let status = status(place, id).await?;
+        if follow && last.is_none() {
+            eprintln!(
+                "following run {id} by polling the store every {} ms (it pushes nothing) until \
+                 the run ends; Ctrl-C stops",
+                interval.as_millis()
+            );
+        }
         for entry in status.history.iter().skip(shown) {
             if out.json {
                 out.json(
