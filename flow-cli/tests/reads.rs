@@ -256,3 +256,9 @@ fn a_wrong_store_says_what_and_where_and_exits_non_zero() {
     let output = store.flow(&["runs", "show", "run-42"]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// Said in every run without PostgreSQL, so that leaving it out is never silent.
+#[cfg(not(feature = "postgres"))]
+#[test]
+#[ignore = "the PostgreSQL tests of the command need `--features postgres` and DATABASE_URL"]
+fn postgres_store() {}
