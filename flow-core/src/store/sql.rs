@@ -62,12 +62,17 @@ impl Conditions {
             let param = conditions.push(Value::Text(wait.as_str().to_owned()), dialect, first);
             let _ = write!(conditions.sql, " AND {WAITING} AND wait = {param}");
         }
+        // The row comparison is exact; the plain one on `created` beside it lets an index on
+        // `created` alone (PostgreSQL's) start the scan at the cursor.
         let (low, high) = filter.range();
         for (bound, operator) in [(low, '>'), (high, '<')] {
             if let Bound::Excluded(cursor) = bound {
                 let created = conditions.push(Value::Int(to_sql(cursor.created)), dialect, first);
                 let run = conditions.push(Value::Run(cursor.run), dialect, first);
-                let _ = write!(conditions.sql, " AND (created, id) {operator} ({created}, {run})");
+                let _ = write!(
+                    conditions.sql,
+                    " AND created {operator}= {created} AND (created, id) {operator} ({created}, {run})"
+                );
             }
         }
         conditions
