@@ -3,7 +3,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use flow_core::store::{CheckpointStore, Filter, Order, RunSummary, Status, Wait};
-use flow_core::{EngineError, RunId, RunStatus};
+use flow_core::{Engine, EngineError, RunId, RunStatus};
 use serde_json::{Value, json};
 
 use crate::args::ListArgs;
@@ -61,13 +61,13 @@ fn row(summary: &RunSummary) -> Vec<String> {
     ]
 }
 
-/// Where run `id` stands, read through an engine with no machines (it decodes the history
-/// and the error, which need no machine's types).
-async fn status<S: CheckpointStore + Clone>(
+/// Where run `id` stands, read through `engine`, one with no machines ([`engine`]): it
+/// decodes the history and the error, which need no machine's types.
+async fn status<S: CheckpointStore>(
+    engine: &Engine,
     place: &Place<S>,
     id: RunId,
 ) -> Result<RunStatus, CliError> {
-    let engine = engine(place)?;
     engine.status(id).await.map_err(|error| match error {
         EngineError::UnknownRun { run } => CliError::UnknownRun { run, store: place.label.clone() },
         other => CliError::engine(format!("read run {id}"))(other),
@@ -84,7 +84,7 @@ pub async fn show<S: CheckpointStore + Clone>(
     id: RunId,
     out: &mut Out,
 ) -> Result<(), CliError> {
-    let status = status(place, id).await?;
+    let status = status(&engine(place)?, place, id).await?;
     let reading = format!("read run {id}");
     let summary = place.store.summary(id).await.map_err(CliError::store(reading.clone()))?;
     let latest = place.store.latest(id).await.map_err(CliError::store(reading))?;
@@ -175,8 +175,9 @@ pub async fn events<S: CheckpointStore + Clone>(
     interval: Duration,
     out: &mut Out,
 ) -> Result<(), CliError> {
+    let engine = engine(place)?;
     if !follow && out.json {
-        let status = status(place, id).await?;
+        let status = status(&engine, place, id).await?;
         return out.json(&json!({
             "run": id.to_string(),
             "status": status.status,
@@ -188,7 +189,7 @@ pub async fn events<S: CheckpointStore + Clone>(
     let mut shown = 0;
     let mut last = None;
     loop {
-        let status = status(place, id).await?;
+        let status = status(&engine, place, id).await?;
         if follow && last.is_none() {
             eprintln!(
                 "following run {id} by polling the store every {} ms (it pushes nothing) until \
