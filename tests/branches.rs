@@ -130,7 +130,14 @@ async fn the_join_gets_outputs_in_fork_order_though_branches_end_in_reverse() {
     for branch in branches {
         let status = engine.status(branch).await.unwrap();
         assert_eq!(status.status, Status::Completed, "{status:?}");
+        assert_eq!(status.parent, Some(run));
     }
+    // What the run's status shows of its last checkpoint: the end state and the context.
+    let status = engine.status(run).await.unwrap();
+    assert_eq!(status.parent, None);
+    assert_eq!(status.context, Some(serde_json::json!({ "log": ["split"] })));
+    let payload = status.payload.unwrap();
+    assert_eq!(payload, serde_json::json!({ "Ship": { "paid": "paid", "items": 3 } }));
     // The run's history: the fork goes to its join, which ends the run.
     let status = engine.status(run).await.unwrap();
     let states: Vec<_> = status.history.iter().map(|entry| entry.state).collect();

@@ -4,7 +4,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use flow_core::store::{CheckpointStore, Filter, Order, RunSummary, Status, Wait};
 use flow_core::{Engine, EngineError, RunId, RunStatus};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::args::ListArgs;
 use crate::control::{Place, engine};
@@ -87,11 +87,7 @@ pub async fn show<S: CheckpointStore + Clone>(
     let status = status(&engine(place)?, place, id).await?;
     let reading = format!("read run {id}");
     let summary = place.store.summary(id).await.map_err(CliError::store(reading.clone()))?;
-    let latest = place.store.latest(id).await.map_err(CliError::store(reading))?;
-    // The snapshot is the runtime's JSON, with the context as its `context` member.
-    let context = latest
-        .and_then(|latest| serde_json::from_str::<Value>(&latest.snapshot).ok())
-        .and_then(|mut snapshot| snapshot.get_mut("context").map(Value::take));
+    let context = status.context.clone();
     let (created, updated) = summary.map_or((None, None), |s| (Some(s.created), Some(s.updated)));
     let deadline = status.wake_at.map(ms);
     let error = status.error.as_ref().map(

@@ -358,9 +358,15 @@ pub(crate) struct RunStatusDoc {
     status: StatusDoc,
     /// The state it is in, or ended in.
     state: String,
+    /// That state with its payload, as stored: `{"Ship": {"paid": "…", "items": 3}}`.
+    payload: Option<Value>,
+    /// Its context, as stored.
+    context: Option<Value>,
+    /// For a branch of a fork, the run that forked.
+    parent: Option<String>,
     /// Its last checkpoint's sequence number.
     seq: u64,
-    /// Why it waits: signal, timer or backoff.
+    /// Why it waits: signal, timer, backoff or join (its fork's branches).
     wait: Option<String>,
     /// When its wait ends (`secs_since_epoch`, `nanos_since_epoch`).
     wake_at: Option<Value>,

@@ -250,6 +250,7 @@ impl Engine {
         let summary = inner.store.summary(run).await?;
         let (status, note, wait) =
             summary.map_or((latest.status, None, latest.wait), |s| (s.status, s.note, s.wait));
+        let (payload, context, parent) = super::erased::stored_json(&latest.snapshot);
         Ok(RunStatus {
             run,
             machine: latest.machine.to_string(),
@@ -257,6 +258,9 @@ impl Engine {
             version: latest.version,
             status,
             state: latest.state.to_string(),
+            payload,
+            context,
+            parent,
             seq: latest.seq,
             wait,
             wake_at: latest.wake_at.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),

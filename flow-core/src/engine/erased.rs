@@ -201,6 +201,17 @@ pub(crate) fn output_json(snapshot: &str) -> Option<Value> {
     serde_json::from_str::<SnapshotIn<IgnoredAny, IgnoredAny, Value>>(snapshot).ok()?.output
 }
 
+/// The state (with its payload), the context and the forking run of a snapshot, as JSON;
+/// `None` for each when the snapshot does not read back.
+pub(crate) fn stored_json(snapshot: &str) -> (Option<Value>, Option<Value>, Option<RunId>) {
+    match serde_json::from_str::<SnapshotIn<Value, Value, IgnoredAny>>(snapshot) {
+        Ok(snapshot) => {
+            (snapshot.state, Some(snapshot.context), snapshot.branch.map(|of| of.parent))
+        }
+        Err(_) => (None, None, None),
+    }
+}
+
 /// Decodes `value` as a `T`, saying where it failed.
 fn decode<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
     serde_path_to_error::deserialize(value)

@@ -124,9 +124,19 @@ pub struct RunStatus {
     pub status: Status,
     /// The state it is in, or ended in.
     pub state: String,
+    /// That state with its payload, as JSON, as its last checkpoint stores it: the state
+    /// enum's variant with the parameters by name (`{"Ship": {"paid": "…", "items": 3}}`);
+    /// `None` if the checkpoint does not read back.
+    pub payload: Option<serde_json::Value>,
+    /// Its context, as JSON, as its last checkpoint stores it (as the state it is in saw it
+    /// last); `None` if the checkpoint does not read back.
+    pub context: Option<serde_json::Value>,
+    /// For a branch of a fork, the run that forked ([`Engine::branches`] lists a forking
+    /// run's branches); `None` for a run started on its own.
+    pub parent: Option<RunId>,
     /// Its last checkpoint's sequence number.
     pub seq: u64,
-    /// Why it waits, if it does: a signal, a timer or a backoff.
+    /// Why it waits, if it does: a signal, a timer, a backoff, or its fork's branches.
     pub wait: Option<Wait>,
     /// The deadline of its wait: when a backoff or timer ends, or a signal times out.
     pub wake_at: Option<SystemTime>,
