@@ -159,7 +159,8 @@ async fn a_branch_waiting_for_a_signal_holds_no_slot_and_is_signalled_by_its_own
     // The other branch ran to its end in the one slot meanwhile.
     let reserve = engine.branches(run).await.unwrap()[1];
     until_status(&engine, reserve, |status| status.status == Status::Completed).await;
-    assert_eq!(engine.status(run).await.unwrap().wait, Some(Wait::Join));
+    // Woken by it, the run looked, and waits again for the branch still open.
+    until_status(&engine, run, |status| status.wait == Some(Wait::Join)).await;
 
     // The run itself waits for no signal: it says so.
     let approve = Approve { by: "ada".into() };
@@ -186,6 +187,25 @@ async fn a_failed_branch_cancels_its_siblings_and_fails_the_run() {
     // `pay` was cut off, before or while it waited for its approval.
     until_status(&engine, pay, |status| status.status == Status::Cancelled).await;
     assert_eq!(ended(3), Vec::<&str>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_fork_cancels_its_branches() {
+    let engine = engine("branches_cancel", 8);
+    let handle = engine
+        .start_with::<order::Machine>(an_order(4, true, false), Desk::default())
+        .await
+        .unwrap();
+    let run = handle.id();
+    let (pay, reserve) = (RunId::branch(run, 0, 0), RunId::branch(run, 0, 1));
+    until_status(&engine, run, |status| status.wait == Some(Wait::Join)).await;
+    until_status(&engine, pay, |status| status.wait == Some(Wait::Signal)).await;
+    until_status(&engine, reserve, |status| status.status == Status::Completed).await;
+    engine.cancel(run).await.unwrap();
+    assert_eq!(engine.status(run).await.unwrap().status, Status::Cancelled);
+    // The branch waiting for its approval is cancelled with the run; the ended one stays.
+    assert_eq!(engine.status(pay).await.unwrap().status, Status::Cancelled);
+    assert_eq!(engine.status(reserve).await.unwrap().status, Status::Completed);
 }
 
 /// How many `summarise` branches run now, and the most at once.

@@ -228,6 +228,17 @@ async fn branch_error(
     Ok(RunError::permanent(fork, format!("branch {index} of the fork (run {run}) {cause}")))
 }
 
+/// The branch runs a run's fork has started, read from its last checkpoint `latest`; none
+/// for a run that waits for no branches (or whose checkpoint does not read back).
+pub(crate) fn started(latest: &Checkpoint) -> Vec<RunId> {
+    let snapshot =
+        serde_json::from_str::<SnapshotIn<IgnoredAny, IgnoredAny, IgnoredAny>>(&latest.snapshot);
+    let Some(joining) = snapshot.ok().and_then(|snapshot| snapshot.joining) else {
+        return Vec::new();
+    };
+    (0..joining.started).map(|index| RunId::branch(latest.run, joining.visit, index)).collect()
+}
+
 /// Makes `parent` runnable now if it waits in the store for its branches; does nothing if
 /// it does not (it is held, and looks at its branches once it has written its wait).
 pub(crate) async fn wake(inner: &Inner, parent: RunId) {

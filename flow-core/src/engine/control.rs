@@ -507,6 +507,11 @@ impl Engine {
                 Halt::Cancel => Status::Cancelled,
             };
             let state = latest.state.to_string();
+            // A cancelled fork's branches are cancelled with it.
+            let branches = match halt {
+                Halt::Cancel => super::branches::started(&latest),
+                Halt::Pause => Vec::new(),
+            };
             // A pause keeps the wait and its deadline, for the resume.
             let halted = Checkpoint {
                 seq: latest.seq + 1,
@@ -524,6 +529,10 @@ impl Engine {
                     };
                     self.reporter_named(run, &machine, &state).send(kind);
                     inner.changed.notify_waiters();
+                    for branch in branches {
+                        // One that has ended already has nothing to stop.
+                        let _ = Box::pin(self.halt(branch, Halt::Cancel)).await;
+                    }
                     return Ok(());
                 }
                 Err(StoreError::Conflict { .. }) => continue,
