@@ -112,6 +112,7 @@ async fn until_status(engine: &Engine, run: RunId, wanted: impl Fn(&flow::RunSta
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_join_gets_outputs_in_fork_order_though_branches_end_in_reverse() {
     let engine = engine("branches_order", 8);
+    let started = std::time::Instant::now();
     let handle = engine
         .start_with::<order::Machine>(an_order(1, false, false), Desk::default())
         .await
@@ -126,6 +127,8 @@ async fn the_join_gets_outputs_in_fork_order_though_branches_end_in_reverse() {
     let output = handle.output().await.unwrap();
     // Each branch had its own copy of the context: the join sees the run's.
     assert_eq!(output, "paid, 3 items, log split");
+    // Woken by its last branch's end, not by its recheck five seconds on.
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
     assert_eq!(ended(1), ["reserve", "pay"]);
     for branch in branches {
         let status = engine.status(branch).await.unwrap();

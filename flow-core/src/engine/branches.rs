@@ -11,6 +11,9 @@
 //! ends while the forking run is held (looking at its branches) cannot, so the forking run
 //! looks once more after it has written its wait; and it looks again every [`RECHECK`]
 //! regardless, in case a branch's engine died between its last checkpoint and the wake.
+//! Looking costs a read per open branch, so an engine counts the open branches of the forks
+//! it looked at: a branch that completes there wakes its forking run only if it was the last
+//! (or the fork wants more: a `limit` with items left, or `first = k`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +22,7 @@ use futures_util::future::join_all;
 use serde::de::IgnoredAny;
 
 use super::journal::{DurableJournal, SnapshotIn, Stop, error};
-use super::{Durable, Engine, EngineError, Inner, duration_ms};
+use super::{Durable, Engine, EngineError, Inner, duration_ms, lock};
 use crate::run::{BranchOf, Cursor, End, Joining, Journal, arrive};
 use crate::store::{Checkpoint, Status, StoreError, Wait};
 use crate::{RunError, RunId};
@@ -89,6 +92,7 @@ pub(crate) async fn await_branches<M: Durable>(
     joining.settled += settled as u32;
 
     let engine = Engine { inner: Arc::clone(&inner) };
+    lock(&inner.joins).remove(&parent);
     if let Some(index) = failed {
         // The join can no longer fire: the other branches are cut off.
         join_all(open.iter().map(|&index| engine.cancel(branch(index)))).await;
@@ -127,7 +131,11 @@ pub(crate) async fn await_branches<M: Durable>(
         open.extend(first..joining.started);
     }
 
-    // Waits in the store, holding no slot, until a branch wakes it (or the recheck).
+    // Waits in the store, holding no slot, until a branch wakes it (or the recheck): the
+    // last of its open branches, when only their ends matter.
+    if joining.pending.is_empty() && info.fork.and_then(|fork| fork.first).is_none() {
+        lock(&inner.joins).insert(parent, open.len() as u32);
+    }
     let now = inner.now_ms();
     cursor.wake_at = Some(now.saturating_add(duration_ms(RECHECK)));
     cursor.seq += 1;
@@ -237,6 +245,25 @@ pub(crate) fn started(latest: &Checkpoint) -> Vec<RunId> {
         return Vec::new();
     };
     (0..joining.started).map(|index| RunId::branch(latest.run, joining.visit, index)).collect()
+}
+
+/// Whether a branch of `parent`'s fork that ended here (`completed`, or not) wakes it: one
+/// that did not complete does; one that completed does if it was the last open branch this
+/// engine counted, or if this engine counts none for `parent` (it did not look at the fork
+/// last, or the fork wants more than its open branches' ends).
+pub(crate) fn wakes(inner: &Inner, parent: RunId, completed: bool) -> bool {
+    let mut joins = lock(&inner.joins);
+    match joins.get_mut(&parent) {
+        Some(open) if completed && *open > 1 => {
+            *open -= 1;
+            false
+        }
+        Some(_) => {
+            joins.remove(&parent);
+            true
+        }
+        None => true,
+    }
 }
 
 /// Makes `parent` runnable now if it waits in the store for its branches; does nothing if

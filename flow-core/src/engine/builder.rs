@@ -340,6 +340,7 @@ impl EngineBuilder {
                 migrations,
                 slots: Arc::new(Semaphore::new(self.max_concurrent_runs)),
                 pools: Arc::new(Pools::new(&self.pools)),
+                joins: Mutex::default(),
                 clock: self.clock,
                 seed: self.seed,
                 events: broadcast::channel(self.event_capacity).0,

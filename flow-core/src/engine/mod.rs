@@ -183,6 +183,9 @@ pub(crate) struct Inner {
     slots: Arc<Semaphore>,
     /// The resource pools states hold while their attempts run.
     pools: Arc<pools::Pools>,
+    /// Forks this engine last looked at, by forking run: how many of their branches were
+    /// open, so that a branch ending here wakes its forking run only if it is the last.
+    joins: Mutex<HashMap<RunId, u32>>,
     clock: Arc<dyn Clock>,
     seed: Option<u64>,
     /// Every run's events, for whoever subscribes.

@@ -209,6 +209,7 @@ pub(crate) fn spawn<M: Durable>(
                 (ended, journal.completed.take())
             })
             .await;
+            let branch_completed = matches!(driven, Ok((Ok(End::Branch(_)), _)));
             let ended = match driven {
                 Ok((Ok(End::Done(_)), completed)) => Ended::Finished(completed),
                 Ok((Ok(End::Failed(error)), _)) => Ended::Failed(error),
@@ -241,6 +242,7 @@ pub(crate) fn spawn<M: Durable>(
             // A branch's run that ended tells the run that forked, which may be waiting.
             if let Some(of) = journal.branch_of
                 && matches!(ended, Ended::Finished(_) | Ended::Failed(_))
+                && super::branches::wakes(&inner, of.parent, branch_completed)
             {
                 super::branches::wake(&inner, of.parent).await;
             }
