@@ -11,12 +11,15 @@
 //! second order asks for more than the warehouse has: its `reserve` branch fails for good, the
 //! payment branch still under way is cut off, and the run fails with the stock error.
 //!
-//! Parallel branches run in memory in this version of flow (`order::run`); an engine refuses a
-//! machine that forks for now.
+//! Both orders run durably on an engine with a SQLite store: each branch is a run of its own,
+//! and the order's run waits in the store for them. `order::run(order, &mut shop)` runs the
+//! same machine in memory, the branches as tasks of the run.
 
 use std::time::Duration;
 
+use flow::Engine;
 use flow::prelude::*;
+use flow::store::SqliteStore;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,22 +97,40 @@ pub mod order {
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     println!("{}", order::graph().to_mermaid());
+    let path = std::env::temp_dir().join("flow-fork-join-example.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let engine =
+        Engine::builder().store(SqliteStore::open(&path)?).machine::<order::Machine>().build()?;
     let orders = [
         Order { id: 1, cents: 1200, item: "tea".into(), quantity: 2 },
         Order { id: 2, cents: 9900, item: "teapot".into(), quantity: 5 },
     ];
     for order in orders {
-        let mut shop = Shop { in_stock: 3 };
-        match order::run(order, &mut shop).await {
-            Ok(done) => {
-                println!("  {}", done.output);
-                for entry in &done.history {
-                    println!("    {} #{}: {}", entry.state, entry.attempt, entry.outcome);
-                }
-            }
+        let run = engine.start_with::<order::Machine>(order, Shop { in_stock: 3 }).await?;
+        let id = run.id();
+        match run.output().await {
+            Ok(output) => println!("  {output}"),
             Err(error) => println!("  failed: {error}"),
         }
+        // The order's history, then each branch's, from their own runs.
+        let runs = [("order", id), ("pay", flow::RunId::branch(id, 0, 0))];
+        let runs = runs.into_iter().chain([("reserve", flow::RunId::branch(id, 0, 1))]);
+        for (name, run) in runs {
+            // A branch cut off by its sibling's failure stops at its next safe point.
+            let mut status = engine.status(run).await?;
+            while !status.status.is_finished() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                status = engine.status(run).await?;
+            }
+            println!("    {name} ({}):", status.status);
+            for entry in &status.history {
+                println!("      {} #{}: {}", entry.state, entry.attempt, entry.outcome);
+            }
+        }
     }
+    Ok(())
 }
