@@ -24,6 +24,8 @@ pub struct Desk;
 
 /// How often `charge` ran, across engines.
 static CHARGES: AtomicU32 = AtomicU32::new(0);
+/// How often `flaky` ran.
+static FLAKY: AtomicU32 = AtomicU32::new(0);
 
 #[flow::machine]
 pub mod desk {
@@ -31,16 +33,26 @@ pub mod desk {
 
     /// Input 0 waits for a person; 1 sits in a three-day timer; 2 finishes at once; 3 fails
     /// its first charge and backs off for an hour; 4 runs until cancelled.
-    #[state(start, to(approval, later, charge, busy, prepare, done))]
+    #[state(start, to(approval, later, charge, busy, prepare, flaky, done))]
     async fn route(_cx: &mut Desk, kind: u32) -> Result<Route> {
         match kind {
             0 => goto!(approval(kind)),
             5 | 6 => goto!(prepare(kind)),
+            7 => goto!(flaky(kind)),
             1 => goto!(later(kind)),
             3 => goto!(charge(kind)),
             4 => goto!(busy(kind)),
             _ => goto!(done(kind)),
         }
+    }
+
+    /// Fails its first attempt, then backs off for an hour.
+    #[state(to(done), retry(attempts = 2, backoff = "1h"))]
+    async fn flaky(_cx: &mut Desk, kind: u32) -> Result<Flaky> {
+        if FLAKY.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(Error::retryable("the partner is down"));
+        }
+        goto!(done(kind))
     }
 
     /// Takes a while, then waits for a person (5) or a timer (6).
@@ -138,6 +150,30 @@ async fn a_halt_asked_during_the_attempt_before_a_wait_is_not_lost() {
     engine.pause(run).await.unwrap();
     until_status(&engine, run, |s| s.status == Status::Paused).await;
     assert_eq!(engine.status(run).await.unwrap().state, "later");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_now_ends_a_backoff_and_nothing_else() {
+    let engine = engine(MemoryStore::new(), 4);
+    let handle = engine.start::<Desks>(7).await.unwrap();
+    let run = handle.id();
+    until_status(&engine, run, |s| s.wait == Some(Wait::Backoff)).await;
+    let asked = Instant::now();
+    engine.retry_now(run).await.unwrap();
+    // Done long before the hour is up (on the paused clock), on its second and last attempt.
+    assert_eq!(handle.output().await.unwrap(), 7);
+    assert!(asked.elapsed() < Duration::from_secs(60), "{:?}", asked.elapsed());
+    assert_eq!(FLAKY.load(Ordering::SeqCst), 2);
+
+    let refused = engine.retry_now(run).await.unwrap_err();
+    assert!(
+        matches!(refused, EngineError::NotBackingOff { status: Status::Completed, wait: None, .. }),
+        "{refused}"
+    );
+    let waiting = engine.start::<Desks>(0).await.unwrap().id();
+    until_status(&engine, waiting, |s| s.wait == Some(Wait::Signal)).await;
+    let refused = engine.retry_now(waiting).await.unwrap_err();
+    assert!(refused.to_string().contains("waiting for a signal"), "{refused}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -16,7 +16,7 @@ use crate::current::Halt;
 use crate::event::{EventKind, Events, Reporter};
 use crate::history::Entry;
 use crate::run::{Cursor, End, Journal};
-use crate::store::{Checkpoint, Filter, Lease, RunSummary, Status, StoreError};
+use crate::store::{Checkpoint, Filter, Lease, RunSummary, Status, StoreError, Wait};
 use crate::{RunId, Signal};
 
 /// How often a write from outside a run is tried again when the run moved on meanwhile.
@@ -413,6 +413,47 @@ impl Engine {
             }
         }
         Err(EngineError::NotPaused { run, status: Status::Running })
+    }
+
+    /// Starts the next attempt of run `run` now, instead of at the end of the backoff it waits
+    /// out after a failed attempt (an operator's "retry now": the outage is over). The attempt
+    /// counts against the state's `retry(attempts = ...)` as it would have.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NotBackingOff`] if the run is not waiting out a backoff (executing,
+    /// waiting for something else, paused or finished); [`EngineError::UnknownRun`].
+    pub async fn retry_now(&self, run: RunId) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        scheduler::start(inner);
+        for _ in 0..RACES {
+            let latest = inner.store.latest(run).await?;
+            let latest = latest.ok_or(EngineError::UnknownRun { run })?;
+            let held = inner.live().contains_key(&run);
+            if held || latest.status != Status::Running || latest.wait != Some(Wait::Backoff) {
+                let (status, wait) = (latest.status, latest.wait.filter(|_| !held));
+                return Err(EngineError::NotBackingOff { run, status, wait });
+            }
+            // Written from outside, as a signal is: refused if an engine claimed it meanwhile.
+            let due = Checkpoint {
+                seq: latest.seq + 1,
+                wake_at: None,
+                wait: None,
+                lease: None,
+                at: inner.now_ms(),
+                entries: "[]".into(),
+                ..latest
+            };
+            match inner.store.save(due).await {
+                Ok(()) => {
+                    inner.runnable();
+                    return Ok(());
+                }
+                Err(StoreError::Conflict { .. } | StoreError::Fenced { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(EngineError::NotBackingOff { run, status: Status::Running, wait: None })
     }
 
     /// Deletes finished run `run` and its history.

@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::store::{Status, StoreError};
+use crate::store::{Status, StoreError, Wait};
 use crate::{RunError, RunId, SharedError};
 
 /// Why the engine could not do what was asked.
@@ -195,6 +195,20 @@ pub enum EngineError {
         run: RunId,
         /// Where it stands.
         status: Status,
+    },
+    /// The run is not waiting out a retry's backoff, so there is no backoff to cut short.
+    #[error(
+        "run {run} is not backing off after a failed attempt ({status}{}); only a run waiting \
+         for its next attempt can be retried now",
+        wait.map(|wait| format!(", waiting for a {wait}")).unwrap_or_default()
+    )]
+    NotBackingOff {
+        /// The run.
+        run: RunId,
+        /// Where it stands.
+        status: Status,
+        /// What it waits for instead, if it waits.
+        wait: Option<Wait>,
     },
     /// The run is undoing its completed states after a failure; a rollback is not stopped
     /// halfway.
