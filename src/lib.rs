@@ -166,7 +166,8 @@
 //! # }
 //! ```
 //!
-//! A branch that fails for good cuts the others off and fails the run. In memory (`run`, or
+//! A branch that fails for good cuts the others off and fails the run, after the
+//! compensations of every state the run and its branches completed, newest first. In memory (`run`, or
 //! [`Runner`]) branches are tasks of the run. Under an [`Engine`] each branch is a run of its
 //! own in the store, with its own checkpoints, retries and waits, claimed by any engine; the
 //! run that forked waits in the store ([`store::Wait::Join`]) holding no slot, and goes on
@@ -412,7 +413,7 @@ pub use flow_macros::machine;
 /// | `max_visits = 3` | how often a run may enter this state; the visit past it fails the run ([`RunError::MaxVisits`]) or goes to the state's `fallback` | no limit (`max_steps` bounds the run) |
 /// | `wait = "1h"` | a durable timer: entering the state, the run waits this long before the first attempt (on an [`Engine`], in the store, across restarts) | no wait |
 /// | `signal(timeout = "3d", default = escalate)` | for a state with a `#[signal] name: T` parameter: how long it waits for a `T` ([`Engine::signal`]) before going to `default`, one of its targets, with its own payload | waits for ever |
-/// | `compensate = refund` | what undoes a completed visit if the run fails later, newest first (a saga): `async fn refund(cx: &mut C, <the state's payload>) -> Result<()>`, in the module or imported by name (`use super::refund;`) | nothing to undo |
+/// | `compensate = refund` | what undoes a completed visit if the run fails later, newest first (a saga): `async fn refund(cx: &mut C, <the state's payload>) -> Result<()>`, in the module or imported by name (`use super::refund;`). In a fork's branches too: when a branch fails, its siblings are cut off (each stops at its next safe point) and every visit the branches and the run completed is undone, newest first, with the run's context | nothing to undo |
 /// | `fallback = review` | where the run goes when this state fails for good (its last attempt, or a permanent error) or `max_visits` refuses a visit: a state whose payload is the failure ([`Caught`], or a type implementing [`FromCaught`]) | the run fails |
 /// | `on_failure = pause` | instead, the run pauses for an operator to [`Engine::resume`], with a fresh set of attempts (on an [`Engine`]; in memory the run fails); `on_failure = fail` is the default | `fail` |
 /// | `fork(pay, reserve)` with `join = ship` | the run splits: a branch starts in each named state at once, with the payloads the body passes to `fork!(pay(...), reserve(...))`, and runs on its own copy of the context (`Clone`) until a `branch_end` state; then `ship` is entered with one parameter per branch, each branch's output in the fork's order. A branch that fails for good cuts the others off and fails the run; `max_steps` bounds each branch on its own. Checked: each branch ends, stays in itself, and the join's parameters match the outputs. Under an [`Engine`] each branch is a run of its own ([`Engine::branches`]), and the run waits for them in the store holding no slot | no fork |

@@ -23,7 +23,7 @@ use serde::de::IgnoredAny;
 
 use super::journal::{DurableJournal, SnapshotIn, Stop, error};
 use super::{Durable, Engine, EngineError, Inner, duration_ms, lock};
-use crate::run::{BranchOf, Cursor, End, Joining, Journal, arrive};
+use crate::run::{BranchOf, Cursor, Done, End, Joining, Journal, arrive};
 use crate::store::{Checkpoint, Status, StoreError, Wait};
 use crate::{RunError, RunId};
 
@@ -77,35 +77,49 @@ pub(crate) async fn await_branches<M: Durable>(
     let ids: Vec<RunId> = (joining.settled..joining.started).map(branch).collect();
     let looked = statuses(&inner, &ids).await.map_err(EngineError::from)?;
     let mut open = Vec::new();
-    let mut failed = None;
+    let (mut failed, mut cancelled) = (None, None);
     let mut completed: Vec<u32> = (0..joining.settled).collect();
     for (index, status) in (joining.settled..).zip(&looked) {
         match status {
             Some(Status::Completed) => completed.push(index),
-            Some(Status::Failed | Status::Cancelled) => {
+            Some(Status::Failed) => {
                 failed.get_or_insert(index);
+            }
+            // Cut off by a sibling's failure, or by an operator.
+            Some(Status::Cancelled) => {
+                cancelled.get_or_insert(index);
             }
             _ => open.push(index),
         }
     }
+    let failed = failed.or(cancelled);
     let settled = looked.iter().take_while(|status| **status == Some(Status::Completed)).count();
     joining.settled += settled as u32;
 
     let engine = Engine { inner: Arc::clone(&inner) };
     lock(&inner.joins).remove(&parent);
+    let undoes = M::graph().states.iter().any(|state| state.compensate.is_some());
     if let Some(index) = failed {
         // The join can no longer fire: the other branches are cut off.
         join_all(open.iter().map(|&index| engine.cancel(branch(index)))).await;
         joining.pending.clear();
-        return Ok(Err(branch_error(&inner, info.name, branch(index), index).await?));
+        let error = branch_error(&inner, info.name, branch(index), index).await?;
+        if !undoes {
+            return Ok(Err(error));
+        }
+        if open.is_empty() {
+            // Every branch has stopped: what they completed is undone with the run's own
+            // states, newest first (the failed branch undid its own already).
+            let ids: Vec<RunId> = (0..joining.started).map(branch).collect();
+            cursor.undo.extend(completed_visits::<M>(&inner, &ids).await?);
+            return Ok(Err(error));
+        }
+        // Waits for the cut-off branches to stop, each at its next safe point.
     }
+    let first = if failed.is_some() { u32::MAX } else { first_of(info, joining.branches) };
     // The join fires once: with every branch's output, or with the first k a fan-out asks
     // for (in the items' order among those that ended), the others cut off. Any that end
     // after all the same are recorded in their own runs, and wake a run that has moved on.
-    let first = info
-        .fork
-        .and_then(|fork| fork.first)
-        .map_or(joining.branches, |first| first.min(joining.branches));
     if completed.len() >= first as usize {
         join_all(open.iter().map(|&index| engine.cancel(branch(index)))).await;
         joining.pending.clear();
@@ -152,6 +166,32 @@ pub(crate) async fn await_branches<M: Durable>(
         wake(&inner, parent).await;
     }
     Err(Stop::Waiting)
+}
+
+/// How many branch outputs the join of the fork `info` takes, of `branches`.
+fn first_of(info: &crate::graph::StateInfo, branches: u32) -> u32 {
+    info.fork.and_then(|fork| fork.first).map_or(branches, |first| first.min(branches))
+}
+
+/// The completed visits with a compensation of the branch runs `runs`, in their order, each
+/// oldest first, as their last checkpoints keep them.
+async fn completed_visits<M: Durable>(
+    inner: &Inner,
+    runs: &[RunId],
+) -> Result<Vec<Done<M::State>>, EngineError> {
+    let read = join_all(runs.iter().map(|run| inner.store.latest(*run))).await;
+    let mut visits = Vec::new();
+    for (run, latest) in runs.iter().zip(read) {
+        let Some(latest) = latest? else { continue };
+        let snapshot: SnapshotIn<M::State, IgnoredAny, IgnoredAny> =
+            serde_json::from_str(&latest.snapshot).map_err(|error| EngineError::Corrupt {
+                run: *run,
+                machine: M::NAME.into(),
+                detail: format!("checkpoint {} does not read back: {error}", latest.seq),
+            })?;
+        visits.extend(snapshot.undo);
+    }
+    Ok(visits)
 }
 
 /// The statuses of `runs`, read at once; `None` for one the store does not have.

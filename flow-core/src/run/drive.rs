@@ -214,6 +214,12 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
             Ok(Step::BranchDone(output)) => {
                 let outcome = Outcome::Completed;
                 cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
+                // Undone if the fork fails after all, as the branch's other states are.
+                if info.compensate.is_some()
+                    && let Some(state) = kept.take()
+                {
+                    cursor.undo.push(Done { state, visit: cursor.visit });
+                }
                 cursor.seq += 1;
                 let end = End::Branch(output);
                 // A branch with a run of its own finishes it; in memory this writes nothing.

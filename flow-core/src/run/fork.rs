@@ -61,10 +61,10 @@ pub(crate) async fn fork<M: Machine, J: Journal<M>>(
 ) -> Result<Result<M::State, End<M::Output>>, J::Stop> {
     let graph = M::graph();
     let from = graph.states[index].name;
-    let mut runs = Vec::with_capacity(branches.len());
+    let mut parts = Vec::with_capacity(branches.len());
+    let mut cursors = Vec::with_capacity(branches.len());
     for branch in branches {
-        let (Some(mut branch_journal), Some(mut branch_cx)) =
-            (journal.branch(), M::fork_context(cx))
+        let (Some(branch_journal), Some(branch_cx)) = (journal.branch(), M::fork_context(cx))
         else {
             let message = "this run cannot run branches in this process";
             let error = RunError::permanent(from, message.to_owned());
@@ -78,26 +78,35 @@ pub(crate) async fn fork<M: Machine, J: Journal<M>>(
         branch_cursor.seq = cursor.seq;
         branch_cursor.priority = cursor.priority;
         // A seeded run stays reproducible: each branch's jitter comes from the run's.
-        let mut branch_jitter = JitterRng::new(Some(jitter.rng().u64(..)));
-        runs.push(Box::pin(async move {
-            let end = match branch_cursor.enter::<M>(&branch, max_steps) {
-                Ok(()) => {
-                    arrive::<M, J>(&branch, &mut branch_cursor, &branch_journal);
-                    let driven = drive::<M, J>(
-                        branch,
-                        &mut branch_cursor,
-                        &mut branch_cx,
-                        &mut branch_journal,
-                        &mut branch_jitter,
-                        max_steps,
-                    );
-                    Box::pin(driven).await
-                }
-                Err(error) => Ok(End::Failed(error)),
-            };
-            (end, branch_cursor)
-        }));
+        let branch_jitter = JitterRng::new(Some(jitter.rng().u64(..)));
+        parts.push((branch, branch_journal, branch_cx, branch_jitter));
+        cursors.push(branch_cursor);
     }
+    // Each branch's cursor outlives its task: a branch cut off keeps what it completed, for
+    // the rollback.
+    let runs: Vec<_> = parts
+        .into_iter()
+        .zip(cursors.iter_mut())
+        .map(|((branch, mut branch_journal, mut branch_cx, mut branch_jitter), branch_cursor)| {
+            Box::pin(async move {
+                match branch_cursor.enter::<M>(&branch, max_steps) {
+                    Ok(()) => {
+                        arrive::<M, J>(&branch, branch_cursor, &branch_journal);
+                        let driven = drive::<M, J>(
+                            branch,
+                            branch_cursor,
+                            &mut branch_cx,
+                            &mut branch_journal,
+                            &mut branch_jitter,
+                            max_steps,
+                        );
+                        Box::pin(driven).await
+                    }
+                    Err(error) => Ok(End::Failed(error)),
+                }
+            })
+        })
+        .collect();
     // A branch that fails for good ends the fork: the join can no longer fire, so the others
     // are cut off (dropped, in memory) rather than run to no purpose.
     let fork = graph.states[index].fork;
@@ -105,7 +114,7 @@ pub(crate) async fn fork<M: Machine, J: Journal<M>>(
     // A fan-out with `first = k` joins once k branches have ended; the rest are cut off.
     let first = fork.and_then(|fork| fork.first).map_or(usize::MAX, |n| n as usize);
     let mut ended = 0;
-    let results = join_until(runs, limit, |(end, _)| {
+    let results = join_until(runs, limit, |end| {
         ended += usize::from(matches!(end, Ok(End::Branch(_))));
         ended >= first || !matches!(end, Ok(End::Branch(_)))
     })
@@ -113,8 +122,9 @@ pub(crate) async fn fork<M: Machine, J: Journal<M>>(
     let mut outputs = Vec::with_capacity(results.len());
     let mut failed = None;
     let mut branch_history = Vec::new();
-    for (end, branch_cursor) in results.into_iter().flatten() {
-        branch_history.extend(branch_cursor.history);
+    for (end, branch_cursor) in results.into_iter().zip(cursors.iter_mut()) {
+        let Some(end) = end else { continue };
+        branch_history.append(&mut branch_cursor.history);
         match end? {
             End::Branch(output) => outputs.push(output),
             End::Failed(error) => {
@@ -126,6 +136,13 @@ pub(crate) async fn fork<M: Machine, J: Journal<M>>(
                 let message = "a branch ended without reaching a `branch_end` state";
                 failed.get_or_insert(RunError::permanent(from, message.to_owned()));
             }
+        }
+    }
+    // The run fails: what every branch completed is undone with the rest, newest first (a
+    // failed branch undid its own already).
+    if failed.is_some() {
+        for branch_cursor in &mut cursors {
+            cursor.undo.append(&mut branch_cursor.undo);
         }
     }
     let outputs = match failed {

@@ -233,18 +233,6 @@ pub(super) fn branches(machine: &Machine, errors: &mut Errors) -> bool {
                     ),
                 );
             }
-            if let Some(path) = &here.attr.compensate {
-                sound = false;
-                errors.push_spanned(
-                    path,
-                    format!(
-                        "state `{}` is in {label}; compensations in branches are not supported \
-                         in this version\n= help: compensate the fork state, or a state after \
-                         the join",
-                        here.ident
-                    ),
-                );
-            }
         }
         sound &= ends(machine, branch, &label, errors);
     }
