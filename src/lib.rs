@@ -273,7 +273,7 @@ pub use flow_core::{Current, cancelled, current, idempotency_key};
 pub use event::progress;
 
 // Running it: in memory, then durably, and watching it.
-pub use flow_core::{FailedCompensation, Finished, RunError, Runner};
+pub use flow_core::{BranchError, FailedCompensation, Finished, RunError, Runner};
 
 pub use flow_core::{
     Clock, Durable, Engine, EngineBuilder, EngineError, Migrate, ParseRunIdError, Resumed,
@@ -418,6 +418,7 @@ pub use flow_macros::machine;
 /// | `on_failure = pause` | instead, the run pauses for an operator to [`Engine::resume`], with a fresh set of attempts (on an [`Engine`]; in memory the run fails); `on_failure = fail` is the default | `fail` |
 /// | `fork(pay, reserve)` with `join = ship` | the run splits: a branch starts in each named state at once, with the payloads the body passes to `fork!(pay(...), reserve(...))`, and runs on its own copy of the context (`Clone`) until a `branch_end` state; then `ship` is entered with one parameter per branch, each branch's output in the fork's order. A branch that fails for good cuts the others off and fails the run; `max_steps` bounds each branch on its own. Checked: each branch ends, stays in itself, and the join's parameters match the outputs. Under an [`Engine`] each branch is a run of its own ([`Engine::branches`]), and the run waits for them in the store holding no slot | no fork |
 /// | `fan_out(summarise, limit = 3)` with `join = merge` | one branch per item: the body returns `fan_out!(summarise, items)` (anything iterable), each item's branch starts in `summarise` (which takes one item), at most `limit` run at once, and `merge` takes every output in one `Vec`, in the items' order (empty for no items). Under an [`Engine`], `limit` bounds the item runs started at once. `fan_out(ask, first = 2)` joins once 2 branches have ended, with their outputs in the items' order, and cancels the rest (all of them for fewer items) | all at once; join on all |
+/// | `collect` (with `fork` or `fan_out`) | the join takes each branch's `Result<Output, flow::BranchError>` (a fan-out, a `Vec` of them, in the items' order): a branch that fails neither fails the run nor cuts its siblings off, and the join decides. With `first = k`, the first k results, failures included | a failed branch fails the run |
 /// | `branch_end` | the state ends its branch of a fork or fan-out: it returns the branch's output (a serde type), which goes to the join | |
 /// | `uses(gpu = 1, api)` | the units of the engine's resource pools each attempt holds while it runs (`api` alone: 1), pools declared in `#[flow::machine(pools(...))]`; an attempt waits until it holds them all, by priority ([`EngineBuilder::pool`]). Pools are per engine; in memory nothing is held | holds nothing |
 ///

@@ -128,3 +128,74 @@ async fn under_an_engine_the_cut_off_branch_stops_before_anything_is_undone() {
     let flight = engine.status(RunId::branch(run, 1, 0)).await.unwrap();
     assert_eq!(flight.status, Status::Cancelled, "{flight:?}");
 }
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Checks;
+
+/// A fan-out that collects: every item's result reaches the join, failures included.
+#[flow::machine]
+pub mod checks {
+    use super::*;
+
+    #[state(start, fan_out(check), join = report, collect)]
+    async fn split(_cx: &mut Checks, hosts: Vec<String>) -> Result<Split> {
+        fan_out!(check, hosts)
+    }
+
+    /// Hosts named `down…` fail; the others answer, the first ones last.
+    #[state(branch_end)]
+    async fn check(_cx: &mut Checks, host: String) -> Result<usize> {
+        tokio::time::sleep(Duration::from_millis(50 * (6 - host.len() as u64))).await;
+        if host.starts_with("down") {
+            return Err(Error::permanent(format!("{host} did not answer")));
+        }
+        Ok(host.len())
+    }
+
+    #[state(end)]
+    async fn report(
+        _cx: &mut Checks,
+        results: Vec<std::result::Result<usize, flow::BranchError>>,
+    ) -> Result<Vec<String>> {
+        Ok(results
+            .into_iter()
+            .map(|result| match result {
+                Ok(length) => format!("ok {length}"),
+                Err(error) => format!("{error}"),
+            })
+            .collect())
+    }
+}
+
+fn hosts() -> Vec<String> {
+    ["a", "down1", "bbb"].map(str::to_owned).to_vec()
+}
+
+fn collected(report: &[String]) {
+    assert_eq!(report.len(), 3);
+    assert_eq!(report[0], "ok 1");
+    assert!(report[1].starts_with("branch 1 failed: "), "{}", report[1]);
+    assert!(report[1].contains("down1 did not answer"), "{}", report[1]);
+    assert_eq!(report[2], "ok 3");
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_memory_a_collecting_join_gets_every_result_in_item_order() {
+    let done = checks::run(hosts(), &mut Checks).await.unwrap();
+    collected(&done.output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_an_engine_a_collecting_join_gets_every_result_in_item_order() {
+    let store = SqliteStore::open(common::db("branch_collect")).unwrap();
+    let engine = Engine::builder().store(store).machine::<checks::Machine>().build().unwrap();
+    let handle = engine.start_with::<checks::Machine>(hosts(), Checks).await.unwrap();
+    let run = handle.id();
+    collected(&handle.output().await.unwrap());
+    // The failed branch failed on its own; its siblings ran to their ends.
+    let states = [Status::Completed, Status::Failed, Status::Completed];
+    for (index, status) in states.into_iter().enumerate() {
+        let branch = engine.status(RunId::branch(run, 0, index as u32)).await.unwrap();
+        assert_eq!(branch.status, status, "{branch:?}");
+    }
+}

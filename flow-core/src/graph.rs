@@ -79,6 +79,10 @@ pub struct ForkInfo {
     /// that many have ended, the others are cancelled and the join gets those outputs, in
     /// the items' order. `None`: all. A fan-out of fewer items waits for all of them.
     pub first: Option<u32>,
+    /// Whether the join takes each branch's `Result<Output, BranchError>`
+    /// (`#[state(fork(...), join = j, collect)]`): a branch that fails does not fail the
+    /// run nor cut its siblings off.
+    pub collect: bool,
 }
 
 /// One state of a [`Graph`].

@@ -40,7 +40,7 @@ pub use graph::Graph;
 pub use history::Caught;
 pub use id::{ParseRunIdError, RunId};
 pub use machine::Machine;
-pub use run::{FailedCompensation, Finished, RunError, Runner};
+pub use run::{BranchError, FailedCompensation, Finished, RunError, Runner};
 
 // Where generated code and older paths find them; shown in `codegen`, `history` and `policy`.
 #[doc(hidden)]

@@ -20,7 +20,7 @@ use syn::{Attribute, Expr, ExprLit, Ident, Lit, LitStr, Token};
 
 use crate::suggest;
 
-const STATE_KEYS: [&str; 16] = [
+const STATE_KEYS: [&str; 17] = [
     "start",
     "end",
     "to",
@@ -37,6 +37,7 @@ const STATE_KEYS: [&str; 16] = [
     "join",
     "branch_end",
     "fan_out",
+    "collect",
 ];
 const SIGNAL_KEYS: [&str; 2] = ["timeout", "default"];
 const RETRY_KEYS: [&str; 3] = ["attempts", "backoff", "jitter"];
@@ -99,6 +100,8 @@ pub struct StateAttr {
     pub join: Option<Ident>,
     /// `branch_end`, where present: the state ends its branch of a fork.
     pub branch_end: Option<Span>,
+    /// `collect`, where present: the fork's join takes each branch's `Result`.
+    pub collect: Option<Span>,
     /// `fan_out(summarise, limit = 3)`: a branch per item, all starting in one state.
     pub fan_out: Option<FanOutAttr>,
 }
@@ -179,6 +182,7 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
         fork: None,
         join: None,
         branch_end: None,
+        collect: None,
         fan_out: None,
     };
     if matches!(attr.meta, syn::Meta::Path(_)) {
@@ -194,6 +198,7 @@ pub fn state(attr: &Attribute, errors: &mut Errors) -> StateAttr {
             "start" => out.start.replace(span).is_some(),
             "end" => out.end.replace(span).is_some(),
             "branch_end" => out.branch_end.replace(span).is_some(),
+            "collect" => out.collect.replace(span).is_some(),
             "fork" => {
                 let mut branches = Vec::new();
                 meta.parse_nested_meta(|branch| {

@@ -285,10 +285,15 @@ fn stored(machine: &Machine) -> TokenStream {
         for &at in &branch.states {
             let state = &machine.states[at];
             if let (true, Some(output)) = (state.is_branch_end(), &state.returns) {
+                let output = if fork.attr.collect.is_some() {
+                    quote!(::core::result::Result<#output, ::flow::BranchError>)
+                } else {
+                    quote!(#output)
+                };
                 let output = if fork.attr.fan_out.is_some() {
                     quote!(::std::vec::Vec<#output>)
                 } else {
-                    quote!(#output)
+                    output
                 };
                 checks.push(quote_spanned! {param.ty.span()=>
                     let _ = |output: #output| -> #alias { output };
@@ -952,6 +957,7 @@ fn graph(machine: &Machine) -> TokenStream {
                 option(state.attr.fan_out.as_ref().and_then(|f| f.limit).map(|n| quote!(#n)));
             let first =
                 option(state.attr.fan_out.as_ref().and_then(|f| f.first).map(|n| quote!(#n)));
+            let collect = state.attr.collect.is_some();
             quote! {
                 ::flow::codegen::ForkInfo {
                     branches: &[#(#branches),*],
@@ -959,6 +965,7 @@ fn graph(machine: &Machine) -> TokenStream {
                     fan_out: #fan_out,
                     limit: #limit,
                     first: #first,
+                    collect: #collect,
                 }
             }
         }));
@@ -1115,6 +1122,9 @@ fn fingerprint(machine: &Machine) -> String {
                     state.branches().iter().map(ToString::to_string).collect();
                 let kind = if state.attr.fan_out.is_some() { "fan_out" } else { "fork" };
                 parallel.push_str(&format!(" {kind}({}) join({join})", branches.join(",")));
+                if state.attr.collect.is_some() {
+                    parallel.push_str(" collect");
+                }
             }
             if state.is_branch_end() {
                 let output = state.returns.as_ref().map(type_text).unwrap_or_default();

@@ -25,7 +25,7 @@ use super::journal::{DurableJournal, SnapshotIn, Stop, error};
 use super::{Durable, Engine, EngineError, Inner, duration_ms, lock};
 use crate::run::{BranchOf, Cursor, Done, End, Joining, Journal, arrive};
 use crate::store::{Checkpoint, Status, StoreError, Wait};
-use crate::{RunError, RunId};
+use crate::{BranchError, RunError, RunId};
 
 /// How long a run waiting for its branches waits before it looks at them again, though no
 /// branch woke it.
@@ -76,12 +76,15 @@ pub(crate) async fn await_branches<M: Durable>(
     // The branches started and not known to have finished.
     let ids: Vec<RunId> = (joining.settled..joining.started).map(branch).collect();
     let looked = statuses(&inner, &ids).await.map_err(EngineError::from)?;
+    let collect = info.fork.is_some_and(|fork| fork.collect);
     let mut open = Vec::new();
     let (mut failed, mut cancelled) = (None, None);
     let mut completed: Vec<u32> = (0..joining.settled).collect();
     for (index, status) in (joining.settled..).zip(&looked) {
         match status {
             Some(Status::Completed) => completed.push(index),
+            // With `collect`, a branch that failed has ended with a result like any other.
+            Some(Status::Failed | Status::Cancelled) if collect => completed.push(index),
             Some(Status::Failed) => {
                 failed.get_or_insert(index);
             }
@@ -123,8 +126,9 @@ pub(crate) async fn await_branches<M: Durable>(
     if completed.len() >= first as usize {
         join_all(open.iter().map(|&index| engine.cancel(branch(index)))).await;
         joining.pending.clear();
-        let ids: Vec<RunId> = completed[..first as usize].iter().copied().map(branch).collect();
-        return Ok(Ok(outputs(&inner, M::NAME, parent, &ids).await?));
+        let ended = completed[..first as usize].iter().map(|&index| (index, branch(index)));
+        let ended: Vec<(u32, RunId)> = ended.collect();
+        return Ok(Ok(outputs(&inner, M::NAME, parent, &ended, collect).await?));
     }
 
     // As many new branches as the fork's limit makes room for.
@@ -230,29 +234,40 @@ async fn start<M: Durable>(
     }
 }
 
-/// The outputs of the finished branches `runs` of `parent`, in order.
+/// The outputs of the ended branches `runs` (each with its place) of `parent`, in order;
+/// with `collect`, each as the `Result` the join takes.
 async fn outputs(
     inner: &Inner,
     machine: &'static str,
     parent: RunId,
-    runs: &[RunId],
+    runs: &[(u32, RunId)],
+    collect: bool,
 ) -> Result<Vec<serde_json::Value>, EngineError> {
-    let read = join_all(runs.iter().map(|run| inner.store.latest(*run))).await;
+    let read = join_all(runs.iter().map(|(_, run)| inner.store.latest(*run))).await;
     let corrupt = |run: RunId, detail: String| EngineError::Corrupt {
         run: parent,
         machine: machine.into(),
         detail: format!("its branch {run} {detail}"),
     };
     let mut outputs = Vec::with_capacity(runs.len());
-    for (run, latest) in runs.iter().zip(read) {
+    for ((index, run), latest) in runs.iter().zip(read) {
         let latest = latest?.ok_or_else(|| corrupt(*run, "is gone from the store".into()))?;
+        if collect && latest.status != Status::Completed {
+            let message = match (latest.status, error(&latest)) {
+                (Status::Cancelled, _) => "the branch was cancelled".to_owned(),
+                (_, Ok(Some(error))) => error.to_string(),
+                _ => "the branch failed".to_owned(),
+            };
+            outputs.push(BranchError::json(*index, message));
+            continue;
+        }
         let snapshot: SnapshotIn<IgnoredAny, IgnoredAny, IgnoredAny> =
             serde_json::from_str(&latest.snapshot)
                 .map_err(|error| corrupt(*run, format!("does not read back: {error}")))?;
         let output = snapshot
             .branch_output
             .ok_or_else(|| corrupt(*run, "completed without a branch output".into()))?;
-        outputs.push(output);
+        outputs.push(if collect { serde_json::json!({ "Ok": output }) } else { output });
     }
     Ok(outputs)
 }
@@ -266,14 +281,21 @@ async fn branch_error(
 ) -> Result<RunError, EngineError> {
     let latest = inner.store.latest(run).await?;
     let cause = match latest {
-        Some(latest) if latest.status == Status::Cancelled => "was cancelled".to_owned(),
-        Some(latest) => match error(&latest) {
-            Ok(Some(error)) => format!("failed: {error}"),
-            _ => "failed".to_owned(),
-        },
+        Some(latest) => ended_without_output(&latest),
         None => "is gone from the store".to_owned(),
     };
     Ok(RunError::permanent(fork, format!("branch {index} of the fork (run {run}) {cause}")))
+}
+
+/// How a branch's run that did not complete ended, from its last checkpoint `latest`.
+fn ended_without_output(latest: &Checkpoint) -> String {
+    match latest.status {
+        Status::Cancelled => "was cancelled".to_owned(),
+        _ => match error(latest) {
+            Ok(Some(error)) => format!("failed: {error}"),
+            _ => "failed".to_owned(),
+        },
+    }
 }
 
 /// The branch runs a run's fork has started, read from its last checkpoint `latest`; none

@@ -33,6 +33,31 @@ pub(crate) struct Joining<S> {
     pub pending: Vec<S>,
 }
 
+/// Why a branch ended without an output, as the join of a fork that collects its branches'
+/// results receives it: `#[state(fork(a, b), join = j, collect)]` gives `j` one
+/// `Result<Output, BranchError>` per branch (a fan-out, one `Vec` of them), and a branch that
+/// fails neither fails the run nor cuts its siblings off.
+///
+/// ```
+/// let failed = flow::BranchError { branch: 1, message: "out of stock".into() };
+/// assert_eq!(failed.to_string(), "branch 1 failed: out of stock");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("branch {branch} failed: {message}")]
+pub struct BranchError {
+    /// The branch's place in the fork (in a fan-out, its item's), from 0.
+    pub branch: u32,
+    /// What went wrong, in words: the branch's error, or that it was cancelled.
+    pub message: String,
+}
+
+impl BranchError {
+    /// `Err(BranchError)` as the join's parameter reads it, in JSON.
+    pub(crate) fn json(branch: u32, message: String) -> serde_json::Value {
+        serde_json::json!({ "Err": BranchError { branch, message } })
+    }
+}
+
 /// What a branch's run keeps of where it belongs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct BranchOf {
@@ -113,20 +138,27 @@ pub(crate) async fn fork<M: Machine, J: Journal<M>>(
     let limit = fork.and_then(|fork| fork.limit).map_or(usize::MAX, |n| n as usize);
     // A fan-out with `first = k` joins once k branches have ended; the rest are cut off.
     let first = fork.and_then(|fork| fork.first).map_or(usize::MAX, |n| n as usize);
+    // With `collect`, a branch's failure is a result like any other.
+    let collect = fork.is_some_and(|fork| fork.collect);
     let mut ended = 0;
     let results = join_until(runs, limit, |end| {
-        ended += usize::from(matches!(end, Ok(End::Branch(_))));
-        ended >= first || !matches!(end, Ok(End::Branch(_)))
+        let output = matches!(end, Ok(End::Branch(_)));
+        ended += usize::from(output || collect);
+        ended >= first || !(output || collect)
     })
     .await;
     let mut outputs = Vec::with_capacity(results.len());
     let mut failed = None;
     let mut branch_history = Vec::new();
-    for (end, branch_cursor) in results.into_iter().zip(cursors.iter_mut()) {
+    for (at, (end, branch_cursor)) in results.into_iter().zip(cursors.iter_mut()).enumerate() {
         let Some(end) = end else { continue };
         branch_history.append(&mut branch_cursor.history);
         match end? {
+            End::Branch(output) if collect => outputs.push(serde_json::json!({ "Ok": output })),
             End::Branch(output) => outputs.push(output),
+            End::Failed(error) if collect => {
+                outputs.push(BranchError::json(at as u32, error.to_string()));
+            }
             End::Failed(error) => {
                 failed.get_or_insert(error);
             }

@@ -18,6 +18,7 @@ use crate::{Graph, Machine};
 
 pub(crate) use attempt::{JitterRng, catching_panics, panic_message};
 pub(crate) use drive::{arrive, drive};
+pub use fork::BranchError;
 pub(crate) use fork::{BranchOf, Joining};
 pub(crate) use journal::{End, Hold, InMemory, Journal, Waited};
 

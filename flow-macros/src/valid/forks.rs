@@ -37,6 +37,19 @@ pub(super) fn declaration(
             ),
         );
     }
+    if let Some(span) = state.attr.collect
+        && !state.splits()
+    {
+        errors.push(
+            span,
+            format!(
+                "state `{name}` does not fork, so it has no branches to collect
+= help: \
+                 collect goes with fork(...) or fan_out(...) and join = ...: the join then takes \
+                 each branch's Result<Output, flow::BranchError>"
+            ),
+        );
+    }
     if let Some(fan_out) = &state.attr.fan_out {
         return fan_out_declaration(machine, state, fan_out, errors, &unknown) && sound;
     }
@@ -345,19 +358,26 @@ fn join(machine: &Machine, fork: &State, branches: &[&Branch], errors: &mut Erro
         })
         .collect();
     let context = machine.context().map_or_else(|| "Context".to_owned(), |(_, ty)| type_text(ty));
+    // With `collect`, the join takes each branch's `Result` rather than its output.
+    let collect = fork.attr.collect.is_some();
+    let result = |output: String, error: &str| {
+        if collect { format!("Result<{output}, {error}BranchError>") } else { output }
+    };
     if fork.attr.fan_out.is_some() {
         // One parameter: every item's output, in item order.
         let Some((target, Some(output))) = outputs.first().copied() else { return true };
-        let wanted = format!("Vec<{}>", type_text(output));
+        let wanted = format!("Vec<{}>", result(type_text(output), "flow::"));
         let fits = join.payload.len() == 1
-            && last_segments(&join.payload[0].ty) == format!("Vec<{}>", last_segments(output));
+            && last_segments(&join.payload[0].ty)
+                == format!("Vec<{}>", result(last_segments(output), ""));
         if !fits {
+            let what = if collect { "result" } else { "output" };
             errors.push(
                 join.func.sig.paren_token.span.join(),
                 format!(
-                    "join `{}` of fan_out `{}` takes every branch's output in one `{wanted}`, as \
+                    "join `{}` of fan_out `{}` takes every branch's {what} in one `{wanted}`, as \
                      branch `{target}` ends with `{}`\n= help: write `async fn {}(cx: &mut \
-                     {context}, outputs: {wanted})`; the outputs come in the items' order",
+                     {context}, outputs: {wanted})`; the {what}s come in the items' order",
                     join.ident,
                     fork.ident,
                     type_text(output),
@@ -370,7 +390,10 @@ fn join(machine: &Machine, fork: &State, branches: &[&Branch], errors: &mut Erro
     }
     let params: Vec<String> = outputs
         .iter()
-        .map(|(name, ty)| format!("{name}: {}", ty.map_or_else(|| "_".to_owned(), type_text)))
+        .map(|(name, ty)| {
+            let ty = ty.map_or_else(|| "_".to_owned(), |ty| result(type_text(ty), "flow::"));
+            format!("{name}: {ty}")
+        })
         .collect();
     let wanted = format!(
         "= help: a join takes the context and one output per branch, in the fork's order: \
@@ -395,7 +418,7 @@ fn join(machine: &Machine, fork: &State, branches: &[&Branch], errors: &mut Erro
     }
     let found: Vec<String> = join.payload.iter().map(|p| last_segments(&p.ty)).collect();
     let expected: Vec<Option<String>> =
-        outputs.iter().map(|(_, ty)| ty.map(last_segments)).collect();
+        outputs.iter().map(|(_, ty)| ty.map(|ty| result(last_segments(ty), ""))).collect();
     let differ: Vec<usize> = (0..found.len())
         .filter(|&i| expected[i].as_ref().is_some_and(|e| *e != found[i]))
         .collect();
