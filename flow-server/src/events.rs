@@ -17,7 +17,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::{App, EventDoc, run_id};
+use crate::routes::{App, EventDoc, RunIdDoc, run_id};
 
 /// Sent as `lagged` when this subscriber fell behind and missed events: how many.
 /// The events after it go on from where the engine is now.
@@ -44,10 +44,11 @@ pub(crate) struct End {
 /// another worker of the store sends no events here, but its end is still seen: the stream
 /// looks in the store every second.
 #[utoipa::path(get, path = "/runs/{id}/events", tag = "events",
-    params(("id" = String, Path, description = "The run's id")),
+    params(("id" = RunIdDoc, Path, description = "The run's id")),
     responses((status = 200, description = "The run's events, as `text/event-stream`: \
             `message` (an Event), `lagged` (Lagged), and last `end` (End)",
             content_type = "text/event-stream", body = EventDoc),
+        (status = 400, description = "Not a run id", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody)))]
 pub(crate) async fn run_events(
     State(app): State<App>,

@@ -1,5 +1,6 @@
 //! The routes, their handlers, and the OpenAPI document generated from them.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +16,10 @@ use flow_core::store::{Filter, RunSummary, Status};
 use flow_core::{Engine, MachineInfo, RunId, RunStatus, StartJson};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorBody};
@@ -125,6 +128,7 @@ pub(crate) async fn machine(
         (status = 404, description = "No machine of that name", body = ErrorBody),
         (status = 409, description = "A run with this key (or id) exists", body = ErrorBody),
         (status = 413, description = "The body is over the server's limit", body = ErrorBody),
+        (status = 415, description = "The body is not sent as `application/json`", body = ErrorBody),
         (status = 422, description = "The input or context does not read as the machine's \
             types; `detail.path` says where", body = ErrorBody)))]
 pub(crate) async fn start(
@@ -172,7 +176,7 @@ pub(crate) async fn runs(
 
 /// Where a run stands, with its full history.
 #[utoipa::path(get, path = "/runs/{id}", tag = "runs",
-    params(("id" = String, Path, description = "The run's id")),
+    params(("id" = RunIdDoc, Path, description = "The run's id")),
     responses((status = 200, description = "The run", body = RunStatusDoc),
         (status = 400, description = "Not a run id", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody)))]
@@ -186,11 +190,14 @@ pub(crate) async fn run(
 /// Delivers a signal to a run waiting for one; the body is the signal's value, decoded as
 /// the type the run's state waits for.
 #[utoipa::path(post, path = "/runs/{id}/signal", tag = "runs",
-    params(("id" = String, Path, description = "The run's id")),
+    params(("id" = RunIdDoc, Path, description = "The run's id")),
     request_body(content = Value, description = "The signal, as the waiting state's type"),
     responses((status = 202, description = "The signal is in the store; the run goes on", body = RunRef),
+        (status = 400, description = "Not a run id, or the body is not JSON", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "The run waits for no signal now", body = ErrorBody),
+        (status = 413, description = "The body is over the server's limit", body = ErrorBody),
+        (status = 415, description = "The body is not sent as `application/json`", body = ErrorBody),
         (status = 422, description = "The value does not read as the signal's type; \
             `detail.path` says where", body = ErrorBody)))]
 pub(crate) async fn signal(
@@ -205,8 +212,9 @@ pub(crate) async fn signal(
 
 /// Cancels a run at its next safe point (at once if it waits).
 #[utoipa::path(post, path = "/runs/{id}/cancel", tag = "runs",
-    params(("id" = String, Path, description = "The run's id")),
+    params(("id" = RunIdDoc, Path, description = "The run's id")),
     responses((status = 202, description = "Cancelled, or asked of the engine running it", body = RunRef),
+        (status = 400, description = "Not a run id", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "Finished, or rolling back", body = ErrorBody)))]
 pub(crate) async fn cancel(
@@ -220,8 +228,9 @@ pub(crate) async fn cancel(
 
 /// Pauses a run at its next safe point, until it is resumed.
 #[utoipa::path(post, path = "/runs/{id}/pause", tag = "runs",
-    params(("id" = String, Path, description = "The run's id")),
+    params(("id" = RunIdDoc, Path, description = "The run's id")),
     responses((status = 202, description = "Paused, or asked of the engine running it", body = RunRef),
+        (status = 400, description = "Not a run id", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "Finished, or rolling back", body = ErrorBody)))]
 pub(crate) async fn pause(
@@ -235,8 +244,9 @@ pub(crate) async fn pause(
 
 /// Resumes a paused run from its checkpoint.
 #[utoipa::path(post, path = "/runs/{id}/resume", tag = "runs",
-    params(("id" = String, Path, description = "The run's id")),
+    params(("id" = RunIdDoc, Path, description = "The run's id")),
     responses((status = 202, description = "Runnable again", body = RunRef),
+        (status = 400, description = "Not a run id", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "The run is not paused", body = ErrorBody)))]
 pub(crate) async fn resume(
@@ -288,6 +298,30 @@ fn accepted(run: RunId) -> Response {
 
 // What the OpenAPI document says of flow's own types, which do not derive its schemas: their
 // fields as they serialize. The tests compare them with real responses.
+
+/// A run's id in a path: 32 hex digits as the API prints them, or a UUID in its hyphenated
+/// form; anything else is refused with 400.
+pub(crate) struct RunIdDoc;
+
+/// What [`RunIdDoc`] matches, as [`RunId`]'s `FromStr` reads it.
+const RUN_ID_PATTERN: &str = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-\
+    [0-9a-fA-F]{4}-[0-9a-fA-F]{12})$";
+
+impl PartialSchema for RunIdDoc {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(RUN_ID_PATTERN))
+            .description(Some("A run's id: 32 hex digits, or a hyphenated UUID."))
+            .into()
+    }
+}
+
+impl ToSchema for RunIdDoc {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("RunId")
+    }
+}
 
 /// A registered machine.
 #[derive(ToSchema)]
@@ -405,9 +439,9 @@ pub(crate) struct EventDoc {
         machines. Errors are JSON: `error`, `code`, `detail`."),
     paths(machines, machine, start, runs, run, signal, cancel, pause, resume,
         events::run_events, events::all_events, ws::run_ws, ws::all_ws),
-    components(schemas(ErrorBody, StartRun, RunRef, MachineDoc, StatusDoc, RunSummaryDoc,
+    components(schemas(ErrorBody, StartRun, RunRef, RunIdDoc, MachineDoc, StatusDoc, RunSummaryDoc,
         RunStatusDoc, EventDoc, events::Lagged, events::End, ws::FrameDoc)),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &Refusals),
     security(("bearer" = [])),
     tags((name = "machines", description = "The registered machines"),
         (name = "runs", description = "Starting, reading and steering runs"),
@@ -424,5 +458,34 @@ impl Modify for Bearer {
         let components = openapi.components.get_or_insert_with(Default::default);
         let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build();
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// The refusals of the token check, which stands before every route: 401 on each operation,
+/// and 403 (the read-only token) on each that changes something.
+struct Refusals;
+
+impl Modify for Refusals {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let refusal = |description: &str| {
+            let body = Content::new(Some(Ref::from_schema_name("ErrorBody")));
+            ResponseBuilder::new().description(description).content("application/json", body)
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let reads = [&mut item.get, &mut item.head].into_iter().map(|op| (op, true));
+            let changes = [&mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+            for (operation, reads) in reads.chain(changes.into_iter().map(|op| (op, false))) {
+                let Some(operation) = operation else { continue };
+                let responses = &mut operation.responses.responses;
+                responses.entry("401".into()).or_insert_with(|| {
+                    refusal("No token, or one this server does not accept").build().into()
+                });
+                if !reads {
+                    responses.entry("403".into()).or_insert_with(|| {
+                        refusal("The read-only token: it may only read").build().into()
+                    });
+                }
+            }
+        }
     }
 }

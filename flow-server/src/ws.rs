@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::events::{Follow, Message};
-use crate::routes::App;
+use crate::routes::{App, RunIdDoc};
 
 /// How long a socket whose stream ended waits for the client to answer its close.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -36,7 +36,7 @@ pub(crate) struct FrameDoc {
 /// are ignored. The token may come as `?token=`, since browsers cannot set headers on a
 /// WebSocket.
 #[utoipa::path(get, path = "/runs/{id}/ws", tag = "events",
-    params(("id" = String, Path, description = "The run's id")),
+    params(("id" = RunIdDoc, Path, description = "The run's id")),
     responses((status = 101, description = "Upgraded: text frames of WsFrame, until `end`",
             body = FrameDoc),
         (status = 400, description = "Not a WebSocket handshake, or not a run id", body = ErrorBody),
