@@ -62,6 +62,7 @@ pub(crate) fn router(app: App) -> Router {
 /// The body of `POST /machines/{name}/runs`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "input": "a memo" }))]
 pub(crate) struct StartRun {
     /// The run's input: the start state's payload as JSON (an array for several values;
     /// `null` or absent for none).
@@ -121,7 +122,12 @@ pub(crate) async fn machine(
 #[utoipa::path(post, path = "/machines/{name}/runs", tag = "runs",
     params(("name" = String, Path, description = "The machine's name")),
     request_body = StartRun,
-    responses((status = 201, description = "Started", body = RunRef),
+    responses((status = 201, description = "Started", body = RunRef, links(
+            ("status" = (operation_id = "run", parameters(("id" = "$response.body#/run")))),
+            ("signal" = (operation_id = "signal", parameters(("id" = "$response.body#/run")))),
+            ("cancel" = (operation_id = "cancel", parameters(("id" = "$response.body#/run")))),
+            ("pause" = (operation_id = "pause", parameters(("id" = "$response.body#/run")))),
+            ("resume" = (operation_id = "resume", parameters(("id" = "$response.body#/run")))))),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "No token, or an unknown one", body = ErrorBody),
         (status = 403, description = "The read-only token", body = ErrorBody),

@@ -159,3 +159,15 @@ fn a_run_id_in_a_path_has_the_shape_the_server_reads() {
         "{pattern}"
     );
 }
+
+#[test]
+fn a_start_links_to_the_operations_on_its_run() {
+    let doc = flow_server::openapi();
+    let links = &doc["paths"]["/machines/{name}/runs"]["post"]["responses"]["201"]["links"];
+    for operation in ["run", "signal", "cancel", "pause", "resume"] {
+        let link =
+            links.as_object().unwrap().values().find(|link| link["operationId"] == operation);
+        let link = link.unwrap_or_else(|| panic!("no link to {operation}: {links}"));
+        assert_eq!(link["parameters"]["id"], "$response.body#/run");
+    }
+}
