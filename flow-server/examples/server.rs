@@ -6,10 +6,11 @@
 //!
 //! It prints the address, the dashboard's and a fresh token, then curl lines to try. In the
 //! dashboard, paste the token, start an `approval` run with the input `"a memo"`, and send
-//! it the signal `"Approve"` (or `{"Reject": "too short"}`, which goes round once more). The runs live in
-//! `target/server-example.db`: stop the server (Ctrl-C) and start it again, and the runs
-//! that waited go on. The example sits in the server's package, not in the repository's
-//! root `examples/`, since those use the `flow-machine` facade only.
+//! it the signal `"Approve"` (or `{"Reject": "too short"}`, which goes round once more). The
+//! runs live in `target/server-example.db`, or the file `FLOW_SERVER_DB` names: stop the
+//! server (Ctrl-C) and start it again, and the runs that waited go on. The example sits in
+//! the server's package, not in the repository's root `examples/`, since those use the
+//! `flow-machine` facade only.
 
 use std::time::Duration;
 
@@ -115,7 +116,14 @@ pub mod approval {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/server-example.db");
+    // CI's API fuzzing points this at a fresh file, so its runs neither pile up here nor
+    // meet the runs of an earlier session.
+    let path = match std::env::var_os("FLOW_SERVER_DB") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/server-example.db")
+        }
+    };
     let engine = Engine::builder()
         .store(SqliteStore::open(&path)?)
         .machine::<checkout::Machine>()
