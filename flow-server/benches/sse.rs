@@ -1,0 +1,419 @@
+//! What serving costs the engine, and how fast events reach subscribers over HTTP.
+//!
+//! `cargo bench -p flow-machine-server --bench sse` prints a markdown table (about 30 s on
+//! 2 cores). One workload throughout: 1,000 concurrent runs of a 5-state chain on an engine
+//! over a [`SqliteStore`] (a fresh file per round), from the first start until every output
+//! is awaited. Three setups, alternating over a few rounds (the median round is reported),
+//! so that a drift in the machine's load hits each alike:
+//!
+//! 1. **alone**: the engine, nothing else;
+//! 2. **in-process**: the engine with 100 subscribers of [`Engine::events`] in its runtime,
+//!    what the server's streams start from, without HTTP;
+//! 3. **served**: the engine behind [`flow_server::serve`] on 127.0.0.1, with 100 clients
+//!    following `GET /events` as Server-Sent Events over real loopback HTTP (reqwest, in a
+//!    runtime of their own: on this machine they share its cores with the server).
+//!
+//! The table gives the engine's durable steps per second in each setup (a step is one
+//! checkpoint: a run of 5 states writes 6), and the events per second delivered to the 100
+//! subscribers, in-process and over HTTP, with how many they missed: a subscriber that falls
+//! behind the engine's event buffer (4,096 events, the default) misses the oldest, and is told
+//! so; runs never wait for subscribers. Delivery is timed from the first start until the last
+//! event reaches a subscriber.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use flow::Engine;
+use flow::prelude::*;
+use flow::store::SqliteStore;
+use flow_server::ServerConfig;
+use futures_util::StreamExt;
+use tokio::runtime::Runtime;
+
+/// Runs in flight at once, per round.
+const RUNS: usize = 1_000;
+/// Subscribers, in-process or over HTTP.
+const SUBSCRIBERS: usize = 100;
+/// Rounds of each setup.
+const ROUNDS: usize = 5;
+/// How long delivery may go on after the runs finished before a round gives up waiting.
+const DRAIN: Duration = Duration::from_secs(10);
+/// Delivery is over once no subscriber received anything for this long.
+const QUIET: Duration = Duration::from_millis(300);
+/// The target: serving costs the engine less than 10% of its steps per second.
+const TARGET: f64 = 0.90;
+
+/// A 5-state chain, each state a step on.
+#[flow::machine]
+pub mod chain {
+    use super::*;
+
+    #[state(start, to(b))]
+    async fn a(_cx: &mut (), n: u64) -> Result<A> {
+        goto!(b(n + 1))
+    }
+    #[state(to(c))]
+    async fn b(_cx: &mut (), n: u64) -> Result<B> {
+        goto!(c(n + 1))
+    }
+    #[state(to(d))]
+    async fn c(_cx: &mut (), n: u64) -> Result<C> {
+        goto!(d(n + 1))
+    }
+    #[state(to(e))]
+    async fn d(_cx: &mut (), n: u64) -> Result<D> {
+        goto!(e(n + 1))
+    }
+    #[state(end)]
+    async fn e(_cx: &mut (), n: u64) -> Result<u64> {
+        Ok(n + 1)
+    }
+}
+
+/// Checkpoints a run of [`chain`] writes: its start, 4 transitions, its end.
+const STEPS_PER_RUN: u64 = 6;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Setup {
+    Alone,
+    InProcess,
+    Served,
+}
+
+/// One round of one setup.
+#[derive(Clone, Copy, Debug, Default)]
+struct Round {
+    /// From the first start until every output was awaited.
+    runs: Duration,
+    /// From the first start until the last event reached a subscriber.
+    delivery: Duration,
+    /// Events received, over all subscribers.
+    received: u64,
+    /// Events the subscribers were told they missed.
+    missed: u64,
+}
+
+/// What every subscriber has received so far, and when the last of it came.
+#[derive(Default)]
+struct Tally {
+    received: AtomicU64,
+    missed: AtomicU64,
+}
+
+fn main() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-server-sse");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let engine_rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let clients_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("sse-client")
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let setups = [Setup::Alone, Setup::InProcess, Setup::Served];
+    let mut rounds: Vec<(Setup, Round)> = Vec::new();
+    let mut per_run_events = 0;
+    for round in 0..ROUNDS {
+        for setup in setups {
+            let path = dir.join(format!("{setup:?}-{round}.db"));
+            let (measured, events) = engine_rt.block_on(one(setup, &path, &clients_rt));
+            per_run_events = events;
+            rounds.push((setup, measured));
+        }
+    }
+    drop(clients_rt);
+    drop(engine_rt);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let median = |setup: Setup| {
+        let mut of: Vec<Round> =
+            rounds.iter().filter(|(s, _)| *s == setup).map(|(_, round)| *round).collect();
+        of.sort_by_key(|round| round.runs);
+        of[of.len() / 2]
+    };
+    let [alone, in_process, served] = setups.map(median);
+    let steps = RUNS as u64 * STEPS_PER_RUN;
+    let steps_per_s = |round: Round| steps as f64 / round.runs.as_secs_f64();
+    let events_per_s = |round: Round| round.received as f64 / round.delivery.as_secs_f64();
+    let emitted = RUNS as u64 * per_run_events * SUBSCRIBERS as u64;
+    let share = |round: Round| {
+        format!(
+            "{} events/s ({:.1}% received, {:.1}% missed)",
+            grouped(events_per_s(round)),
+            100.0 * round.received as f64 / emitted as f64,
+            100.0 * round.missed as f64 / emitted as f64,
+        )
+    };
+
+    println!(
+        "machine: {cores} cores ({}); engine runtime: tokio multi-thread, 2 workers; HTTP \
+         clients: a runtime of their own, 1 worker",
+        cpu_model()
+    );
+    println!(
+        "workload: {RUNS} concurrent runs of a 5-state chain on SQLite (WAL, fresh file per \
+         round) = {} durable steps; {per_run_events} events per run, {} to each subscriber",
+        grouped(steps as f64),
+        grouped((RUNS as u64 * per_run_events) as f64)
+    );
+    println!(
+        "median of {ROUNDS} rounds per setup, setups alternating; ratio = rate ÷ the \
+         baseline's rate (1.00× keeps up with it)"
+    );
+    let runs: Vec<String> = rounds
+        .iter()
+        .map(|(setup, round)| format!("{setup:?} {}", grouped(steps_per_s(*round))))
+        .collect();
+    println!("steps/s per round: {}", runs.join(", "));
+    println!();
+    let rows = [
+        [
+            "engine alone: durable steps".to_owned(),
+            format!("{} steps/s", grouped(steps_per_s(alone))),
+            "—".to_owned(),
+            "—".to_owned(),
+        ],
+        [
+            format!("engine + {SUBSCRIBERS} in-process subscribers: durable steps"),
+            format!("{} steps/s", grouped(steps_per_s(in_process))),
+            "engine alone".to_owned(),
+            format!("{:.2}×", steps_per_s(in_process) / steps_per_s(alone)),
+        ],
+        [
+            format!("engine + server + {SUBSCRIBERS} SSE clients: durable steps"),
+            format!("{} steps/s", grouped(steps_per_s(served))),
+            format!("engine alone (target ≥ {TARGET:.2}×)"),
+            format!("{:.2}×", steps_per_s(served) / steps_per_s(alone)),
+        ],
+        [
+            format!("events to {SUBSCRIBERS} in-process subscribers"),
+            share(in_process),
+            "—".to_owned(),
+            "—".to_owned(),
+        ],
+        [
+            format!("events to {SUBSCRIBERS} SSE clients (GET /events, loopback HTTP)"),
+            share(served),
+            format!("{SUBSCRIBERS} in-process subscribers"),
+            format!("{:.2}×", events_per_s(served) / events_per_s(in_process)),
+        ],
+    ];
+    table(["what", "rate", "baseline", "ratio"], &rows);
+}
+
+/// One round of `setup` on a fresh store at `path`; also returns the events of one run.
+async fn one(setup: Setup, path: &Path, clients: &Runtime) -> (Round, u64) {
+    let engine = Engine::builder()
+        .store(SqliteStore::open(path).unwrap())
+        .machine::<chain::Machine>()
+        .max_concurrent_runs(RUNS)
+        .build()
+        .unwrap();
+    let per_run_events = warm_up(&engine).await;
+
+    let tally = Arc::new(Tally::default());
+    let mut subscribers = Vec::new();
+    let mut http_clients = Vec::new();
+    match setup {
+        Setup::Alone => {}
+        Setup::InProcess => {
+            for _ in 0..SUBSCRIBERS {
+                subscribers.push(tokio::spawn(in_process(engine.events(), Arc::clone(&tally))));
+            }
+        }
+        Setup::Served => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let served = engine.clone();
+            subscribers.push(tokio::spawn(async move {
+                let _ = flow_server::serve(listener, served, ServerConfig::new()).await;
+            }));
+            let client = reqwest::Client::new();
+            let url = format!("http://{address}/events");
+            let mut connecting = Vec::new();
+            for _ in 0..SUBSCRIBERS {
+                let (client, url, tally) = (client.clone(), url.clone(), Arc::clone(&tally));
+                let (connected, ready) = tokio::sync::oneshot::channel();
+                http_clients.push(clients.spawn(over_http(client, url, tally, connected)));
+                connecting.push(ready);
+            }
+            // Each is subscribed once its response's head has come.
+            for ready in connecting {
+                ready.await.unwrap();
+            }
+        }
+    }
+
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..RUNS)
+        .map(|_| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let handle = engine.start::<chain::Machine>(0).await.unwrap();
+                handle.output().await.unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 5);
+    }
+    let runs = started.elapsed();
+
+    let mut round = Round { runs, delivery: runs, ..Round::default() };
+    if setup != Setup::Alone {
+        // Until every subscriber has all, or nothing came for a while: a subscriber hears
+        // of missed events only with the next one it gets, so the tail may never add up.
+        let all = RUNS as u64 * per_run_events * SUBSCRIBERS as u64;
+        let mut last = (0, started.elapsed());
+        let deadline = Instant::now() + DRAIN;
+        loop {
+            let received = tally.received.load(Ordering::SeqCst);
+            let missed = tally.missed.load(Ordering::SeqCst);
+            if received != last.0 {
+                last = (received, started.elapsed());
+            }
+            let quiet = started.elapsed() - last.1 > QUIET;
+            if received + missed >= all || quiet || Instant::now() > deadline {
+                round.received = received;
+                round.missed = missed;
+                round.delivery = last.1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    // The clients first: their connections close, and the server's streams end with them.
+    for client in http_clients {
+        client.abort();
+    }
+    for subscriber in subscribers {
+        subscriber.abort();
+    }
+    (round, per_run_events)
+}
+
+/// Runs one chain to its end, and counts the events it sent.
+async fn warm_up(engine: &Engine) -> u64 {
+    let mut events = engine.events();
+    let output = engine.start::<chain::Machine>(0).await.unwrap().output().await.unwrap();
+    assert_eq!(output, 5);
+    let mut count = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), events.next()).await {
+        count += 1;
+    }
+    assert_eq!(events.missed(), 0);
+    count
+}
+
+/// Counts the events of `events` into `tally`.
+async fn in_process(mut events: flow::Events, tally: Arc<Tally>) {
+    let mut missed = 0;
+    while events.next().await.is_some() {
+        tally.received.fetch_add(1, Ordering::SeqCst);
+        if events.missed() > missed {
+            tally.missed.fetch_add(events.missed() - missed, Ordering::SeqCst);
+            missed = events.missed();
+        }
+    }
+}
+
+/// Follows `url` as Server-Sent Events, counting messages and the `lagged` reports into
+/// `tally`; says on `connected` once subscribed.
+async fn over_http(
+    client: reqwest::Client,
+    url: String,
+    tally: Arc<Tally>,
+    connected: tokio::sync::oneshot::Sender<()>,
+) {
+    let response = client.get(url).send().await.unwrap();
+    assert!(response.status().is_success());
+    let _ = connected.send(());
+    let mut body = response.bytes_stream();
+    // Lean on purpose: the clients share the machine's cores with the server. Lines are
+    // scanned as bytes; only a `lagged` event's data is read.
+    let mut pending: Vec<u8> = Vec::new();
+    let mut lagged = false;
+    let mut data = false;
+    let mut lagged_data: Vec<u8> = Vec::new();
+    while let Some(Ok(chunk)) = body.next().await {
+        pending.extend_from_slice(&chunk);
+        let mut start = 0;
+        while let Some(end) = pending[start..].iter().position(|&byte| byte == b'\n') {
+            let line = &pending[start..start + end];
+            start += end + 1;
+            if line.is_empty() {
+                if lagged {
+                    let report: serde_json::Value = serde_json::from_slice(&lagged_data).unwrap();
+                    let missed = report["missed"].as_u64().unwrap();
+                    tally.missed.fetch_add(missed, Ordering::Relaxed);
+                } else if data {
+                    tally.received.fetch_add(1, Ordering::Relaxed);
+                }
+                (lagged, data) = (false, false);
+                lagged_data.clear();
+            } else if let Some(value) = line.strip_prefix(b"event:") {
+                lagged = value.trim_ascii() == b"lagged";
+            } else if let Some(value) = line.strip_prefix(b"data:") {
+                data = true;
+                lagged_data.extend_from_slice(value.trim_ascii_start());
+            }
+        }
+        pending.drain(..start);
+    }
+}
+
+/// `value` with thousands separators, rounded to a whole number.
+fn grouped(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// The CPU's model name, where `/proc/cpuinfo` gives it.
+fn cpu_model() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info.lines().find(|line| line.starts_with("model name"));
+    model
+        .and_then(|line| line.split(':').nth(1))
+        .map_or("unknown CPU".into(), |name| name.trim().to_owned())
+}
+
+/// Prints `rows` as a markdown table under `header`, each column as wide as its widest cell.
+fn table(header: [&str; 4], rows: &[[String; 4]]) {
+    let mut widths = header.map(|cell| cell.chars().count());
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 4]| {
+        let cells: Vec<_> = cells
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(column, (cell, width))| match column {
+                1 | 3 => format!("{cell:>width$}"),
+                _ => format!("{cell:<width$}"),
+            })
+            .collect();
+        println!("| {} |", cells.join(" | "));
+    };
+    line(header);
+    let rule: Vec<_> = widths.iter().map(|width| "-".repeat(*width)).collect();
+    println!("|-{}-|", rule.join("-|-"));
+    for row in rows {
+        line(row.each_ref().map(String::as_str));
+    }
+}
