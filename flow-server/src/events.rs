@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -13,10 +14,12 @@ use flow_core::{Engine, Event, EventKind, Events, RunId};
 use futures_util::FutureExt;
 use futures_util::stream;
 use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Interval, MissedTickBehavior};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
+use crate::hub::{Batch, Subscription};
 use crate::routes::{App, EventDoc, RunIdDoc, run_id};
 
 /// Sent as `lagged` when this subscriber fell behind and missed events: how many.
@@ -76,7 +79,7 @@ fn sse(follow: Follow) -> Response {
             Kind::Event => Sse::default(),
             kind => Sse::default().event(kind.name()),
         };
-        Some((Ok::<_, Infallible>(sse.data(next.data)), follow))
+        Some((Ok::<_, Infallible>(sse.data(&*next.data)), follow))
     });
     axum::response::Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
@@ -107,13 +110,54 @@ impl Kind {
 #[derive(Debug)]
 pub(crate) struct Message {
     pub kind: Kind,
-    pub data: String,
+    /// Shared: every follower of every run sends the same JSON of an event.
+    pub data: Arc<str>,
+}
+
+/// `event` as JSON.
+pub(crate) fn event_json(event: &Event) -> String {
+    serde_json::to_string(event).unwrap_or_else(|error| {
+        serde_json::json!({ "run": event.run, "error": error.to_string() }).to_string()
+    })
+}
+
+/// Where a followed stream's events come from.
+enum Source {
+    /// One run's, from the engine.
+    Run(Events),
+    /// Every run's, made JSON once by the [`Hub`](crate::hub::Hub).
+    Every(Subscription),
+}
+
+/// What a [`Source`] gave.
+enum Received {
+    Event(Event),
+    Batch(Arc<Batch>),
+    /// Nothing follows.
+    Ended,
+}
+
+impl Source {
+    /// The next events. Cancel-safe, as both channels are.
+    async fn recv(&mut self) -> Received {
+        match self {
+            Source::Run(events) => events.next().await.map_or(Received::Ended, Received::Event),
+            Source::Every(subscription) => loop {
+                match subscription.batches.recv().await {
+                    Ok(batch) => return Received::Batch(batch),
+                    // The next batch's position says how many were missed.
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return Received::Ended,
+                }
+            },
+        }
+    }
 }
 
 /// A subscription being sent, by SSE or WebSocket: the events, and what is queued to send.
 pub(crate) struct Follow {
     engine: Engine,
-    events: Events,
+    source: Source,
     /// The run followed, if one is.
     run: Option<RunId>,
     /// How many missed events were reported.
@@ -136,7 +180,8 @@ impl Follow {
         // Subscribed before looking, so that nothing happens unseen in between.
         let events = app.engine.events_of(run);
         let summary = app.engine.summary(run).await?;
-        let mut follow = Follow::new(app.engine.clone(), events, Some(run), app.follow_every);
+        let source = Source::Run(events);
+        let mut follow = Follow::new(app.engine.clone(), source, Some(run), app.follow_every);
         if summary.status.is_finished() {
             follow.end(run, summary.status.as_str());
         }
@@ -145,13 +190,14 @@ impl Follow {
 
     /// Follows every run's events, from now on, without end.
     pub(crate) fn every(app: &App) -> Follow {
-        Follow::new(app.engine.clone(), app.engine.events(), None, app.follow_every)
+        let source = Source::Every(app.hub.subscribe(&app.engine));
+        Follow::new(app.engine.clone(), source, None, app.follow_every)
     }
 
-    fn new(engine: Engine, events: Events, run: Option<RunId>, every: Duration) -> Follow {
+    fn new(engine: Engine, source: Source, run: Option<RunId>, every: Duration) -> Follow {
         let mut check = tokio::time::interval(every);
         check.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        Follow { engine, events, run, missed: 0, queue: VecDeque::new(), done: false, check }
+        Follow { engine, source, run, missed: 0, queue: VecDeque::new(), done: false, check }
     }
 
     /// The next message to send; `None` once the stream is over.
@@ -166,9 +212,10 @@ impl Follow {
                 return None;
             }
             tokio::select! {
-                event = self.events.next() => match event {
-                    Some(event) => self.push(&event),
-                    None => {
+                received = self.source.recv() => match received {
+                    Received::Event(event) => self.push(&event),
+                    Received::Batch(batch) => self.push_batch(&batch),
+                    Received::Ended => {
                         self.lag();
                         self.done = true;
                     }
@@ -181,9 +228,7 @@ impl Follow {
     /// Queues `event`, after a `lagged` event if events were missed before it.
     fn push(&mut self, event: &Event) {
         self.lag();
-        let data = serde_json::to_string(event).unwrap_or_else(|error| {
-            serde_json::json!({ "run": event.run, "error": error.to_string() }).to_string()
-        });
+        let data = Arc::from(event_json(event));
         self.queue.push_back(Message { kind: Kind::Event, data });
         if let Some(run) = self.run {
             let status = match event.kind {
@@ -198,22 +243,43 @@ impl Follow {
         }
     }
 
+    /// Queues the events of `batch`, after a `lagged` event if events were missed before
+    /// them (by the hub, or by this follower).
+    fn push_batch(&mut self, batch: &Batch) {
+        let Source::Every(subscription) = &mut self.source else { return };
+        let expected = subscription.next;
+        subscription.next = batch.first + batch.events.len() as u64;
+        if batch.first > expected {
+            self.lagged(batch.first - expected);
+        }
+        // A batch that began before the expected position cannot come; skip what was sent.
+        let skip = usize::try_from(expected.saturating_sub(batch.first)).unwrap_or(usize::MAX);
+        for data in batch.events.iter().skip(skip) {
+            self.queue.push_back(Message { kind: Kind::Event, data: Arc::clone(data) });
+        }
+    }
+
     /// Queues a `lagged` event if events were missed since the last one.
     fn lag(&mut self) {
-        let missed = self.events.missed();
+        let Source::Run(events) = &self.source else { return };
+        let missed = events.missed();
         if missed > self.missed {
-            let lagged = Lagged { missed: missed - self.missed };
-            self.missed = missed;
-            let data = serde_json::to_string(&lagged).unwrap_or_default();
-            self.queue.push_back(Message { kind: Kind::Lagged, data });
+            self.lagged(missed - self.missed);
         }
+    }
+
+    /// Queues a `lagged` event: `missed` events were missed.
+    fn lagged(&mut self, missed: u64) {
+        self.missed += missed;
+        let data = serde_json::to_string(&Lagged { missed }).unwrap_or_default();
+        self.queue.push_back(Message { kind: Kind::Lagged, data: Arc::from(data) });
     }
 
     /// Queues the `end` of run `run`, which finished as `status`: nothing follows it.
     fn end(&mut self, run: RunId, status: &str) {
         let end = End { run: run.to_string(), status: status.to_owned() };
         let data = serde_json::to_string(&end).unwrap_or_default();
-        self.queue.push_back(Message { kind: Kind::End, data });
+        self.queue.push_back(Message { kind: Kind::End, data: Arc::from(data) });
         self.done = true;
     }
 
@@ -226,7 +292,9 @@ impl Follow {
             return;
         }
         // Its last events may be on their way: send what has come first.
-        while let Some(Some(event)) = self.events.next().now_or_never() {
+        while let Source::Run(events) = &mut self.source
+            && let Some(Some(event)) = events.next().now_or_never()
+        {
             self.push(&event);
             if self.done {
                 return;

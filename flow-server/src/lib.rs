@@ -106,6 +106,7 @@ mod auth;
 mod body;
 mod error;
 mod events;
+mod hub;
 mod routes;
 mod ui;
 mod ws;
@@ -191,8 +192,12 @@ impl fmt::Debug for ServerConfig {
 /// The API's routes over `engine`, as an axum [`Router`]: serve it with [`serve`] or
 /// `axum::serve`, or nest it in an application's own router.
 pub fn router(engine: Engine, config: ServerConfig) -> Router {
-    let app =
-        routes::App { engine, config: Arc::new(config), follow_every: Duration::from_secs(1) };
+    let app = routes::App {
+        engine,
+        config: Arc::new(config),
+        follow_every: Duration::from_secs(1),
+        hub: Arc::default(),
+    };
     routes::router(app)
 }
 

@@ -23,6 +23,7 @@ use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorBody};
+use crate::hub::Hub;
 use crate::{ServerConfig, auth, events, ui, ws};
 
 /// What every handler shares.
@@ -32,6 +33,8 @@ pub(crate) struct App {
     pub config: Arc<ServerConfig>,
     /// How often a run's event stream looks in the store for its end.
     pub follow_every: Duration,
+    /// Every run's events, made JSON once for all who follow them.
+    pub hub: Arc<Hub>,
 }
 
 pub(crate) fn router(app: App) -> Router {

@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn frames_wrap_the_sse_data_in_json() {
-        let message = Message { kind: Kind::Lagged, data: r#"{"missed":3}"#.to_owned() };
+        let message = Message { kind: Kind::Lagged, data: r#"{"missed":3}"#.into() };
         let value: serde_json::Value = serde_json::from_str(&frame(&message)).unwrap();
         assert_eq!(value, serde_json::json!({ "event": "lagged", "data": { "missed": 3 } }));
     }
