@@ -6,8 +6,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::response::sse::{Event as Sse, KeepAlive};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use flow_core::store::Status;
 use flow_core::{Engine, Event, EventKind, Events, RunId};
@@ -72,16 +73,38 @@ pub(crate) async fn all_events(State(app): State<App>) -> Response {
     sse(Follow::every(&app))
 }
 
+/// How long a stream may go without a message before it sends a comment (`:`), so that
+/// proxies and clients do not take an idle stream for a dead one.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// `follow` as a `text/event-stream` body: what is ready goes out together, as one chunk.
+///
+/// Written here rather than with axum's `Sse`, which makes each message a chunk of its own
+/// and resets its keep-alive timer for each: with many followers of a busy engine, that
+/// was most of what a stream cost.
 fn sse(follow: Follow) -> Response {
     let stream = stream::unfold(follow, |mut follow| async move {
-        let next = follow.next().await?;
-        let sse = match next.kind {
-            Kind::Event => Sse::default(),
-            kind => Sse::default().event(kind.name()),
+        let first = match tokio::time::timeout(KEEP_ALIVE, follow.next()).await {
+            Ok(next) => next?,
+            Err(_) => return Some((Ok::<_, Infallible>(Bytes::from_static(b":\n\n")), follow)),
         };
-        Some((Ok::<_, Infallible>(sse.data(&*next.data)), follow))
+        let mut text = String::new();
+        for message in std::iter::once(first).chain(std::iter::from_fn(|| follow.ready())) {
+            if message.kind != Kind::Event {
+                text.push_str("event: ");
+                text.push_str(message.kind.name());
+                text.push('\n');
+            }
+            // Compact JSON: no line breaks, so one `data:` line holds it all.
+            text.push_str("data: ");
+            text.push_str(&message.data);
+            text.push_str("\n\n");
+        }
+        Some((Ok(Bytes::from(text)), follow))
     });
-    axum::response::Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+    let headers =
+        [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
+    (headers, Body::from_stream(stream)).into_response()
 }
 
 /// What a message of a followed stream is.
@@ -223,6 +246,11 @@ impl Follow {
                 _ = self.check.tick(), if self.run.is_some() => self.look().await,
             }
         }
+    }
+
+    /// The next message if one is ready, without waiting.
+    pub(crate) fn ready(&mut self) -> Option<Message> {
+        self.queue.pop_front()
     }
 
     /// Queues `event`, after a `lagged` event if events were missed before it.
