@@ -1,15 +1,17 @@
 //! What serving costs the engine, and how fast events reach subscribers over HTTP.
 //!
-//! `cargo bench -p flow-machine-server --bench sse` prints a markdown table (about 30 s on
-//! 2 cores). One workload throughout: 1,000 concurrent runs of a 5-state chain on an engine
-//! over a [`SqliteStore`] (a fresh file per round), from the first start until every output
-//! is awaited. Three setups, alternating over a few rounds (the median round is reported),
-//! so that a drift in the machine's load hits each alike:
+//! `cargo bench -p flow-machine-server --bench sse` prints a markdown table (the runs take
+//! about 5 s on 2 cores, after the build). One workload throughout: 1,000 concurrent runs of a
+//! 5-state chain on an engine over a [`SqliteStore`] (a fresh file per round), from the first
+//! start until every output is awaited. Four setups, alternating over a few rounds (the median
+//! round is reported), so that a drift in the machine's load hits each alike:
 //!
 //! 1. **alone**: the engine, nothing else;
-//! 2. **in-process**: the engine with 100 subscribers of [`Engine::events`] in its runtime,
-//!    what the server's streams start from, without HTTP;
-//! 3. **served**: the engine behind [`flow_server::serve`] on 127.0.0.1, with 100 clients
+//! 2. **one subscriber** of [`Engine::events`] in its runtime: the floor of what following
+//!    costs, since the server subscribes once for all who follow every run;
+//! 3. **in-process**: 100 subscribers of [`Engine::events`], each with its own copy of
+//!    every event, without HTTP;
+//! 4. **served**: the engine behind [`flow_server::serve`] on 127.0.0.1, with 100 clients
 //!    following `GET /events` as Server-Sent Events over real loopback HTTP (reqwest, in a
 //!    runtime of their own: on this machine they share its cores with the server).
 //!
@@ -37,7 +39,7 @@ const RUNS: usize = 1_000;
 /// Subscribers, in-process or over HTTP.
 const SUBSCRIBERS: usize = 100;
 /// Rounds of each setup.
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 7;
 /// How long delivery may go on after the runs finished before a round gives up waiting.
 const DRAIN: Duration = Duration::from_secs(10);
 /// Delivery is over once no subscriber received anything for this long.
@@ -78,6 +80,8 @@ const STEPS_PER_RUN: u64 = 6;
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Setup {
     Alone,
+    /// One subscriber: what any subscriber at all costs the engine.
+    One,
     InProcess,
     Served,
 }
@@ -93,6 +97,8 @@ struct Round {
     received: u64,
     /// Events the subscribers were told they missed.
     missed: u64,
+    /// CPU time the HTTP clients' thread spent while the runs ran.
+    clients_cpu: Duration,
 }
 
 /// What every subscriber has received so far, and when the last of it came.
@@ -116,7 +122,7 @@ fn main() {
         .build()
         .unwrap();
 
-    let setups = [Setup::Alone, Setup::InProcess, Setup::Served];
+    let setups = [Setup::Alone, Setup::One, Setup::InProcess, Setup::Served];
     let mut rounds: Vec<(Setup, Round)> = Vec::new();
     let mut per_run_events = 0;
     for round in 0..ROUNDS {
@@ -137,7 +143,7 @@ fn main() {
         of.sort_by_key(|round| round.runs);
         of[of.len() / 2]
     };
-    let [alone, in_process, served] = setups.map(median);
+    let [alone, one, in_process, served] = setups.map(median);
     let steps = RUNS as u64 * STEPS_PER_RUN;
     let steps_per_s = |round: Round| steps as f64 / round.runs.as_secs_f64();
     let events_per_s = |round: Round| round.received as f64 / round.delivery.as_secs_f64();
@@ -171,6 +177,11 @@ fn main() {
         .map(|(setup, round)| format!("{setup:?} {}", grouped(steps_per_s(*round))))
         .collect();
     println!("steps/s per round: {}", runs.join(", "));
+    println!(
+        "the HTTP clients' thread was busy about {:.0}% of the served round's runs, on a machine of \
+         {cores} cores: a share the engine and server did not have",
+        100.0 * served.clients_cpu.as_secs_f64() / served.runs.as_secs_f64()
+    );
     println!();
     let rows = [
         [
@@ -178,6 +189,12 @@ fn main() {
             format!("{} steps/s", grouped(steps_per_s(alone))),
             "—".to_owned(),
             "—".to_owned(),
+        ],
+        [
+            "engine + 1 in-process subscriber: durable steps".to_owned(),
+            format!("{} steps/s", grouped(steps_per_s(one))),
+            "engine alone".to_owned(),
+            format!("{:.2}×", steps_per_s(one) / steps_per_s(alone)),
         ],
         [
             format!("engine + {SUBSCRIBERS} in-process subscribers: durable steps"),
@@ -222,8 +239,9 @@ async fn one(setup: Setup, path: &Path, clients: &Runtime) -> (Round, u64) {
     let mut http_clients = Vec::new();
     match setup {
         Setup::Alone => {}
-        Setup::InProcess => {
-            for _ in 0..SUBSCRIBERS {
+        Setup::One | Setup::InProcess => {
+            let count = if setup == Setup::One { 1 } else { SUBSCRIBERS };
+            for _ in 0..count {
                 subscribers.push(tokio::spawn(in_process(engine.events(), Arc::clone(&tally))));
             }
         }
@@ -250,6 +268,7 @@ async fn one(setup: Setup, path: &Path, clients: &Runtime) -> (Round, u64) {
         }
     }
 
+    let clients_before = clients_cpu();
     let started = Instant::now();
     let tasks: Vec<_> = (0..RUNS)
         .map(|_| {
@@ -264,8 +283,9 @@ async fn one(setup: Setup, path: &Path, clients: &Runtime) -> (Round, u64) {
         assert_eq!(task.await.unwrap(), 5);
     }
     let runs = started.elapsed();
+    let clients_cpu = clients_cpu().saturating_sub(clients_before);
 
-    let mut round = Round { runs, delivery: runs, ..Round::default() };
+    let mut round = Round { runs, delivery: runs, clients_cpu, ..Round::default() };
     if setup != Setup::Alone {
         // Until every subscriber has all, or nothing came for a while: a subscriber hears
         // of missed events only with the next one it gets, so the tail may never add up.
@@ -366,6 +386,26 @@ async fn over_http(
         }
         pending.drain(..start);
     }
+}
+
+/// The CPU time (user and system) of this process's `sse-client` threads, from
+/// `/proc/self/task` (Linux; zero elsewhere).
+fn clients_cpu() -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Duration::ZERO };
+    let mut ticks = 0;
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // `pid (comm) state ...`: utime and stime are the 12th and 13th fields after comm.
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        if !head.ends_with("(sse-client") {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        ticks += field(11) + field(12);
+    }
+    // Linux reports these in USER_HZ, 100 per second on every architecture it runs on.
+    Duration::from_millis(ticks * 10)
 }
 
 /// `value` with thousands separators, rounded to a whole number.
