@@ -332,3 +332,35 @@ impl Follow {
         self.end(run, summary.status.as_str());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use flow_core::store::MemoryStore;
+
+    use super::*;
+    use crate::ServerConfig;
+
+    /// A batch of `n` events, the first at position `first`.
+    fn batch(first: u64, n: u64) -> Batch {
+        let events = (first..first + n).map(|at| Arc::from(format!(r#"{{"at":{at}}}"#))).collect();
+        Batch { first, events }
+    }
+
+    #[tokio::test]
+    async fn a_follower_of_every_run_is_told_how_many_events_it_missed() {
+        let engine = Engine::builder().store(MemoryStore::new()).build().unwrap();
+        let config = Arc::new(ServerConfig::default());
+        let app = App { engine, config, follow_every: Duration::from_secs(1), hub: Arc::default() };
+        let mut follow = Follow::every(&app);
+        follow.push_batch(&batch(0, 2));
+        // Positions 2 to 4 went by: missed, at the hub or by this follower.
+        follow.push_batch(&batch(5, 2));
+        follow.push_batch(&batch(7, 1));
+        let sent: Vec<(Kind, String)> =
+            std::iter::from_fn(|| follow.ready()).map(|m| (m.kind, m.data.to_string())).collect();
+        let event = |at: u64| (Kind::Event, format!(r#"{{"at":{at}}}"#));
+        let lagged = (Kind::Lagged, r#"{"missed":3}"#.to_owned());
+        assert_eq!(sent, [event(0), event(1), lagged, event(5), event(6), event(7)]);
+        assert_eq!(follow.missed, 3);
+    }
+}
