@@ -15,9 +15,11 @@ use tokio::sync::broadcast;
 use crate::events::event_json;
 
 /// How many batches a follower may fall behind before it misses the oldest.
-const BATCHES: usize = 4096;
-/// The most events in one batch.
-const BATCH: usize = 256;
+const BATCHES: usize = 512;
+/// The most events in one batch. With [`BATCHES`], a follower that stops reading holds at
+/// most 32,768 events' JSON (some 8 MiB) until it catches up or goes: batches of hundreds
+/// would let one stalled client hold a hundred times the engine's own buffer.
+const BATCH: usize = 64;
 
 /// Events in a row, as JSON: what the hub read from the engine at once.
 #[derive(Debug)]
