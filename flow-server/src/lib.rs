@@ -45,7 +45,7 @@
 //! | `GET /machines` | the registered machines, each with its graph and Mermaid diagram |
 //! | `GET /machines/{name}` | one of them (404 if unknown) |
 //! | `POST /machines/{name}/runs` | starts a run: `{"input": …, "context": …, "key": …}` (context and key optional) → 201 `{"run": "<id>"}` |
-//! | `GET /runs?machine=&status=&key=` | lists runs, oldest first |
+//! | `GET /runs?machine=&status=&key=&state=&wait=&created_after=&created_before=` | a page of the runs the filters match, newest first: `{"runs": […], "next": "<cursor>"}` (see [Listing runs](#listing-runs)) |
 //! | `GET /runs/{id}` | where a run stands, with its history |
 //! | `POST /runs/{id}/signal` | delivers the body, decoded as the signal type the run waits for → 202 |
 //! | `POST /runs/{id}/cancel`, `/pause`, `/resume` | steer a run → 202 |
@@ -54,6 +54,18 @@
 //! | `GET /runs/{id}/ws` | the run's events over a WebSocket, until it ends |
 //! | `GET /ws` | every run's events over a WebSocket |
 //! | `GET /` | the dashboard (HTML; its files are under `GET /ui/{file}`) |
+//!
+//! # Listing runs
+//!
+//! `GET /runs` lists the newest runs first (`order=oldest` for the other way), since an
+//! operator mostly wants the latest; `wait` is `signal`, `timer`, `backoff` or `join`, and
+//! `created_after` and `created_before` are Unix milliseconds. A page holds `limit` runs,
+//! 50 unless given and 500 at most (more is refused with 400). Its `next` is the cursor of
+//! the following page, `null` at the end: pass it as `cursor`, with the same filters and
+//! order. A cursor is the creation time and the id of the page's last run
+//! (`1767225600000-0193f1e2…`), so pages neither skip nor repeat a run while new ones are
+//! created. An unknown parameter, status or wait, a time or limit that is not a number, or a
+//! malformed cursor is a 400 naming the parameter (`detail.parameter`) and what it takes.
 //!
 //! # Errors
 //!
@@ -107,6 +119,7 @@ mod body;
 mod error;
 mod events;
 mod hub;
+mod list;
 mod routes;
 mod ui;
 mod ws;

@@ -6,25 +6,23 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use flow_core::store::{Filter, RunSummary, Status};
 use flow_core::{Engine, MachineInfo, RunId, RunStatus, StartJson};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
-use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorBody};
 use crate::hub::Hub;
-use crate::{ServerConfig, auth, events, ui, ws};
+use crate::{ServerConfig, auth, events, list, ui, ws};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -43,7 +41,7 @@ pub(crate) fn router(app: App) -> Router {
         .route("/machines", get(machines))
         .route("/machines/{name}", get(machine))
         .route("/machines/{name}/runs", post(start))
-        .route("/runs", get(runs))
+        .route("/runs", get(list::runs))
         .route("/runs/{id}", get(run))
         .route("/runs/{id}/signal", post(signal))
         .route("/runs/{id}/cancel", post(cancel))
@@ -85,20 +83,6 @@ pub(crate) struct StartRun {
 pub(crate) struct RunRef {
     /// The run's id, 32 hex digits.
     run: String,
-}
-
-/// Filters of `GET /runs`; each left out matches every run.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct RunsQuery {
-    /// Only runs of this machine.
-    machine: Option<String>,
-    /// Only runs with this status: running, completed, failed, cancelled, paused or stuck.
-    #[param(value_type = Option<StatusDoc>)]
-    status: Option<Status>,
-    /// Only the run started under this business key.
-    key: Option<String>,
 }
 
 /// Lists the registered machines, each with its graph and Mermaid diagram.
@@ -157,30 +141,6 @@ pub(crate) async fn start(
     let location = format!("/runs/{run}");
     let body = Json(RunRef { run: run.to_string() });
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], body).into_response())
-}
-
-/// Lists runs, oldest first, filtered by machine, status and key.
-#[utoipa::path(get, path = "/runs", tag = "runs", params(RunsQuery),
-    responses((status = 200, description = "The runs the filters match", body = [RunSummaryDoc]),
-        (status = 400, description = "An unknown filter or status", body = ErrorBody)))]
-pub(crate) async fn runs(
-    State(app): State<App>,
-    query: Result<Query<RunsQuery>, QueryRejection>,
-) -> Result<Json<Vec<RunSummary>>, ApiError> {
-    let Query(query) = query.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            format!(
-                "{}; the filters are machine, status (running, completed, failed, cancelled, \
-                 paused, stuck) and key",
-                rejection.body_text()
-            ),
-        )
-    })?;
-    let filter =
-        Filter { machine: query.machine, status: query.status, key: query.key, ..Filter::new() };
-    Ok(Json(app.engine.list(filter).await?))
 }
 
 /// Where a run stands, with its full history.
@@ -377,7 +337,7 @@ pub(crate) struct RunSummaryDoc {
     state: String,
     /// Why it is stuck.
     note: Option<String>,
-    /// Why it waits: signal, timer or backoff.
+    /// Why it waits: signal, timer, backoff or join (its fork's branches).
     wait: Option<String>,
     /// When it was created, in Unix milliseconds.
     created: u64,
@@ -446,10 +406,11 @@ pub(crate) struct EventDoc {
 #[openapi(
     info(title = "flow", description = "Start, steer and follow the runs of an engine's \
         machines. Errors are JSON: `error`, `code`, `detail`."),
-    paths(machines, machine, start, runs, run, signal, cancel, pause, resume,
+    paths(machines, machine, start, list::runs, run, signal, cancel, pause, resume,
         events::run_events, events::all_events, ws::run_ws, ws::all_ws),
     components(schemas(ErrorBody, StartRun, RunRef, RunIdDoc, MachineDoc, StatusDoc, RunSummaryDoc,
-        RunStatusDoc, EventDoc, events::Lagged, events::End, ws::FrameDoc)),
+        RunStatusDoc, EventDoc, list::RunPage, list::WaitDoc, list::OrderDoc, events::Lagged,
+        events::End, ws::FrameDoc)),
     modifiers(&Bearer, &Refusals),
     security(("bearer" = [])),
     tags((name = "machines", description = "The registered machines"),

@@ -258,7 +258,7 @@ async fn runs_are_cancelled_paused_resumed_and_listed() {
 
     let post = |path: String| client.post(format!("{base}{path}")).send();
     assert_eq!(post(format!("/runs/{first}/pause")).await.unwrap().status(), StatusCode::ACCEPTED);
-    let runs: Vec<Value> = client
+    let page: Value = client
         .get(format!("{base}/runs?machine=approval&status=paused"))
         .send()
         .await
@@ -266,6 +266,7 @@ async fn runs_are_cancelled_paused_resumed_and_listed() {
         .json()
         .await
         .unwrap();
+    let runs = page["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["run"], first.to_string());
     assert_eq!(runs[0]["key"], "doc-1");
@@ -281,9 +282,9 @@ async fn runs_are_cancelled_paused_resumed_and_listed() {
     let again = post(format!("/runs/{second}/cancel")).await.unwrap();
     assert_eq!(error(again, StatusCode::CONFLICT).await.code, "finished");
 
-    let keyed: Vec<Value> =
+    let keyed: Value =
         client.get(format!("{base}/runs?key=doc-1")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(keyed.len(), 1);
+    assert_eq!(keyed["runs"].as_array().unwrap().len(), 1);
     let twice = client
         .post(format!("{base}/machines/approval/runs"))
         .json(&json!({ "input": "one", "key": "doc-1" }))
@@ -293,7 +294,7 @@ async fn runs_are_cancelled_paused_resumed_and_listed() {
     assert_eq!(error(twice, StatusCode::CONFLICT).await.code, "already_exists");
     let bad_status = client.get(format!("{base}/runs?status=sleeping")).send().await.unwrap();
     assert_eq!(error(bad_status, StatusCode::BAD_REQUEST).await.code, "bad_query");
-    let bad_filter = client.get(format!("{base}/runs?state=review")).send().await.unwrap();
+    let bad_filter = client.get(format!("{base}/runs?stage=review")).send().await.unwrap();
     assert_eq!(error(bad_filter, StatusCode::BAD_REQUEST).await.code, "bad_query");
 }
 
@@ -399,9 +400,9 @@ async fn an_oversized_body_is_refused() {
     let body = error(response, StatusCode::PAYLOAD_TOO_LARGE).await;
     assert_eq!(body.code, "too_large");
     assert_eq!(body.detail["limit"], 1024);
-    let runs: Vec<Value> =
+    let runs: Value =
         client.get(format!("{base}/runs")).send().await.unwrap().json().await.unwrap();
-    assert!(runs.is_empty());
+    assert_eq!(runs, json!({ "runs": [], "next": null }));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,9 +495,10 @@ async fn the_openapi_document_matches_the_responses() {
     let status: Value =
         client.get(format!("{base}/runs/{run}")).send().await.unwrap().json().await.unwrap();
     assert_eq!(schema("RunStatus"), keys(&status));
-    let runs: Vec<Value> =
+    let runs: Value =
         client.get(format!("{base}/runs")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(schema("RunSummary"), keys(&runs[0]));
+    assert_eq!(schema("RunPage"), keys(&runs));
+    assert_eq!(schema("RunSummary"), keys(&runs["runs"][0]));
     let machine: Value =
         client.get(format!("{base}/machines/total")).send().await.unwrap().json().await.unwrap();
     assert_eq!(schema("Machine"), keys(&machine));

@@ -200,22 +200,39 @@
     const machine = h("select", { id: "filter-machine" }, option("", "every machine"), names.map((n) => option(n)));
     const status = h("select", { id: "filter-status" }, option("", "every status"),
       ["running", "paused", "completed", "failed", "cancelled", "stuck"].map((s) => option(s)));
+    const wait = h("select", { id: "filter-wait" }, option("", "any wait"),
+      ["signal", "timer", "backoff", "join"].map((w) => option(w)));
     const body = h("tbody");
     const count = h("span", { class: "muted" });
+    const more = h("button", { id: "runs-more", type: "button", text: "More", hidden: true });
+    // How many runs to show: a page, and a page more for each click on "More". The server
+    // lists the newest first, up to 500 a call, with the cursor of the page that follows.
+    const PAGE = 50;
+    let wanted = PAGE;
 
     async function refresh() {
+      const mine = page;
       const query = new URLSearchParams();
       if (machine.value) query.set("machine", machine.value);
       if (status.value) query.set("status", status.value);
-      let runs;
+      if (wait.value) query.set("wait", wait.value);
+      const runs = [];
+      let next = null;
       try {
-        runs = await api("GET", "/runs" + (query.toString() ? "?" + query : ""));
+        do {
+          query.set("limit", String(Math.min(500, wanted - runs.length)));
+          if (next) query.set("cursor", next);
+          const listed = await api("GET", "/runs?" + query);
+          runs.push(...listed.runs);
+          next = listed.next;
+        } while (next && runs.length < wanted);
       } catch (error) {
         return failed(error);
       }
-      runs.reverse();
-      count.textContent = runs.length > 200 ? `the newest 200 of ${runs.length}` : runs.length === 1 ? "1 run" : `${runs.length} runs`;
-      body.replaceChildren(...runs.slice(0, 200).map((run) =>
+      if (mine !== page) return;
+      count.textContent = (runs.length === 1 ? "1 run" : `${runs.length} runs`) + (next ? ", and more" : "");
+      more.hidden = !next;
+      body.replaceChildren(...runs.map((run) =>
         h("tr", { "data-run": run.run },
           h("td", {}, h("a", { href: `#/runs/${run.run}`, class: "mono", text: run.run })),
           h("td", { text: run.machine }),
@@ -225,16 +242,27 @@
           h("td", { title: new Date(run.updated).toISOString(), text: ago(run.updated) }))));
       if (!runs.length) body.append(h("tr", {}, h("td", { colspan: 6, class: "muted", text: "No runs match." })));
     }
-    machine.addEventListener("change", refresh);
-    status.addEventListener("change", refresh);
+    const filtered = () => {
+      wanted = PAGE;
+      refresh();
+    };
+    machine.addEventListener("change", filtered);
+    status.addEventListener("change", filtered);
+    wait.addEventListener("change", filtered);
+    more.addEventListener("click", () => {
+      wanted += PAGE;
+      refresh();
+    });
 
     main.replaceChildren(
       startForm(machines),
       card("Runs",
-        h("div", { class: "filters" }, h("label", {}, "Machine ", machine), h("label", {}, "Status ", status), count),
+        h("div", { class: "filters" }, h("label", {}, "Machine ", machine), h("label", {}, "Status ", status),
+          h("label", {}, "Waiting for ", wait), count),
         h("table", { class: "runs" },
           h("thead", {}, h("tr", {}, ["Run", "Machine", "Key", "Status", "Created", "Updated"].map((t) => h("th", { text: t })))),
-          body)));
+          body),
+        h("div", { class: "row more" }, more)));
     const soon = debounce(refresh, 250);
     // Listening first, then looking: no change falls in between.
     listen("/events", { message: soon, lagged: soon }, soon);
