@@ -36,8 +36,8 @@ pub(crate) async fn check(State(app): State<App>, request: Request, next: Next) 
         ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "the read-only token may only read; starting, signalling, cancelling, pausing and \
-             resuming runs needs the server's token",
+            "the read-only token may only read; starting, signalling, cancelling, pausing, \
+             resuming, retrying and deleting runs needs the server's token",
         )
     } else if presented.is_some() {
         ApiError::new(

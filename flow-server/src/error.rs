@@ -109,6 +109,7 @@ impl From<EngineError> for ApiError {
                 (S::CONFLICT, "not_waiting")
             }
             EngineError::NotPaused { .. } => (S::CONFLICT, "not_paused"),
+            EngineError::NotBackingOff { .. } => (S::CONFLICT, "not_backing_off"),
             EngineError::Finished { .. } => (S::CONFLICT, "finished"),
             EngineError::RollingBack { .. } => (S::CONFLICT, "rolling_back"),
             EngineError::WrongMachine { .. } => (S::CONFLICT, "wrong_machine"),

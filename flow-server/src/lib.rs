@@ -46,9 +46,12 @@
 //! | `GET /machines/{name}` | one of them (404 if unknown) |
 //! | `POST /machines/{name}/runs` | starts a run: `{"input": …, "context": …, "key": …}` (context and key optional) → 201 `{"run": "<id>"}` |
 //! | `GET /runs?machine=&status=&key=&state=&wait=&created_after=&created_before=` | a page of the runs the filters match, newest first: `{"runs": […], "next": "<cursor>"}` (see [Listing runs](#listing-runs)) |
-//! | `GET /runs/{id}` | where a run stands, with its history |
+//! | `GET /runs/{id}` | where a run stands, with its history, context and (for a branch) its parent |
+//! | `DELETE /runs/{id}` | deletes a finished run and its history → 204 (409 if unfinished: cancel it first) |
 //! | `POST /runs/{id}/signal` | delivers the body, decoded as the signal type the run waits for → 202 |
 //! | `POST /runs/{id}/cancel`, `/pause`, `/resume` | steer a run → 202 |
+//! | `POST /runs/{id}/retry` | starts the next attempt of a run waiting out a retry's backoff now → 202 (409 if it waits for none) |
+//! | `GET /runs/{id}/branches` | the run ids of the branches of the fork the run waits for (`wait` is `join`) |
 //! | `GET /runs/{id}/events` | the run's events as Server-Sent Events, until it ends |
 //! | `GET /events` | every run's events as Server-Sent Events |
 //! | `GET /runs/{id}/ws` | the run's events over a WebSocket, until it ends |
@@ -75,7 +78,8 @@
 //! [`ServerConfig::body_limit`] 413, and a value that does not read as the machine's type
 //! 422 with the serde path to it in `detail.path` (`input.lines[1].cents`). An unknown
 //! machine, run or route is 404; a key that has a run, or a run in no state to take the
-//! call (not waiting for a signal, not paused, finished), 409. A store that fails is 503.
+//! call (not waiting for a signal, not paused, not backing off, finished; unfinished, for a
+//! delete), 409. A store that fails is 503.
 //!
 //! # Events
 //!
@@ -103,8 +107,9 @@
 //! # Tokens
 //!
 //! With [`ServerConfig::token`] set, every call that changes something (starting,
-//! signalling, cancelling, pausing, resuming) needs `Authorization: Bearer <token>`: 401
-//! without it, 403 with the [read-only token](ServerConfig::read_only_token). Reads accept
+//! signalling, cancelling, pausing, resuming, retrying, deleting) needs
+//! `Authorization: Bearer <token>`: 401 without it, 403 with the
+//! [read-only token](ServerConfig::read_only_token). Reads accept
 //! either token. Browsers open event streams (`EventSource`, `WebSocket`) without headers:
 //! the four event routes take the token as a `?token=` query parameter too (no other route
 //! does). A URL can end up in logs and browser history: prefer the header where the client
@@ -116,6 +121,7 @@
 
 mod auth;
 mod body;
+mod control;
 mod error;
 mod events;
 mod hub;

@@ -22,7 +22,7 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorBody};
 use crate::hub::Hub;
-use crate::{ServerConfig, auth, events, list, ui, ws};
+use crate::{ServerConfig, auth, control, events, list, ui, ws};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -42,11 +42,13 @@ pub(crate) fn router(app: App) -> Router {
         .route("/machines/{name}", get(machine))
         .route("/machines/{name}/runs", post(start))
         .route("/runs", get(list::runs))
-        .route("/runs/{id}", get(run))
+        .route("/runs/{id}", get(run).delete(control::delete))
         .route("/runs/{id}/signal", post(signal))
         .route("/runs/{id}/cancel", post(cancel))
         .route("/runs/{id}/pause", post(pause))
         .route("/runs/{id}/resume", post(resume))
+        .route("/runs/{id}/retry", post(control::retry))
+        .route("/runs/{id}/branches", get(control::branches))
         .route("/runs/{id}/events", get(events::run_events))
         .route("/events", get(events::all_events))
         .route("/runs/{id}/ws", get(ws::run_ws))
@@ -261,7 +263,7 @@ pub(crate) fn run_id(id: &str) -> Result<RunId, ApiError> {
     })
 }
 
-fn accepted(run: RunId) -> Response {
+pub(crate) fn accepted(run: RunId) -> Response {
     (StatusCode::ACCEPTED, Json(RunRef { run: run.to_string() })).into_response()
 }
 
@@ -407,6 +409,7 @@ pub(crate) struct EventDoc {
     info(title = "flow", description = "Start, steer and follow the runs of an engine's \
         machines. Errors are JSON: `error`, `code`, `detail`."),
     paths(machines, machine, start, list::runs, run, signal, cancel, pause, resume,
+        control::delete, control::retry, control::branches,
         events::run_events, events::all_events, ws::run_ws, ws::all_ws),
     components(schemas(ErrorBody, StartRun, RunRef, RunIdDoc, MachineDoc, StatusDoc, RunSummaryDoc,
         RunStatusDoc, EventDoc, list::RunPage, list::WaitDoc, list::OrderDoc, events::Lagged,
