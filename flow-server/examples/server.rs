@@ -49,9 +49,10 @@ pub mod checkout {
         goto!(charge(order))
     }
 
-    /// A line of sku `flaky` fails the first attempt (a retry follows); one of sku `declined`
-    /// fails for good: the dashboard shows both in the run's history.
-    #[state(to(ship), retry(attempts = 3, backoff = "100ms..1s"))]
+    /// A line of sku `flaky` fails the first attempt, and the retry follows 20 s later (or at
+    /// once, with the dashboard's "Retry now"); one of sku `declined` fails for good: the
+    /// dashboard shows both in the run's history.
+    #[state(to(ship), retry(attempts = 3, backoff = "20s"))]
     async fn charge(cx: &mut Shop, order: Order) -> Result<Charge> {
         flow::progress(format!("charging order {}", order.id), None);
         tokio::time::sleep(Duration::from_millis(500)).await;

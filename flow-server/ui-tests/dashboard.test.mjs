@@ -203,6 +203,36 @@ try {
     await page.locator("#timeline li.now", { hasText: "charge failed after 1 attempt" }).waitFor();
   });
 
+  await check("a flaky checkout is retried now from its page, then deleted once it ships", async () => {
+    await page.click("nav a");
+    await page.selectOption("#start-machine", "checkout");
+    await page.fill("#start-input", '{"id": 10, "lines": [{"sku": "flaky", "cents": 300}]}');
+    await page.click("#start-button");
+    await page.waitForURL(/#\/runs\/[0-9a-f]{32}$/);
+    const flaky = page.url().split("/").pop();
+    expect(await page.locator("#delete").isHidden(), "an unfinished run offers to be deleted");
+    await page.locator("#run-status", { hasText: "waiting: backoff" }).waitFor();
+    await page.locator("#context", { hasText: "charged_cents" }).waitFor();
+    // The backoff is 20 s: the run completes within the step only if retried now.
+    await page.click("#retry");
+    await page.locator("#run-status .badge.completed").waitFor();
+    await page.locator("#retry").waitFor({ state: "hidden" });
+    page.once("dialog", (dialog) => dialog.accept());
+    await page.click("#delete");
+    await page.locator("#notice.ok", { hasText: `Deleted run ${flaky}` }).waitFor();
+    await page.locator("#filter-machine").waitFor();
+    expect(await page.locator(`tr[data-run="${flaky}"]`).count() === 0, "the deleted run is still listed");
+  });
+
+  await check("the runs table filters by what a run waits for", async () => {
+    await page.selectOption("#filter-status", "");
+    await page.locator(`tr[data-run="${run}"]`).waitFor();
+    await page.selectOption("#filter-wait", "signal");
+    await page.locator(`tr[data-run="${run}"]`).waitFor({ state: "detached" });
+    await page.selectOption("#filter-wait", "");
+    await page.locator(`tr[data-run="${run}"]`).waitFor();
+  });
+
   await check("the page raised no script errors", async () => {
     expect(errors.length === 0, errors.join("; "));
   });

@@ -384,7 +384,15 @@
       cancel: h("button", { id: "cancel", class: "danger", text: "Cancel" }),
       pause: h("button", { id: "pause", text: "Pause" }),
       resume: h("button", { id: "resume", text: "Resume" }),
+      retry: h("button", { id: "retry", text: "Retry now", hidden: true,
+        title: "Start the next attempt now instead of at the end of the backoff" }),
     };
+    const remove = h("button", { id: "delete", class: "danger", text: "Delete", hidden: true,
+      title: "Delete this finished run and its history" });
+    const context = h("pre", { class: "json", id: "context" });
+    const branchList = h("ul", { class: "branches", id: "branches" });
+    const branchCard = card("Branches", h("p", { class: "muted small", text: "The runs of the fork this run waits for." }), branchList);
+    branchCard.hidden = true;
     const noSignal = h("p", { class: "muted small signal-none", text: "This run waits for no signal now." });
     const signalForm = h("form", { class: "signal", id: "signal-form", hidden: true },
       h("label", { for: "signal-input" }, "Signal ", signalType), signalInput,
@@ -394,8 +402,9 @@
       h("div", { class: "head" }, title, facts),
       h("div", { class: "grid" },
         card("Machine", diagram),
-        card("Steer", h("div", { class: "row" }, actions.cancel, actions.pause, actions.resume), noSignal, signalForm)),
+        card("Steer", h("div", { class: "row" }, actions.cancel, actions.pause, actions.resume, actions.retry, remove), noSignal, signalForm)),
       h("div", { class: "grid" }, card("History", history), card("Live events", log)),
+      h("div", { class: "grid" }, card("Context", context), branchCard),
       card("Run record", h("p", { class: "muted small", text: "GET /runs/" + id + ", without its history." }), record));
 
     let run = null;
@@ -432,7 +441,8 @@
         h("span", { id: "run-status" }, badge(run.status, run.wait)),
         h("span", {}, "machine ", h("b", { text: run.machine }), ` v${run.version}`),
         h("span", {}, "state ", h("b", { id: "run-state", text: run.state })),
-        run.key ? h("span", {}, "key ", h("b", { class: "mono", text: run.key })) : "");
+        run.key ? h("span", {}, "key ", h("b", { class: "mono", text: run.key })) : "",
+        run.parent ? h("span", {}, "branch of ", h("a", { href: `#/runs/${run.parent}`, id: "run-parent", class: "mono", text: run.parent })) : "");
       draw(run.state, shown);
       history.replaceChildren(timeline(run));
       const { history: _, ...rest } = run;
@@ -441,6 +451,10 @@
       actions.cancel.disabled = finished;
       actions.pause.disabled = finished || run.status === "paused";
       actions.resume.disabled = run.status !== "paused";
+      actions.retry.hidden = !(run.status === "running" && run.wait === "backoff");
+      remove.hidden = !finished;
+      context.textContent = JSON.stringify(run.context, null, 2);
+      branches(run.status === "running" && run.wait === "join");
       const state = machine && machine.graph.states.find((s) => s.name === run.state);
       const waits = run.status === "running" && run.wait === "signal" && state && state.signal;
       signalForm.hidden = !waits;
@@ -454,11 +468,40 @@
       if (!waits) signalKey = "";
     }
 
+    // The branch runs of the fork the run waits for, each a link to its page.
+    let shownBranches = "";
+    async function branches(joining) {
+      branchCard.hidden = !joining;
+      if (!joining) return (shownBranches = "");
+      let ids;
+      try {
+        ids = await api("GET", `/runs/${id}/branches`);
+      } catch (error) {
+        return failed(error);
+      }
+      if (ids.join() === shownBranches) return;
+      shownBranches = ids.join();
+      branchList.replaceChildren(...ids.map((branch, index) =>
+        h("li", {}, h("span", { class: "muted", text: `${index + 1}. ` }),
+          h("a", { href: `#/runs/${branch}`, class: "mono", "data-branch": branch, text: branch }))));
+    }
+
+    remove.addEventListener("click", async () => {
+      if (!confirm(`Delete run ${id} and its history? This cannot be undone.`)) return;
+      try {
+        await api("DELETE", `/runs/${id}`);
+        // Said once the runs table has replaced this page (which clears what was said).
+        window.addEventListener("hashchange", () => say(`Deleted run ${id}.`, "ok"), { once: true });
+        location.hash = "#/";
+      } catch (error) {
+        failed(error);
+      }
+    });
     for (const [name, button] of Object.entries(actions)) {
       button.addEventListener("click", async () => {
         try {
           await api("POST", `/runs/${id}/${name}`);
-          say(`Asked the run to ${name}.`, "ok");
+          say(name === "retry" ? "Asked the run to retry now." : `Asked the run to ${name}.`, "ok");
         } catch (error) {
           failed(error);
         }
