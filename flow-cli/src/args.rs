@@ -13,7 +13,7 @@ const GLOBAL: &str = "Global options";
 
 /// Look at and steer the runs of flow state machines, in their store or through a flow server.
 ///
-/// Reads and control (list, show, events, machines, cancel, pause, resume, delete) work on
+/// Reads and control (list, show, events, machines, cancel, pause, resume, retry, delete) work on
 /// the store itself, without your machines' code: --store sqlite:PATH or --store
 /// postgres://USER@HOST:PORT/DATABASE (or FLOW_STORE). Signals and diagrams need that code,
 /// so they go through a flow server: --server http://HOST:PORT (or FLOW_SERVER).
@@ -91,6 +91,13 @@ pub enum StoreCommand {
         /// The run's id.
         id: RunId,
     },
+    /// Retry a run now: start the next attempt of a run waiting out a retry's backoff at
+    /// once, instead of at the backoff's end (the outage is over). An engine that runs its
+    /// machine claims it.
+    Retry {
+        /// The run's id.
+        id: RunId,
+    },
     /// Delete a finished run and its history.
     Delete {
         /// The run's id.
@@ -109,6 +116,7 @@ impl StoreCommand {
             StoreCommand::Cancel { .. } => "cancel",
             StoreCommand::Pause { .. } => "pause",
             StoreCommand::Resume { .. } => "resume",
+            StoreCommand::Retry { .. } => "retry",
             StoreCommand::Delete { .. } => "delete",
         }
     }

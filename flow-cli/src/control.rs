@@ -1,5 +1,5 @@
-//! `flow machines`, and `flow cancel`, `pause`, `resume` and `delete`: the runtime's own
-//! control, through an engine that runs no machine of its own, over the store.
+//! `flow machines`, and `flow cancel`, `pause`, `resume`, `retry` and `delete`: the
+//! runtime's own control, through an engine that runs no machine of its own, over the store.
 
 use std::collections::BTreeMap;
 
@@ -173,6 +173,21 @@ pub async fn resume<S: CheckpointStore + Clone>(
     };
     let status = status_of(place, id).await?;
     report(out, id, "resume", status, &text)
+}
+
+/// Starts the next attempt of run `id`, waiting out a retry's backoff, now.
+pub async fn retry<S: CheckpointStore + Clone>(
+    place: &Place<S>,
+    id: RunId,
+    out: &mut Out,
+) -> Result<(), CliError> {
+    engine(place)?.retry_now(id).await.map_err(refused(place, id, "retry"))?;
+    let status = status_of(place, id).await?;
+    let text = format!(
+        "run {id} is retried now: an engine that runs its machine claims it and starts its next \
+         attempt"
+    );
+    report(out, id, "retry", status, &text)
 }
 
 /// Deletes finished run `id` and its history.

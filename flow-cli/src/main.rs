@@ -104,6 +104,7 @@ async fn on_store<S: CheckpointStore + Clone>(
         StoreCommand::Cancel { id } => control::halt(&place, *id, Halt::Cancel, out).await,
         StoreCommand::Pause { id } => control::halt(&place, *id, Halt::Pause, out).await,
         StoreCommand::Resume { id } => control::resume(&place, *id, out).await,
+        StoreCommand::Retry { id } => control::retry(&place, *id, out).await,
         StoreCommand::Delete { id } => control::delete(&place, *id, out).await,
     }
 }

@@ -1,4 +1,4 @@
-//! `flow cancel`, `pause`, `resume` and `delete` on a store; `runs events --follow` while an
+//! `flow cancel`, `pause`, `resume`, `retry` and `delete` on a store; `runs events --follow` while an
 //! engine moves the run on; `signal` and `diagram` through a flow server.
 
 mod common;
@@ -8,7 +8,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{engine, failed, fixture, flow, json, ok, runtime, until};
-use flow::store::{SqliteStore, Status};
+use flow::prelude::*;
+use flow::store::{SqliteStore, Status, Wait};
+use flow::{Engine, RunId};
 
 /// The status `runs show --json` gives for run `name` of `store`.
 fn status_of(store: &common::Fixture, name: &str) -> String {
@@ -54,6 +56,63 @@ fn cancel_pause_resume_and_delete_steer_runs_in_the_store() {
     let error = failed(&store.flow(&["delete", &completed]));
     assert!(error.contains("there is no run"), "{error}");
     let error = failed(&store.flow(&["pause", "0000000000000000000000000000002a"]));
+    assert!(error.contains("there is no run"), "{error}");
+}
+
+#[flow::machine]
+pub mod flaky {
+    use super::*;
+
+    /// Fails its first attempt, then waits an hour before the next.
+    #[state(start, end, retry(attempts = 3, backoff = "1h"))]
+    async fn call(_cx: &mut (), n: u32) -> Result<u32> {
+        if flow::current().map_or(1, |current| current.attempt) == 1 {
+            return Err(Error::retryable("the service is down"));
+        }
+        Ok(n * 2)
+    }
+}
+
+fn flaky_engine(path: &std::path::Path) -> Engine {
+    let store = SqliteStore::open(path).unwrap();
+    Engine::builder().store(store).machine::<flaky::Machine>().build().unwrap()
+}
+
+#[test]
+fn retry_starts_the_next_attempt_of_a_run_backing_off_now() {
+    let store = fixture("retry");
+    let runtime = runtime();
+    // A run that failed its first attempt and waits out an hour's backoff, engine gone.
+    let run = runtime.block_on(async {
+        let engine = flaky_engine(&store.path);
+        let run = engine.start::<flaky::Machine>(21).await.unwrap().id();
+        until(&engine, run, |status| status.wait == Some(Wait::Backoff)).await;
+        engine.shutdown(Duration::from_secs(5)).await.unwrap();
+        run
+    });
+    let id = run.to_string();
+    let shown = json(&store.flow(&["--json", "runs", "show", &id]));
+    assert_eq!(shown["wait"], "backoff", "{shown}");
+
+    let retried = json(&store.flow(&["--json", "retry", &id]));
+    assert_eq!((&retried["action"], &retried["status"]), (&"retry".into(), &"running".into()));
+    let shown = json(&store.flow(&["--json", "runs", "show", &id]));
+    assert_eq!(shown["wait"], serde_json::Value::Null, "runnable, not backing off: {shown}");
+    let error = failed(&store.flow(&["retry", &id]));
+    assert!(error.contains("cannot retry run") && error.contains("not backing off"), "{error}");
+
+    // An engine with the machine takes it at once, not in an hour.
+    runtime.block_on(async {
+        let engine = flaky_engine(&store.path);
+        engine.resume_pending().await.unwrap();
+        let done = until(&engine, run, |status| status.status == Status::Completed).await;
+        assert_eq!(done.output, Some(serde_json::json!(42)));
+        engine.shutdown(Duration::from_secs(5)).await.unwrap();
+    });
+    let completed = store.run("completed").to_string();
+    let error = failed(&store.flow(&["retry", &completed]));
+    assert!(error.contains("not backing off") && error.contains("completed"), "{error}");
+    let error = failed(&store.flow(&["retry", &RunId::from_u128(42).to_string()]));
     assert!(error.contains("there is no run"), "{error}");
 }
 
