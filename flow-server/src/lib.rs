@@ -1,7 +1,8 @@
 //! An HTTP API over a [`flow`](https://docs.rs/flow-machine) [`Engine`]: list its machines,
-//! start runs from JSON, signal, cancel, pause and resume them, read where they stand, and
-//! follow their events as Server-Sent Events or over a WebSocket; and a dashboard that draws
-//! each machine and lights up where a run stands, live. Package `flow-machine-server`.
+//! start runs from JSON, signal, cancel, pause, resume, retry and delete them, list them a
+//! page at a time, read where they stand, and follow their events as Server-Sent Events or
+//! over a WebSocket; and a dashboard that draws each machine and lights up where a run
+//! stands, live. Package `flow-machine-server`.
 //!
 //! The server reads and acts only through the engine and its store, so it sees the runs of
 //! every worker on that store, and steers them wherever they execute.
@@ -96,11 +97,13 @@
 //!
 //! # Dashboard
 //!
-//! `GET /` is a page for people: the runs, filtered by machine and status and kept current
-//! over `GET /events`; a form to start a run; and a run's page, with its machine drawn from
-//! the graph of `GET /machines/{name}`, the state it is in lit up and moving as events come,
-//! its history as a timeline of attempts, waits and errors, and buttons to signal, cancel,
-//! pause and resume it. It is plain HTML, JavaScript and CSS built into the binary: nothing
+//! `GET /` is a page for people: the runs, newest first, filtered by machine, status and
+//! wait, a page more at a click, and kept current over `GET /events`; a form to start a run;
+//! and a run's page, with its machine drawn from the graph of `GET /machines/{name}`, the
+//! state it is in lit up and moving as events come, its history as a timeline of attempts,
+//! waits and errors, its context, the run it is a branch of or the branches it waits for, and
+//! buttons to signal, cancel, pause and resume it, retry it now while it backs off, and
+//! delete it once it has finished. It is plain HTML, JavaScript and CSS built into the binary: nothing
 //! to build or install. The page and its files need no token (they hold no data); it asks
 //! for the token, keeps it in the browser's local storage, and sends it with every call.
 //!
