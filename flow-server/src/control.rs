@@ -9,11 +9,11 @@ use flow_core::EngineError;
 use flow_core::store::StoreError;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::{App, RunRef, accepted, run_id};
+use crate::routes::{App, RunIdDoc, RunRef, accepted, run_id};
 
 /// Deletes a finished run and its history.
 #[utoipa::path(delete, path = "/runs/{id}", tag = "runs",
-    params(("id" = String, Path, description = "The run's id")),
+    params(("id" = RunIdDoc, Path, description = "The run's id")),
     responses((status = 204, description = "Deleted, with its history"),
         (status = 400, description = "Not a run id", body = ErrorBody),
         (status = 401, description = "No token, or an unknown one", body = ErrorBody),
@@ -44,7 +44,7 @@ pub(crate) async fn delete(
 /// backoff's end (the outage is over). It counts against the state's attempts as it would
 /// have.
 #[utoipa::path(post, path = "/runs/{id}/retry", tag = "runs",
-    params(("id" = String, Path, description = "The run's id")),
+    params(("id" = RunIdDoc, Path, description = "The run's id")),
     responses((status = 202, description = "The run is runnable now; an engine claims it", body = RunRef),
         (status = 400, description = "Not a run id", body = ErrorBody),
         (status = 401, description = "No token, or an unknown one", body = ErrorBody),
@@ -64,7 +64,7 @@ pub(crate) async fn retry(
 /// when it waits for none. Ids of branches a fan-out's limit has not started yet are listed
 /// too (`GET /runs/{id}` says 404 for them until they start).
 #[utoipa::path(get, path = "/runs/{id}/branches", tag = "runs",
-    params(("id" = String, Path, description = "The run's id")),
+    params(("id" = RunIdDoc, Path, description = "The run's id")),
     responses((status = 200, description = "The branches' run ids", body = [String]),
         (status = 400, description = "Not a run id", body = ErrorBody),
         (status = 401, description = "No token, or an unknown one", body = ErrorBody),

@@ -145,7 +145,8 @@ fn a_run_id_in_a_path_has_the_shape_the_server_reads() {
             );
         }
     }
-    assert_eq!(ids, 7, "the routes under /runs/{{id}}");
+    // GET, DELETE; signal, cancel, pause, resume, retry; branches, events, ws.
+    assert_eq!(ids, 10, "the routes under /runs/{{id}}");
     let schema = &doc["components"]["schemas"]["RunId"];
     assert_eq!(schema["type"], "string");
     let pattern = schema["pattern"].as_str().unwrap();
