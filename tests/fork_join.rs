@@ -206,6 +206,8 @@ async fn a_fan_out_joins_every_output_in_item_order_with_at_most_limit_at_once()
     let fork = digest::graph().state("split").unwrap().fork.unwrap();
     assert!(fork.fan_out);
     assert_eq!(fork.limit, Some(3));
+    let mermaid = digest::graph().to_mermaid();
+    assert!(mermaid.contains("split : split (3 branches at once)"), "{mermaid}");
 }
 
 #[flow::machine]
@@ -236,6 +238,8 @@ async fn a_first_k_fan_out_joins_with_the_first_k_in_item_order() {
     assert_eq!(done.output, [3, 4]);
     // The join came when the second answer did, not after the slowest.
     assert_eq!(started.elapsed(), Duration::from_millis(200));
-    // Two items fewer than `first`: the join waits for both.
+    let mermaid = race::graph().to_mermaid();
+    assert!(mermaid.contains("split : split (joins on the first 2)"), "{mermaid}");
+    // Fewer items than `first`: the join waits for all of them.
     assert_eq!(race::run(1, &mut Desk).await.unwrap().output, [0]);
 }

@@ -278,5 +278,16 @@ fn describe(state: &StateInfo) -> Option<String> {
     if let Some(compensate) = state.compensate {
         parts.push(format!("undone by {compensate}"));
     }
+    if let Some(fork) = state.fork {
+        if let Some(limit) = fork.limit {
+            parts.push(format!("{limit} branches at once"));
+        }
+        if let Some(first) = fork.first {
+            parts.push(format!("joins on the first {first}"));
+        }
+        if fork.collect {
+            parts.push("collects results".to_owned());
+        }
+    }
     (!parts.is_empty()).then(|| parts.join(", "))
 }
