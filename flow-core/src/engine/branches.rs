@@ -21,7 +21,8 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde::de::IgnoredAny;
 
-use super::journal::{DurableJournal, SnapshotIn, Stop, error};
+use super::journal::{DurableJournal, Stop};
+use super::snapshot::{SnapshotIn, error};
 use super::{Durable, Engine, EngineError, Inner, duration_ms, lock};
 use crate::run::{BranchOf, Cursor, Done, End, Joining, Journal, arrive};
 use crate::store::{Checkpoint, Status, StoreError, Wait};
@@ -135,18 +136,18 @@ pub(crate) async fn await_branches<M: Durable>(
     let limit = info.fork.and_then(|fork| fork.limit).unwrap_or(u32::MAX).max(1) as usize;
     let room = limit.saturating_sub(open.len()).min(joining.pending.len());
     if room > 0 {
-        let first = joining.started;
+        let next = joining.started;
         let starting = joining.pending.drain(..room);
         let priority = cursor.priority;
         let started = starting.enumerate().map(|(offset, state)| {
-            let of = BranchOf { parent, index: first + offset as u32 };
+            let of = BranchOf { parent, index: next + offset as u32 };
             start::<M>(&inner, branch(of.index), of, state, M::fork_context(&cx), priority)
         });
         for started in join_all(started.collect::<Vec<_>>()).await {
             started?;
         }
         joining.started += room as u32;
-        open.extend(first..joining.started);
+        open.extend(next..joining.started);
     }
 
     // Waits in the store, holding no slot, until a branch wakes it (or the recheck): the

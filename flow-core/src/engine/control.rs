@@ -12,6 +12,7 @@ use super::journal::{self, DurableJournal};
 use super::registry::spawn;
 use super::scheduler::{self, ensure_lease};
 use super::{Durable, Engine, EngineError, Resumed, RunHandle, RunStatus, duration_ms};
+use super::{signalled, snapshot};
 use crate::current::Halt;
 use crate::event::{EventKind, Events, Reporter};
 use crate::history::Entry;
@@ -267,7 +268,7 @@ impl Engine {
             waiting_for_pool: inner.pools.waiting_for(run),
             note,
             // A snapshot that does not read back has no error to show; a claim reports it.
-            error: journal::error(&latest).ok().flatten(),
+            error: snapshot::error(&latest).ok().flatten(),
             output: match latest.status {
                 Status::Completed => super::erased::output_json(&latest.snapshot),
                 _ => None,
@@ -314,7 +315,7 @@ impl Engine {
                 return Err(EngineError::NotWaiting { run, state: Some(state) });
             }
             let delivered =
-                journal::deliver_stored::<M, S>(&latest, value.clone(), inner.now_ms())?;
+                signalled::deliver_stored::<M, S>(&latest, value.clone(), inner.now_ms())?;
             match inner.store.save(delivered).await {
                 Ok(()) => {
                     self.reporter::<M>(run, &state).send(EventKind::SignalReceived);
@@ -539,7 +540,7 @@ impl Engine {
             if latest.status.is_finished() {
                 return Err(EngineError::Finished { run, status: latest.status });
             }
-            if journal::rolling_back(&latest.snapshot) {
+            if snapshot::rolling_back(&latest.snapshot) {
                 return Err(EngineError::RollingBack { run });
             }
             let status = match halt {
@@ -624,11 +625,11 @@ impl Engine {
         let corrupt =
             |detail: String| EngineError::Corrupt { run, machine: M::NAME.into(), detail };
         match latest.status {
-            Status::Completed => journal::output::<M>(&latest.snapshot)
+            Status::Completed => snapshot::output::<M>(&latest.snapshot)
                 .map_err(corrupt)?
                 .ok_or_else(|| corrupt("a completed run's checkpoint holds no output".into())),
             Status::Failed => {
-                let error = journal::error(&latest)
+                let error = snapshot::error(&latest)
                     .map_err(corrupt)?
                     .ok_or_else(|| corrupt("a failed run's checkpoint holds no error".into()))?;
                 let history = self.history(run, &latest.machine).await?;

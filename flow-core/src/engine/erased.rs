@@ -18,7 +18,8 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::Value;
 use thiserror::Error;
 
-use super::journal::{SnapshotIn, signalled_checkpoint, signalled_snapshot};
+use super::signalled::{signalled_checkpoint, signalled_snapshot};
+use super::snapshot::SnapshotIn;
 use super::{Durable, Engine, EngineError, Inner, scheduler};
 use crate::event::EventKind;
 use crate::store::{Checkpoint, RunSummary, StoreError};
@@ -278,7 +279,7 @@ pub(crate) async fn start_json<M: Durable>(
 }
 
 /// A waiting run's last checkpoint with `signal` delivered, decoded as the signal its state
-/// waits for: the checkpoint that follows it. As `journal::deliver_stored`, with the type
+/// waits for: the checkpoint that follows it. As `signalled::deliver_stored`, with the type
 /// found by the state rather than given.
 pub(crate) fn deliver_json<M: Durable>(
     latest: &Checkpoint,

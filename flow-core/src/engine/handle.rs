@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::journal::output;
+use super::snapshot::output;
 use super::{Durable, Ended, Engine, EngineError};
 use crate::history::Entry;
 use crate::store::{Status, Wait};

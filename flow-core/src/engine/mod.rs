@@ -24,6 +24,8 @@ mod journal;
 pub(crate) mod pools;
 mod registry;
 mod scheduler;
+mod signalled;
+mod snapshot;
 mod versions;
 
 use std::collections::HashMap;

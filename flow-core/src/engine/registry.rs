@@ -12,7 +12,8 @@ use serde::de::IgnoredAny;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use super::erased::{self, JsonError, StartJson};
-use super::journal::{DurableJournal, SnapshotIn, Stop};
+use super::journal::{DurableJournal, Stop};
+use super::snapshot::SnapshotIn;
 use super::versions::upgrade;
 use super::{Durable, Ended, Engine, EngineError, Inner, Live};
 use crate::event::EventKind;

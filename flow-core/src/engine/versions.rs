@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use serde::de::IgnoredAny;
 
-use super::journal::{SnapshotIn, SnapshotOut, readable, stored_visits};
+use super::snapshot::{SnapshotIn, SnapshotOut, readable, stored_visits};
 use super::{Durable, EngineError};
 use crate::store::Checkpoint;
 use crate::{Error, Machine};
