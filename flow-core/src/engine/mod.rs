@@ -26,6 +26,7 @@ mod registry;
 mod scheduler;
 mod signalled;
 mod snapshot;
+mod steer;
 mod versions;
 
 use std::collections::HashMap;
