@@ -243,13 +243,20 @@ impl Engine {
     /// [`EngineError::Corrupt`] if its history does not read back.
     pub async fn status(&self, run: RunId) -> Result<RunStatus, EngineError> {
         let inner = &self.inner;
+        // The summary first: the checkpoint read after it is as new or newer, so a run that
+        // has finished shows its status, output and error from that one checkpoint.
+        let summary = inner.store.summary(run).await?;
         let Some(latest) = inner.store.latest(run).await? else {
             return Err(EngineError::UnknownRun { run });
         };
         let history = self.history(run, &latest.machine).await?;
-        let summary = inner.store.summary(run).await?;
-        let (status, note, wait) =
-            summary.map_or((latest.status, None, latest.wait), |s| (s.status, s.note, s.wait));
+        let (status, note, wait) = match summary {
+            // What no checkpoint says: a run marked stuck and why, whether it waits unheld.
+            Some(summary) if !latest.status.is_finished() => {
+                (summary.status, summary.note, summary.wait)
+            }
+            _ => (latest.status, None, latest.wait),
+        };
         let (payload, context, parent) = super::erased::stored_json(&latest.snapshot);
         Ok(RunStatus {
             run,
