@@ -49,7 +49,11 @@ pub(crate) struct RunsQuery {
     /// At most this many runs: 1 to 500, 50 unless given.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
-    /// The next page: the `next` of the page before, with the same filters and order.
+    /// The next page: the `next` of the page before, with the same filters and order
+    /// (the creation time in Unix milliseconds, a dash, the last run's id). Empty: the first.
+    #[param(
+        pattern = r"^([0-9]{1,19}-([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}))?$"
+    )]
     cursor: Option<String>,
 }
 
@@ -149,10 +153,19 @@ fn filter(query: RunsQuery) -> Result<(Filter, usize), ApiError> {
             }
         },
     };
+    // An empty cursor (a form's field left blank) asks for the first page.
     let cursor = query
         .cursor
+        .filter(|text| !text.is_empty())
         .map(|text| {
-            text.parse::<Cursor>().map_err(|error| {
+            // At most 19 digits of time, as the document's pattern says (Unix milliseconds
+            // stay below 10^19 for some 300 million years).
+            let digits = text.split_once('-').map_or(text.len(), |(created, _)| created.len());
+            let parsed = match digits {
+                20.. => Err(format!("the cursor `{text}` has more than 19 digits of time")),
+                _ => text.parse::<Cursor>().map_err(|error| error.to_string()),
+            };
+            parsed.map_err(|error| {
                 bad(Some("cursor"), format!("{error}; pass the `next` of the page before"))
             })
         })
@@ -196,7 +209,9 @@ fn choose<T: Copy + std::fmt::Display>(
 
 /// `text` as Unix milliseconds, or a refusal naming `parameter`.
 fn millis(parameter: &str, text: &str) -> Result<u64, ApiError> {
-    text.parse().map_err(|_| {
+    // The document's int64: 0 to 2^63 - 1, which no time in milliseconds comes near.
+    let millis = text.parse::<i64>().ok().and_then(|millis| u64::try_from(millis).ok());
+    millis.ok_or_else(|| {
         bad(
             Some(parameter),
             format!(

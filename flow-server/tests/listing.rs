@@ -110,6 +110,9 @@ async fn runs_are_listed_newest_first_a_page_at_a_time() {
 
     let (all, next) = page(&client, &base, "").await;
     assert_eq!((all, next), (newest_first.clone(), None), "newest first, one page");
+    // A cursor left blank asks for the first page, as none does.
+    let (blank, _) = page(&client, &base, "cursor=").await;
+    assert_eq!(blank, newest_first);
     let (oldest, _) = page(&client, &base, "order=oldest").await;
     assert_eq!(oldest, started);
 
@@ -187,12 +190,15 @@ async fn bad_values_are_refused_naming_the_parameter() {
     }
     let cursor = refused(&client, &base, "cursor=yesterday", "cursor").await;
     assert_eq!(cursor.detail["parameter"], "cursor");
-    for query in ["cursor=12-nothex", "cursor=-", "cursor="] {
+    let too_long = format!("cursor={}-{}", u64::MAX, RunId::from_u128(1));
+    for query in ["cursor=12-nothex", "cursor=-", &too_long] {
         refused(&client, &base, query, "cursor").await;
     }
     refused(&client, &base, "order=sideways", "order").await;
     refused(&client, &base, "created_after=today", "created_after").await;
     refused(&client, &base, "created_before=-5", "created_before").await;
+    // Past the document's int64.
+    refused(&client, &base, "created_before=9223372036854775808", "created_before").await;
     let unknown = refused(&client, &base, "stage=review", "stage").await;
     assert!(unknown.error.contains("cursor"), "it lists the parameters: {}", unknown.error);
 
@@ -200,6 +206,6 @@ async fn bad_values_are_refused_naming_the_parameter() {
     let (ids, _) = page(&client, &base, "limit=500&created_after=0").await;
     assert_eq!(ids.len(), 1);
     let far = RunId::from_u128(u128::MAX);
-    let (ids, _) = page(&client, &base, &format!("cursor={}-{far}", u64::MAX)).await;
+    let (ids, _) = page(&client, &base, &format!("cursor=9999999999999999999-{far}")).await;
     assert_eq!(ids.len(), 1, "a cursor past every run, newest first, leaves them all");
 }
