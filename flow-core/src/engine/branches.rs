@@ -22,7 +22,7 @@ use futures_util::future::join_all;
 use serde::de::IgnoredAny;
 
 use super::journal::{DurableJournal, Stop};
-use super::snapshot::{SnapshotIn, error};
+use super::snapshot::{SnapshotIn, due_now, error};
 use super::{Durable, Engine, EngineError, Inner, duration_ms, lock};
 use crate::run::{BranchOf, Cursor, Done, End, Joining, Journal, arrive};
 use crate::store::{Checkpoint, Status, StoreError, Wait};
@@ -302,12 +302,17 @@ fn ended_without_output(latest: &Checkpoint) -> String {
 /// The branch runs a run's fork has started, read from its last checkpoint `latest`; none
 /// for a run that waits for no branches (or whose checkpoint does not read back).
 pub(crate) fn started(latest: &Checkpoint) -> Vec<RunId> {
-    let snapshot =
-        serde_json::from_str::<SnapshotIn<IgnoredAny, IgnoredAny, IgnoredAny>>(&latest.snapshot);
-    let Some(joining) = snapshot.ok().and_then(|snapshot| snapshot.joining) else {
-        return Vec::new();
-    };
-    (0..joining.started).map(|index| RunId::branch(latest.run, joining.visit, index)).collect()
+    branch_runs(latest, false).unwrap_or_default()
+}
+
+/// The branch runs of the fork the run of checkpoint `latest` waits for: those started, or
+/// (`all`) every one, started or not.
+fn branch_runs(latest: &Checkpoint, all: bool) -> serde_json::Result<Vec<RunId>> {
+    let snapshot: SnapshotIn<IgnoredAny, IgnoredAny, IgnoredAny> =
+        serde_json::from_str(&latest.snapshot)?;
+    let Some(joining) = snapshot.joining else { return Ok(Vec::new()) };
+    let count = if all { joining.branches } else { joining.started };
+    Ok((0..count).map(|index| RunId::branch(latest.run, joining.visit, index)).collect())
 }
 
 /// Whether a branch of `parent`'s fork that ended here (`completed`, or not) wakes it: one
@@ -336,17 +341,8 @@ pub(crate) async fn wake(inner: &Inner, parent: RunId) {
     if latest.status != Status::Running || latest.wait != Some(Wait::Join) {
         return;
     }
-    let woken = Checkpoint {
-        seq: latest.seq + 1,
-        wait: None,
-        wake_at: None,
-        lease: None,
-        at: inner.now_ms(),
-        entries: "[]".into(),
-        ..latest
-    };
     // Refused when another branch woke it first, or an engine claimed it meanwhile.
-    if inner.store.save(woken).await.is_ok() {
+    if inner.store.save(due_now(latest, inner.now_ms())).await.is_ok() {
         inner.runnable();
     }
 }
@@ -365,13 +361,10 @@ impl Engine {
     pub async fn branches(&self, run: RunId) -> Result<Vec<RunId>, EngineError> {
         let latest = self.inner.store.latest(run).await?;
         let latest = latest.ok_or(EngineError::UnknownRun { run })?;
-        let snapshot: SnapshotIn<IgnoredAny, IgnoredAny, IgnoredAny> =
-            serde_json::from_str(&latest.snapshot).map_err(|error| EngineError::Corrupt {
-                run,
-                machine: latest.machine.to_string(),
-                detail: format!("checkpoint {} does not read back: {error}", latest.seq),
-            })?;
-        let Some(joining) = snapshot.joining else { return Ok(Vec::new()) };
-        Ok((0..joining.branches).map(|index| RunId::branch(run, joining.visit, index)).collect())
+        branch_runs(&latest, true).map_err(|error| EngineError::Corrupt {
+            run,
+            machine: latest.machine.to_string(),
+            detail: format!("checkpoint {} does not read back: {error}", latest.seq),
+        })
     }
 }

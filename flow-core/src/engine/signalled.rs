@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use serde::de::IgnoredAny;
 
-use super::snapshot::{SnapshotIn, SnapshotOut, readable, stored_visits};
+use super::snapshot::{SnapshotIn, SnapshotOut, due_now, readable, stored_visits};
 use super::{Durable, EngineError};
 use crate::store::Checkpoint;
 use crate::{Machine, RunId, Signal};
@@ -114,15 +114,9 @@ pub(crate) fn signalled_checkpoint<M: Durable>(
     };
     let snapshot = readable::<_, _, _, IgnoredAny>(&out).map_err(unstorable)?;
     Ok(Checkpoint {
-        seq: latest.seq + 1,
         fingerprint: Cow::Borrowed(graph.fingerprint),
-        wake_at: None,
-        wait: None,
-        lease: None,
-        at: now,
         snapshot,
-        entries: "[]".into(),
-        ..latest.clone()
+        ..due_now(latest.clone(), now)
     })
 }
 

@@ -178,3 +178,18 @@ pub(crate) fn error(latest: &Checkpoint) -> Result<Option<RunError>, String> {
         serde_json::from_str(&latest.snapshot).map_err(|error| error.to_string())?;
     Ok(snapshot.error)
 }
+
+/// The checkpoint after `latest`, written at `at` from outside the run (as a signal, a
+/// retry now or a branch's end writes it): runnable at once, the store refusing it if an
+/// engine claimed the run meanwhile.
+pub(crate) fn due_now(latest: Checkpoint, at: u64) -> Checkpoint {
+    Checkpoint {
+        seq: latest.seq + 1,
+        wake_at: None,
+        wait: None,
+        lease: None,
+        at,
+        entries: "[]".into(),
+        ..latest
+    }
+}

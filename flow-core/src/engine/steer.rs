@@ -103,17 +103,7 @@ impl Engine {
                 let (status, wait) = (latest.status, latest.wait.filter(|_| !held));
                 return Err(EngineError::NotBackingOff { run, status, wait });
             }
-            // Written from outside, as a signal is: refused if an engine claimed it meanwhile.
-            let due = Checkpoint {
-                seq: latest.seq + 1,
-                wake_at: None,
-                wait: None,
-                lease: None,
-                at: inner.now_ms(),
-                entries: "[]".into(),
-                ..latest
-            };
-            match inner.store.save(due).await {
+            match inner.store.save(snapshot::due_now(latest, inner.now_ms())).await {
                 Ok(()) => {
                     inner.runnable();
                     return Ok(());
