@@ -81,30 +81,39 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 ///
 /// Written here rather than with axum's `Sse`, which makes each message a chunk of its own
 /// and resets its keep-alive timer for each: with many followers of a busy engine, that
-/// was most of what a stream cost.
+/// was most of what a stream cost. A batch of every run's events goes out as the text the
+/// hub made once for all followers.
 fn sse(follow: Follow) -> Response {
     let stream = stream::unfold(follow, |mut follow| async move {
-        let first = match tokio::time::timeout(KEEP_ALIVE, follow.next()).await {
+        let first = match tokio::time::timeout(KEEP_ALIVE, follow.next_sse()).await {
             Ok(next) => next?,
             Err(_) => return Some((Ok::<_, Infallible>(Bytes::from_static(b":\n\n")), follow)),
         };
-        let mut text = String::new();
-        for message in std::iter::once(first).chain(std::iter::from_fn(|| follow.ready())) {
-            if message.kind != Kind::Event {
-                text.push_str("event: ");
-                text.push_str(message.kind.name());
-                text.push('\n');
-            }
-            // Compact JSON: no line breaks, so one `data:` line holds it all.
-            text.push_str("data: ");
-            text.push_str(&message.data);
-            text.push_str("\n\n");
+        let Some(second) = follow.ready_sse() else { return Some((Ok(first), follow)) };
+        let mut text = [first, second].concat();
+        while let Some(more) = follow.ready_sse() {
+            text.extend_from_slice(&more);
         }
         Some((Ok(Bytes::from(text)), follow))
     });
     let headers =
         [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
     (headers, Body::from_stream(stream)).into_response()
+}
+
+/// `message` as one Server-Sent Event.
+fn sse_message(message: &Message) -> Bytes {
+    let mut text = String::with_capacity(message.data.len() + 24);
+    if message.kind != Kind::Event {
+        text.push_str("event: ");
+        text.push_str(message.kind.name());
+        text.push('\n');
+    }
+    // Compact JSON: no line breaks, so one `data:` line holds it all.
+    text.push_str("data: ");
+    text.push_str(&message.data);
+    text.push_str("\n\n");
+    Bytes::from(text)
 }
 
 /// What a message of a followed stream is.
@@ -127,6 +136,13 @@ impl Kind {
             Kind::End => "end",
         }
     }
+}
+
+/// What a followed stream has queued to send.
+enum Queued {
+    Message(Message),
+    /// A batch of every run's events, from its `n`th on.
+    Events(Arc<Batch>, usize),
 }
 
 /// One message of a followed stream: what it is, and its data as JSON.
@@ -185,7 +201,7 @@ pub(crate) struct Follow {
     run: Option<RunId>,
     /// How many missed events were reported.
     missed: u64,
-    queue: VecDeque<Message>,
+    queue: VecDeque<Queued>,
     /// Nothing follows the queue.
     done: bool,
     /// When to look in the store for the run's end.
@@ -227,9 +243,48 @@ impl Follow {
     ///
     /// Cancel-safe: a call dropped before it returns loses no message.
     pub(crate) async fn next(&mut self) -> Option<Message> {
+        self.wait().await?;
+        self.ready()
+    }
+
+    /// The next message if one is ready, without waiting.
+    pub(crate) fn ready(&mut self) -> Option<Message> {
+        match self.queue.pop_front()? {
+            Queued::Message(message) => Some(message),
+            Queued::Events(batch, n) => {
+                if n + 1 < batch.events.len() {
+                    self.queue.push_front(Queued::Events(Arc::clone(&batch), n + 1));
+                }
+                let data = Arc::clone(batch.events.get(n)?);
+                Some(Message { kind: Kind::Event, data })
+            }
+        }
+    }
+
+    /// What to send next as Server-Sent Events: one message, or a batch of events whole;
+    /// `None` once the stream is over. Cancel-safe.
+    async fn next_sse(&mut self) -> Option<Bytes> {
+        self.wait().await?;
+        self.ready_sse()
+    }
+
+    /// What to send next as Server-Sent Events, if anything is ready.
+    fn ready_sse(&mut self) -> Option<Bytes> {
+        match self.queue.front()? {
+            Queued::Events(batch, 0) => {
+                let text = batch.sse();
+                self.queue.pop_front();
+                Some(text)
+            }
+            _ => self.ready().map(|message| sse_message(&message)),
+        }
+    }
+
+    /// Waits until something is queued; `None` once the stream is over.
+    async fn wait(&mut self) -> Option<()> {
         loop {
-            if let Some(next) = self.queue.pop_front() {
-                return Some(next);
+            if !self.queue.is_empty() {
+                return Some(());
             }
             if self.done {
                 return None;
@@ -237,7 +292,7 @@ impl Follow {
             tokio::select! {
                 received = self.source.recv() => match received {
                     Received::Event(event) => self.push(&event),
-                    Received::Batch(batch) => self.push_batch(&batch),
+                    Received::Batch(batch) => self.push_batch(batch),
                     Received::Ended => {
                         self.lag();
                         self.done = true;
@@ -248,16 +303,11 @@ impl Follow {
         }
     }
 
-    /// The next message if one is ready, without waiting.
-    pub(crate) fn ready(&mut self) -> Option<Message> {
-        self.queue.pop_front()
-    }
-
     /// Queues `event`, after a `lagged` event if events were missed before it.
     fn push(&mut self, event: &Event) {
         self.lag();
         let data = Arc::from(event_json(event));
-        self.queue.push_back(Message { kind: Kind::Event, data });
+        self.queue.push_back(Queued::Message(Message { kind: Kind::Event, data }));
         if let Some(run) = self.run {
             let status = match event.kind {
                 EventKind::Completed => Some(Status::Completed),
@@ -273,7 +323,7 @@ impl Follow {
 
     /// Queues the events of `batch`, after a `lagged` event if events were missed before
     /// them (by the hub, or by this follower).
-    fn push_batch(&mut self, batch: &Batch) {
+    fn push_batch(&mut self, batch: Arc<Batch>) {
         let Source::Every(subscription) = &mut self.source else { return };
         let expected = subscription.next;
         subscription.next = batch.first + batch.events.len() as u64;
@@ -282,8 +332,8 @@ impl Follow {
         }
         // A batch that began before the expected position cannot come; skip what was sent.
         let skip = usize::try_from(expected.saturating_sub(batch.first)).unwrap_or(usize::MAX);
-        for data in batch.events.iter().skip(skip) {
-            self.queue.push_back(Message { kind: Kind::Event, data: Arc::clone(data) });
+        if skip < batch.events.len() {
+            self.queue.push_back(Queued::Events(batch, skip));
         }
     }
 
@@ -300,14 +350,15 @@ impl Follow {
     fn lagged(&mut self, missed: u64) {
         self.missed += missed;
         let data = serde_json::to_string(&Lagged { missed }).unwrap_or_default();
-        self.queue.push_back(Message { kind: Kind::Lagged, data: Arc::from(data) });
+        self.queue
+            .push_back(Queued::Message(Message { kind: Kind::Lagged, data: Arc::from(data) }));
     }
 
     /// Queues the `end` of run `run`, which finished as `status`: nothing follows it.
     fn end(&mut self, run: RunId, status: &str) {
         let end = End { run: run.to_string(), status: status.to_owned() };
         let data = serde_json::to_string(&end).unwrap_or_default();
-        self.queue.push_back(Message { kind: Kind::End, data: Arc::from(data) });
+        self.queue.push_back(Queued::Message(Message { kind: Kind::End, data: Arc::from(data) }));
         self.done = true;
     }
 
@@ -343,7 +394,7 @@ mod tests {
     /// A batch of `n` events, the first at position `first`.
     fn batch(first: u64, n: u64) -> Batch {
         let events = (first..first + n).map(|at| Arc::from(format!(r#"{{"at":{at}}}"#))).collect();
-        Batch { first, events }
+        Batch::new(first, events)
     }
 
     #[tokio::test]
@@ -352,10 +403,10 @@ mod tests {
         let config = Arc::new(ServerConfig::default());
         let app = App { engine, config, follow_every: Duration::from_secs(1), hub: Arc::default() };
         let mut follow = Follow::every(&app);
-        follow.push_batch(&batch(0, 2));
+        follow.push_batch(Arc::new(batch(0, 2)));
         // Positions 2 to 4 went by: missed, at the hub or by this follower.
-        follow.push_batch(&batch(5, 2));
-        follow.push_batch(&batch(7, 1));
+        follow.push_batch(Arc::new(batch(5, 2)));
+        follow.push_batch(Arc::new(batch(7, 1)));
         let sent: Vec<(Kind, String)> =
             std::iter::from_fn(|| follow.ready()).map(|m| (m.kind, m.data.to_string())).collect();
         let event = |at: u64| (Kind::Event, format!(r#"{{"at":{at}}}"#));
