@@ -1,10 +1,11 @@
 //! What serving costs the engine, and how fast events reach subscribers over HTTP.
 //!
 //! `cargo bench -p flow-machine-server --bench sse` prints a markdown table (the runs take
-//! about 5 s on 2 cores, after the build). One workload throughout: 1,000 concurrent runs of a
-//! 5-state chain on an engine over a [`SqliteStore`] (a fresh file per round), from the first
-//! start until every output is awaited. Four setups, alternating over a few rounds (the median
-//! round is reported), so that a drift in the machine's load hits each alike:
+//! about 15 s on 2 cores, after the build). One workload throughout: 1,000 concurrent runs of
+//! a 5-state loop ([`LAPS`] laps, 26 checkpoints a run) on an engine over a [`SqliteStore`] (a
+//! fresh file per round), from the first start until every output is awaited. Four setups,
+//! alternating over a few rounds (the median round is reported), so that a drift in the
+//! machine's load hits each alike:
 //!
 //! 1. **alone**: the engine, nothing else;
 //! 2. **one subscriber** of [`Engine::events`] in its runtime: the floor of what following
@@ -16,11 +17,15 @@
 //!    runtime of their own: on this machine they share its cores with the server).
 //!
 //! The table gives the engine's durable steps per second in each setup (a step is one
-//! checkpoint: a run of 5 states writes 6), and the events per second delivered to the 100
-//! subscribers, in-process and over HTTP, with how many they missed: a subscriber that falls
-//! behind the engine's event buffer (4,096 events, the default) misses the oldest, and is told
-//! so; runs never wait for subscribers. Delivery is timed from the first start until the last
-//! event reaches a subscriber.
+//! checkpoint), the CPU time the process spent per step (with and without the HTTP
+//! clients' thread: on a real deployment the clients are elsewhere), and the events per
+//! second delivered to the 100 subscribers, in-process and over HTTP, with how many they
+//! missed: a subscriber that falls behind misses the oldest events, and is told so; runs
+//! never wait for subscribers. Delivery is timed from the first start until the last event
+//! reaches a subscriber.
+//!
+//! `FLOW_BENCH_SETUPS=alone,served` runs only the setups named (for a profiler); the others
+//! then show as infinite.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,7 +52,11 @@ const QUIET: Duration = Duration::from_millis(300);
 /// The target: serving costs the engine less than 10% of its steps per second.
 const TARGET: f64 = 0.90;
 
-/// A 5-state chain, each state a step on.
+/// Laps each run goes round [`chain`]'s loop.
+const LAPS: u64 = 6;
+
+/// A loop of 4 states gone round [`LAPS`] times, then an end: long enough runs that a round
+/// lasts a good part of a second, and the figures settle.
 #[flow::machine]
 pub mod chain {
     use super::*;
@@ -64,9 +73,9 @@ pub mod chain {
     async fn c(_cx: &mut (), n: u64) -> Result<C> {
         goto!(d(n + 1))
     }
-    #[state(to(e))]
+    #[state(to(a, e))]
     async fn d(_cx: &mut (), n: u64) -> Result<D> {
-        goto!(e(n + 1))
+        if n + 1 < 4 * LAPS { goto!(a(n + 1)) } else { goto!(e(n + 1)) }
     }
     #[state(end)]
     async fn e(_cx: &mut (), n: u64) -> Result<u64> {
@@ -74,8 +83,11 @@ pub mod chain {
     }
 }
 
-/// Checkpoints a run of [`chain`] writes: its start, 4 transitions, its end.
-const STEPS_PER_RUN: u64 = 6;
+/// What a run of [`chain`] outputs: each of its 4 × [`LAPS`] + 1 visits adds one.
+const OUTPUT: u64 = 4 * LAPS + 1;
+
+/// Checkpoints a run of [`chain`] writes: its start, each transition, its end.
+const STEPS_PER_RUN: u64 = 4 * LAPS + 2;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Setup {
@@ -99,6 +111,8 @@ struct Round {
     missed: u64,
     /// CPU time the HTTP clients' thread spent while the runs ran.
     clients_cpu: Duration,
+    /// CPU time the whole process spent while the runs ran, the clients' thread included.
+    cpu: Duration,
 }
 
 /// What every subscriber has received so far, and when the last of it came.
@@ -123,10 +137,18 @@ fn main() {
         .unwrap();
 
     let setups = [Setup::Alone, Setup::One, Setup::InProcess, Setup::Served];
+    // `FLOW_BENCH_SETUPS=alone,served` runs only those, e.g. under a profiler.
+    let only = std::env::var("FLOW_BENCH_SETUPS").unwrap_or_default().to_lowercase();
+    let chosen: Vec<Setup> = setups
+        .into_iter()
+        .filter(|setup| {
+            only.is_empty() || only.split(',').any(|s| s == format!("{setup:?}").to_lowercase())
+        })
+        .collect();
     let mut rounds: Vec<(Setup, Round)> = Vec::new();
     let mut per_run_events = 0;
     for round in 0..ROUNDS {
-        for setup in setups {
+        for &setup in &chosen {
             let path = dir.join(format!("{setup:?}-{round}.db"));
             let (measured, events) = engine_rt.block_on(one(setup, &path, &clients_rt));
             per_run_events = events;
@@ -141,10 +163,26 @@ fn main() {
         let mut of: Vec<Round> =
             rounds.iter().filter(|(s, _)| *s == setup).map(|(_, round)| *round).collect();
         of.sort_by_key(|round| round.runs);
-        of[of.len() / 2]
+        // A setup left out by FLOW_BENCH_SETUPS shows as infinite.
+        of.get(of.len() / 2).copied().unwrap_or_default()
     };
     let [alone, one, in_process, served] = setups.map(median);
     let steps = RUNS as u64 * STEPS_PER_RUN;
+    // CPU per step over every round of a setup: the ticks are 10 ms, too coarse for one.
+    let cpu_per_step = |setup: Setup, clients: bool| {
+        let of = rounds.iter().filter(|(s, _)| *s == setup).map(|(_, round)| round);
+        let cpu: Duration = of
+            .clone()
+            .map(
+                |round| {
+                    if clients { round.cpu } else { round.cpu.saturating_sub(round.clients_cpu) }
+                },
+            )
+            .sum();
+        cpu.as_secs_f64() * 1e6 / (steps * of.count() as u64) as f64
+    };
+    let alone_cpu = cpu_per_step(Setup::Alone, true);
+    let served_cpu = cpu_per_step(Setup::Served, false);
     let steps_per_s = |round: Round| steps as f64 / round.runs.as_secs_f64();
     let events_per_s = |round: Round| round.received as f64 / round.delivery.as_secs_f64();
     let emitted = RUNS as u64 * per_run_events * SUBSCRIBERS as u64;
@@ -163,7 +201,7 @@ fn main() {
         cpu_model()
     );
     println!(
-        "workload: {RUNS} concurrent runs of a 5-state chain on SQLite (WAL, fresh file per \
+        "workload: {RUNS} concurrent runs of a 5-state loop ({LAPS} laps) on SQLite (WAL, fresh file per \
          round) = {} durable steps; {per_run_events} events per run, {} to each subscriber",
         grouped(steps as f64),
         grouped((RUNS as u64 * per_run_events) as f64)
@@ -207,6 +245,26 @@ fn main() {
             format!("{} steps/s", grouped(steps_per_s(served))),
             format!("engine alone (target ≥ {TARGET:.2}×)"),
             format!("{:.2}×", steps_per_s(served) / steps_per_s(alone)),
+        ],
+        [
+            "engine alone: CPU per durable step".to_owned(),
+            format!("{alone_cpu:.1} µs"),
+            "—".to_owned(),
+            "—".to_owned(),
+        ],
+        [
+            format!(
+                "engine + server + {SUBSCRIBERS} SSE clients: CPU per step, clients' thread left out"
+            ),
+            format!("{served_cpu:.1} µs"),
+            format!("engine alone (target ≥ {TARGET:.2}×)"),
+            format!("{:.2}×", alone_cpu / served_cpu),
+        ],
+        [
+            format!("engine + server + {SUBSCRIBERS} SSE clients: CPU per step, all"),
+            format!("{:.1} µs", cpu_per_step(Setup::Served, true)),
+            "engine alone".to_owned(),
+            format!("{:.2}×", alone_cpu / cpu_per_step(Setup::Served, true)),
         ],
         [
             format!("events to {SUBSCRIBERS} in-process subscribers"),
@@ -269,6 +327,7 @@ async fn one(setup: Setup, path: &Path, clients: &Runtime) -> (Round, u64) {
     }
 
     let clients_before = clients_cpu();
+    let cpu_before = process_cpu();
     let started = Instant::now();
     let tasks: Vec<_> = (0..RUNS)
         .map(|_| {
@@ -280,12 +339,13 @@ async fn one(setup: Setup, path: &Path, clients: &Runtime) -> (Round, u64) {
         })
         .collect();
     for task in tasks {
-        assert_eq!(task.await.unwrap(), 5);
+        assert_eq!(task.await.unwrap(), OUTPUT);
     }
     let runs = started.elapsed();
     let clients_cpu = clients_cpu().saturating_sub(clients_before);
+    let cpu = process_cpu().saturating_sub(cpu_before);
 
-    let mut round = Round { runs, delivery: runs, clients_cpu, ..Round::default() };
+    let mut round = Round { runs, delivery: runs, clients_cpu, cpu, ..Round::default() };
     if setup != Setup::Alone {
         // Until every subscriber has all, or nothing came for a while: a subscriber hears
         // of missed events only with the next one it gets, so the tail may never add up.
@@ -322,7 +382,7 @@ async fn one(setup: Setup, path: &Path, clients: &Runtime) -> (Round, u64) {
 async fn warm_up(engine: &Engine) -> u64 {
     let mut events = engine.events();
     let output = engine.start::<chain::Machine>(0).await.unwrap().output().await.unwrap();
-    assert_eq!(output, 5);
+    assert_eq!(output, OUTPUT);
     let mut count = 0;
     while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), events.next()).await {
         count += 1;
@@ -355,57 +415,53 @@ async fn over_http(
     assert!(response.status().is_success());
     let _ = connected.send(());
     let mut body = response.bytes_stream();
-    // Lean on purpose: the clients share the machine's cores with the server. Lines are
-    // scanned as bytes; only a `lagged` event's data is read.
+    // Lean on purpose: the clients share the machine's cores with the server. Messages are
+    // found by their blank line with memchr's SIMD search, and only a `lagged` one is read.
+    let boundary = memchr::memmem::Finder::new(b"\n\n");
     let mut pending: Vec<u8> = Vec::new();
-    let mut lagged = false;
-    let mut data = false;
-    let mut lagged_data: Vec<u8> = Vec::new();
     while let Some(Ok(chunk)) = body.next().await {
         pending.extend_from_slice(&chunk);
         let mut start = 0;
-        while let Some(end) = pending[start..].iter().position(|&byte| byte == b'\n') {
-            let line = &pending[start..start + end];
-            start += end + 1;
-            if line.is_empty() {
-                if lagged {
-                    let report: serde_json::Value = serde_json::from_slice(&lagged_data).unwrap();
-                    let missed = report["missed"].as_u64().unwrap();
-                    tally.missed.fetch_add(missed, Ordering::Relaxed);
-                } else if data {
-                    tally.received.fetch_add(1, Ordering::Relaxed);
-                }
-                (lagged, data) = (false, false);
-                lagged_data.clear();
-            } else if let Some(value) = line.strip_prefix(b"event:") {
-                lagged = value.trim_ascii() == b"lagged";
-            } else if let Some(value) = line.strip_prefix(b"data:") {
-                data = true;
-                lagged_data.extend_from_slice(value.trim_ascii_start());
+        let (mut received, mut missed) = (0, 0);
+        for end in boundary.find_iter(&pending) {
+            let message = &pending[start..end];
+            start = end + 2;
+            if let Some(rest) = message.strip_prefix(b"event: lagged\ndata: ") {
+                let report: serde_json::Value = serde_json::from_slice(rest).unwrap();
+                missed += report["missed"].as_u64().unwrap();
+            } else if message.starts_with(b"data: ") {
+                received += 1;
             }
         }
+        tally.received.fetch_add(received, Ordering::Relaxed);
+        tally.missed.fetch_add(missed, Ordering::Relaxed);
         pending.drain(..start);
     }
+}
+
+/// The CPU time (user and system) of this whole process, from `/proc/self/stat` (Linux;
+/// zero elsewhere).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    ticks(&stat)
+}
+
+/// The user and system time of a `/proc/.../stat` line, if it is `comm`'s (any if `None`).
+fn ticks(stat: &str) -> Duration {
+    let Some((_, rest)) = stat.rsplit_once(')') else { return Duration::ZERO };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are the 12th and 13th fields after comm, in USER_HZ: 100 per second
+    // on every architecture Linux runs on.
+    Duration::from_millis((field(11) + field(12)) * 10)
 }
 
 /// The CPU time (user and system) of this process's `sse-client` threads, from
 /// `/proc/self/task` (Linux; zero elsewhere).
 fn clients_cpu() -> Duration {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Duration::ZERO };
-    let mut ticks = 0;
-    for task in tasks.flatten() {
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // `pid (comm) state ...`: utime and stime are the 12th and 13th fields after comm.
-        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
-        if !head.ends_with("(sse-client") {
-            continue;
-        }
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-        ticks += field(11) + field(12);
-    }
-    // Linux reports these in USER_HZ, 100 per second on every architecture it runs on.
-    Duration::from_millis(ticks * 10)
+    let stats = tasks.flatten().map(|task| std::fs::read_to_string(task.path().join("stat")));
+    stats.flatten().filter(|stat| stat.contains("(sse-client)")).map(|stat| ticks(&stat)).sum()
 }
 
 /// `value` with thousands separators, rounded to a whole number.
