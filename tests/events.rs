@@ -8,6 +8,7 @@ use flow::prelude::*;
 use flow::store::{MemoryStore, Status};
 use flow::testing::TestClock;
 use flow::{Engine, EngineError, EventKind, Events, RunId};
+use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -295,4 +296,45 @@ async fn a_run_stream_ends_with_its_run() {
     }
     assert_eq!(last, Some(EventKind::Completed), "the stream ended after the run's last event");
     assert!(seen > 3);
+}
+
+/// Reports `times` lines of progress at once.
+#[flow::machine]
+pub mod chatty {
+    use super::*;
+
+    #[state(start, end)]
+    async fn talk(_cx: &mut (), times: u32) -> Result<u32> {
+        for i in 0..times {
+            flow::progress(format!("line {i}"), None);
+        }
+        Ok(times)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_followed_on_its_own_misses_nothing_however_busy_the_others() {
+    // Room for 16 events: another run's 200 would push this one's out of a shared channel.
+    let engine = Engine::builder()
+        .store(MemoryStore::new())
+        .machine::<chatty::Machine>()
+        .event_capacity(16)
+        .build()
+        .unwrap();
+    let quiet = RunId::for_key("chatty", "quiet");
+    let mut followed = engine.events_of(quiet);
+    let mut everything = engine.events();
+    engine.start_keyed::<chatty::Machine>("quiet", 2, ()).await.unwrap().output().await.unwrap();
+    engine.start::<chatty::Machine>(200).await.unwrap().output().await.unwrap();
+
+    let kinds: Vec<EventKind> = std::iter::from_fn(|| followed.next().now_or_never().flatten())
+        .map(|event| event.kind)
+        .collect();
+    assert_eq!(followed.missed(), 0);
+    let progress = |i: u32| EventKind::Progress { message: format!("line {i}"), fraction: None };
+    assert_eq!(kinds[2..5], [EventKind::Entered { attempt: 1 }, progress(0), progress(1)]);
+    assert_eq!(kinds.last(), Some(&EventKind::Completed));
+    // The follower of every run could not keep up with both, and was told so.
+    while everything.next().now_or_never().flatten().is_some() {}
+    assert!(everything.missed() > 0);
 }

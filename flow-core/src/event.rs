@@ -11,8 +11,10 @@
 //! # }
 //! ```
 //!
-//! Events go through a bounded broadcast channel: a subscriber that falls behind misses the
-//! oldest events ([`Events::missed`] counts them) and never slows a run down.
+//! Events go through bounded broadcast channels: a subscriber that falls behind misses the
+//! oldest events ([`Events::missed`] counts them) and never slows a run down. A subscriber of
+//! one run has a channel of that run's events only, so other runs' events neither wake it nor
+//! push its own out.
 
 use std::fmt;
 use std::pin::Pin;
@@ -25,7 +27,9 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::history::Failure;
 use crate::{Clock, RunId};
@@ -216,7 +220,10 @@ impl fmt::Display for Event {
 /// stream does not end). Every run's stream ends when the engine is gone.
 ///
 /// A stream carries what this engine sees: the events of a run that executes in another
-/// engine on the same store do not reach it.
+/// engine on the same store do not reach it. Every run's stream may fall behind by up to
+/// [`EngineBuilder::event_capacity`](crate::EngineBuilder::event_capacity) events, one run's
+/// by up to 256 (or that capacity, if smaller) of that run's events, before it misses the
+/// oldest.
 #[derive(Debug)]
 pub struct Events {
     inner: BroadcastStream<Event>,
@@ -224,11 +231,22 @@ pub struct Events {
     missed: u64,
     /// The run's last event went by: the stream has ended.
     ended: bool,
+    /// Where a run's own channel is kept, to drop it with its last subscriber.
+    channels: Option<Arc<Channels>>,
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        if let (Some(channels), Some(run)) = (&self.channels, self.run) {
+            channels.unsubscribe(run);
+        }
+    }
 }
 
 impl Events {
-    pub(crate) fn new(receiver: broadcast::Receiver<Event>, run: Option<RunId>) -> Events {
-        Events { inner: BroadcastStream::new(receiver), run, missed: 0, ended: false }
+    fn new(receiver: broadcast::Receiver<Event>, run: Option<RunId>) -> Events {
+        let inner = BroadcastStream::new(receiver);
+        Events { inner, run, missed: 0, ended: false, channels: None }
     }
 
     /// The next event `wanted` accepts, skipping the others; `None` once the stream ends
@@ -307,10 +325,109 @@ pub fn progress(message: impl Into<String>, fraction: Option<f32>) {
     });
 }
 
-/// Sends one run's events to the engine's channel; cloned into each attempt of the run.
+/// An engine's event channels: one for every run's events, and one per run that someone
+/// follows on its own ([`Engine::events_of`](crate::Engine::events_of)).
+///
+/// A run's own channel keeps its followers from being woken by every other run's events: with
+/// a [`RunHandle::events`](crate::RunHandle::events) per run, one channel for all would wake
+/// each follower for every event of every run, a cost that grows with the square of the runs.
+#[derive(Debug)]
+pub(crate) struct Channels {
+    all: broadcast::Sender<Event>,
+    runs: Mutex<HashMap<RunId, broadcast::Sender<Event>>>,
+    /// How many runs have a channel of their own, read before taking the lock.
+    followed: AtomicUsize,
+    /// How many events a subscriber of every run may fall behind.
+    capacity: usize,
+}
+
+/// How many events a subscriber of one run may fall behind: a run's channel is made for each
+/// run followed, so it is kept smaller than the engine's.
+const RUN_CAPACITY: usize = 256;
+
+impl Channels {
+    pub(crate) fn new(capacity: usize) -> Channels {
+        Channels {
+            all: broadcast::channel(capacity).0,
+            runs: Mutex::default(),
+            followed: AtomicUsize::new(0),
+            capacity,
+        }
+    }
+
+    /// Every run's events, from now on.
+    pub(crate) fn every(&self) -> Events {
+        Events::new(self.all.subscribe(), None)
+    }
+
+    /// Run `run`'s events, from now on.
+    pub(crate) fn of(self: &Arc<Channels>, run: RunId) -> Events {
+        let mut runs = crate::engine::lock(&self.runs);
+        let receiver = match runs.get(&run) {
+            Some(sender) => sender.subscribe(),
+            None => {
+                let (sender, receiver) = broadcast::channel(self.capacity.min(RUN_CAPACITY));
+                runs.insert(run, sender);
+                self.followed.fetch_add(1, Ordering::SeqCst);
+                receiver
+            }
+        };
+        let mut events = Events::new(receiver, Some(run));
+        events.channels = Some(Arc::clone(self));
+        events
+    }
+
+    /// A subscriber of run `run` is going: its channel goes with the last one.
+    fn unsubscribe(&self, run: RunId) {
+        let mut runs = crate::engine::lock(&self.runs);
+        // Subscribers come and go under the lock: the one going is still counted.
+        if runs.get(&run).is_some_and(|sender| sender.receiver_count() <= 1) {
+            runs.remove(&run);
+            self.followed.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether anyone listens to run `run`'s events: events are built only then.
+    pub(crate) fn listened(&self, run: RunId) -> bool {
+        self.all.receiver_count() > 0 || self.run_channel(run).is_some()
+    }
+
+    /// Run `run`'s own channel, if someone follows it.
+    fn run_channel(&self, run: RunId) -> Option<broadcast::Sender<Event>> {
+        if self.followed.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        crate::engine::lock(&self.runs).get(&run).cloned()
+    }
+
+    /// Sends the event `make` builds, if anyone listens to run `run`.
+    fn send(&self, run: RunId, make: impl FnOnce() -> Event) {
+        let all = self.all.receiver_count() > 0;
+        let one = self.run_channel(run);
+        if !all && one.is_none() {
+            return;
+        }
+        let event = make();
+        // No receiver left between the check and the send: nothing to deliver.
+        match one {
+            Some(one) if all => {
+                let _ = one.send(event.clone());
+                let _ = self.all.send(event);
+            }
+            Some(one) => {
+                let _ = one.send(event);
+            }
+            None => {
+                let _ = self.all.send(event);
+            }
+        }
+    }
+}
+
+/// Sends one run's events to the engine's channels; cloned into each attempt of the run.
 #[derive(Clone)]
 pub(crate) struct Reporter {
-    pub sender: broadcast::Sender<Event>,
+    pub channels: Arc<Channels>,
     pub clock: Arc<dyn Clock>,
     pub run: RunId,
     pub machine: &'static str,
@@ -324,22 +441,33 @@ impl fmt::Debug for Reporter {
 }
 
 impl Reporter {
-    /// Whether anyone listens: events are built only then.
-    pub fn listened(&self) -> bool {
-        self.sender.receiver_count() > 0
-    }
-
     pub fn send(&self, kind: EventKind) {
-        if self.listened() {
-            let event = Event {
-                run: self.run,
-                machine: self.machine,
-                state: self.state,
-                at: self.clock.now(),
-                kind,
-            };
-            // No receiver left between the check and the send: nothing to deliver.
-            let _ = self.sender.send(event);
-        }
+        self.channels.send(self.run, || Event {
+            run: self.run,
+            machine: self.machine,
+            state: self.state,
+            at: self.clock.now(),
+            kind,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runs_channel_goes_with_its_last_follower() {
+        let channels = Arc::new(Channels::new(16));
+        let (run, other) = (RunId::random(), RunId::random());
+        let (first, second) = (channels.of(run), channels.of(run));
+        assert!(channels.listened(run));
+        assert!(!channels.listened(other));
+        drop(first);
+        assert!(channels.listened(run));
+        drop(second);
+        assert!(!channels.listened(run));
+        assert_eq!(channels.followed.load(Ordering::SeqCst), 0);
+        assert!(crate::engine::lock(&channels.runs).is_empty());
     }
 }

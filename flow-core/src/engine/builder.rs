@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, broadcast};
+use tokio::sync::{Notify, Semaphore};
 
 use super::erased::NewContext;
 use super::pools::Pools;
@@ -15,6 +15,7 @@ use super::registry::{Registered, Registration};
 use super::versions::Migration;
 use super::{Clock, Durable, Engine, EngineError, Inner, Migrate, SystemClock, scheduler};
 use crate::RunId;
+use crate::event::Channels;
 use crate::store::{CheckpointStore, DynStore, MemoryStore};
 use crate::testing::Faults;
 
@@ -202,8 +203,10 @@ impl EngineBuilder {
         self
     }
 
-    /// How many events a subscriber may fall behind before it misses the oldest (default
-    /// 4,096). Runs never wait for subscribers.
+    /// How many events a subscriber of every run ([`Engine::events`]) may fall behind before
+    /// it misses the oldest (default 4,096); a subscriber of one run
+    /// ([`Engine::events_of`]) may fall behind by 256 of that run's events, or this capacity
+    /// if smaller. Runs never wait for subscribers.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity.max(1);
         self
@@ -343,7 +346,7 @@ impl EngineBuilder {
                 joins: Mutex::default(),
                 clock: self.clock,
                 seed: self.seed,
-                events: broadcast::channel(self.event_capacity).0,
+                events: Arc::new(Channels::new(self.event_capacity)),
                 live: Mutex::new(HashMap::new()),
                 faults: self.faults,
                 owner: Arc::from(RunId::random().to_string()),

@@ -342,12 +342,12 @@ impl Engine {
 
     /// Every run's events, as this engine sees them, from now on.
     pub fn events(&self) -> Events {
-        Events::new(self.inner.events.subscribe(), None)
+        self.inner.events.every()
     }
 
     /// Run `run`'s events, as this engine sees them, from now on.
     pub fn events_of(&self, run: RunId) -> Events {
-        Events::new(self.inner.events.subscribe(), Some(run))
+        self.inner.events.of(run)
     }
 
     /// Shuts the engine down: it claims and starts nothing more, lets the attempts it is

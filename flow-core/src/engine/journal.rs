@@ -367,7 +367,7 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
     }
 
     fn event(&self, state: &'static str, kind: impl FnOnce() -> EventKind) {
-        if self.inner.events.receiver_count() > 0 {
+        if self.inner.events.listened(self.run) {
             self.reporter(state).send(kind());
         }
     }

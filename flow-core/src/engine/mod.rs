@@ -37,11 +37,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Notify, Semaphore, broadcast, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::Machine;
 use crate::current::Cancel;
-use crate::event::{Event, Reporter};
+use crate::event::{Channels, Reporter};
 use crate::store::{DynStore, Lease};
 use crate::testing::Faults;
 use crate::{RunError, RunId, SharedError};
@@ -191,8 +191,8 @@ pub(crate) struct Inner {
     joins: Mutex<HashMap<RunId, u32>>,
     clock: Arc<dyn Clock>,
     seed: Option<u64>,
-    /// Every run's events, for whoever subscribes.
-    events: broadcast::Sender<Event>,
+    /// Every run's events, and each followed run's, for whoever subscribes.
+    events: Arc<Channels>,
     /// Runs this engine is executing.
     live: Mutex<HashMap<RunId, Live>>,
     /// Attempts that fail without running (tests).
@@ -270,8 +270,8 @@ impl Inner {
 
     /// Where events of run `run` go.
     fn reporter(&self, run: RunId, machine: &'static str, state: &'static str) -> Reporter {
-        let (sender, clock) = (self.events.clone(), Arc::clone(&self.clock));
-        Reporter { sender, clock, run, machine, state }
+        let (channels, clock) = (Arc::clone(&self.events), Arc::clone(&self.clock));
+        Reporter { channels, clock, run, machine, state }
     }
 
     /// Tells the scheduler that a run became due at `at` (Unix milliseconds).
