@@ -3,7 +3,7 @@
 //! `cargo bench -p flow-machine-server --bench sse` prints a markdown table (the runs take
 //! about 15 s on 2 cores, after the build). One workload throughout: 1,000 concurrent runs of
 //! a 5-state loop ([`LAPS`] laps, 26 checkpoints a run) on an engine over a [`SqliteStore`] (a
-//! fresh file per round), from the first start until every output is awaited. Four setups,
+//! fresh file per round), from the first start until every output is awaited. Five setups,
 //! alternating over a few rounds (the median round is reported), so that a drift in the
 //! machine's load hits each alike:
 //!
@@ -14,7 +14,9 @@
 //!    every event, without HTTP;
 //! 4. **served**: the engine behind [`flow_server::serve`] on 127.0.0.1, with 100 clients
 //!    following `GET /events` as Server-Sent Events over real loopback HTTP (reqwest, in a
-//!    runtime of their own: on this machine they share its cores with the server).
+//!    runtime of their own: on this machine they share its cores with the server);
+//! 5. **per run**: each run followed by its own handle's events, as a caller that starts a
+//!    run and watches it does: 1,000 subscribers, each of one run.
 //!
 //! The table gives the engine's durable steps per second in each setup (a step is one
 //! checkpoint), the CPU time the process spent per step (with and without the HTTP
@@ -96,6 +98,9 @@ enum Setup {
     One,
     InProcess,
     Served,
+    /// Each run followed by its own handle's events ([`flow::RunHandle::events`]): a
+    /// thousand subscribers, each of one run.
+    PerRun,
 }
 
 /// One round of one setup.
@@ -136,7 +141,7 @@ fn main() {
         .build()
         .unwrap();
 
-    let setups = [Setup::Alone, Setup::One, Setup::InProcess, Setup::Served];
+    let setups = [Setup::Alone, Setup::One, Setup::InProcess, Setup::Served, Setup::PerRun];
     // `FLOW_BENCH_SETUPS=alone,served` runs only those, e.g. under a profiler.
     let only = std::env::var("FLOW_BENCH_SETUPS").unwrap_or_default().to_lowercase();
     let chosen: Vec<Setup> = setups
@@ -166,7 +171,7 @@ fn main() {
         // A setup left out by FLOW_BENCH_SETUPS shows as infinite.
         of.get(of.len() / 2).copied().unwrap_or_default()
     };
-    let [alone, one, in_process, served] = setups.map(median);
+    let [alone, one, in_process, served, per_run] = setups.map(median);
     let steps = RUNS as u64 * STEPS_PER_RUN;
     // CPU per step over every round of a setup: the ticks are 10 ms, too coarse for one.
     let cpu_per_step = |setup: Setup, clients: bool| {
@@ -247,6 +252,12 @@ fn main() {
             format!("{:.2}×", steps_per_s(served) / steps_per_s(alone)),
         ],
         [
+            format!("engine + each of the {RUNS} runs followed on its own: durable steps"),
+            format!("{} steps/s", grouped(steps_per_s(per_run))),
+            "engine alone".to_owned(),
+            format!("{:.2}×", steps_per_s(per_run) / steps_per_s(alone)),
+        ],
+        [
             "engine alone: CPU per durable step".to_owned(),
             format!("{alone_cpu:.1} µs"),
             "—".to_owned(),
@@ -296,7 +307,7 @@ async fn one(setup: Setup, path: &Path, clients: &Runtime) -> (Round, u64) {
     let mut subscribers = Vec::new();
     let mut http_clients = Vec::new();
     match setup {
-        Setup::Alone => {}
+        Setup::Alone | Setup::PerRun => {}
         Setup::One | Setup::InProcess => {
             let count = if setup == Setup::One { 1 } else { SUBSCRIBERS };
             for _ in 0..count {
@@ -331,9 +342,15 @@ async fn one(setup: Setup, path: &Path, clients: &Runtime) -> (Round, u64) {
     let started = Instant::now();
     let tasks: Vec<_> = (0..RUNS)
         .map(|_| {
-            let engine = engine.clone();
+            let (engine, tally) = (engine.clone(), Arc::clone(&tally));
             tokio::spawn(async move {
                 let handle = engine.start::<chain::Machine>(0).await.unwrap();
+                if setup == Setup::PerRun {
+                    let mut events = handle.events();
+                    while events.next().await.is_some() {
+                        tally.received.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 handle.output().await.unwrap()
             })
         })
@@ -346,7 +363,8 @@ async fn one(setup: Setup, path: &Path, clients: &Runtime) -> (Round, u64) {
     let cpu = process_cpu().saturating_sub(cpu_before);
 
     let mut round = Round { runs, delivery: runs, clients_cpu, cpu, ..Round::default() };
-    if setup != Setup::Alone {
+    // A run's own follower has had all of its events by the time the run's task ends.
+    if setup != Setup::Alone && setup != Setup::PerRun {
         // Until every subscriber has all, or nothing came for a while: a subscriber hears
         // of missed events only with the next one it gets, so the tail may never add up.
         let all = RUNS as u64 * per_run_events * SUBSCRIBERS as u64;
