@@ -237,6 +237,17 @@
 //! [`testing`] runs workflows on tokio's paused clock, so retries, timers and signal timeouts
 //! of days take no time, with failures injected into chosen attempts.
 //!
+//! # Cargo features
+//!
+//! - `sqlite` (default): `store::SqliteStore`, the embedded store.
+//! - `postgres`: `store::PostgresStore`, one PostgreSQL database shared by many worker
+//!   processes.
+//! - `schemars`: the JSON Schemas of machines' inputs and signals,
+//!   [`MachineInfo::input_schema`] and [`MachineInfo::signal_schemas`], for a client (a form,
+//!   a dashboard) to build values from. A machine has them for the types that derive
+//!   `schemars::JsonSchema` (schemars 1, a dependency of yours to derive it); a type without
+//!   it still compiles and runs, and has no schema. flow-machine-server turns it on.
+//!
 //! # Where things are
 //!
 //! Writing a machine:

@@ -12,6 +12,9 @@
 //! - [`Graph`]: the static shape of a machine, rendered as Mermaid or DOT.
 //! - [`history`]: what happened in a run, attempt by attempt.
 //! - [`testing`]: time-skipping tests of workflows, with injected failures.
+//!
+//! Its features: `sqlite` (default) and `postgres`, the stores; `schemars`, the JSON Schemas
+//! of machines' inputs and signals in [`MachineInfo`] (see the facade's docs).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -25,6 +28,7 @@ mod id;
 mod machine;
 pub mod policy;
 mod run;
+mod schema;
 pub mod store;
 mod stored;
 pub mod testing;
@@ -69,6 +73,9 @@ pub mod __private {
     pub use crate::machine::no_compensation;
     pub mod stored {
         pub use crate::stored::*;
+    }
+    pub mod schema {
+        pub use crate::schema::*;
     }
     pub use serde;
     pub use serde_json;

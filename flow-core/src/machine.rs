@@ -104,6 +104,30 @@ pub trait Machine: Sized + Send + Sync + 'static {
         Err(serde::de::Error::custom("this state waits for no signal"))
     }
 
+    /// The JSON Schema of the input as JSON: what
+    /// [`Engine::start_json`](crate::Engine::start_json) decodes as [`Machine::Input`] (the
+    /// start state's payload: its one value, a JSON array of several, `null` for none), for a
+    /// client to build a form from. JSON Schema 2020-12, as `schemars` writes it, with its
+    /// `$defs` for the types it refers to.
+    ///
+    /// `None` unless the `schemars` feature is on and the input implements
+    /// `schemars::JsonSchema` (every payload type of the start state derives it). A
+    /// hand-written machine has none unless it overrides this.
+    fn input_schema() -> Option<serde_json::Value> {
+        None
+    }
+
+    /// The JSON Schema of the signal the state at `index` (in [`Graph::states`]) waits for:
+    /// what [`Engine::signal_json`](crate::Engine::signal_json) decodes for a run in that
+    /// state, as [`Machine::input_schema`] writes it.
+    ///
+    /// `None` for a state that waits for no signal, a signal type that does not implement
+    /// `schemars::JsonSchema`, or without the `schemars` feature.
+    fn signal_schema(index: usize) -> Option<serde_json::Value> {
+        let _ = index;
+        None
+    }
+
     /// The context a branch of a fork starts with: a copy of the run's, for a machine that
     /// forks (the macro generates it with `Clone`); `None` for one that does not. A branch
     /// changes its own copy; what it produces reaches the join as its output.

@@ -10,6 +10,7 @@
 //! [`Engine::summary`].
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -41,6 +42,24 @@ pub struct MachineInfo {
     /// Whether [`Engine::start_json`] starts a run without a context: the machine has a
     /// [`default_context`](crate::EngineBuilder::default_context), or its context is `()`.
     pub default_context: bool,
+    /// The JSON Schema of [`StartJson::input`]: what [`Engine::start_json`] decodes as the
+    /// start state's payload (its one value; a JSON array of several, described with
+    /// `prefixItems`; `null` for none). JSON Schema 2020-12 as `schemars` writes it: a
+    /// `title`, and the types it refers to under `$defs`.
+    ///
+    /// `None` without the `schemars` feature, or when a payload type of the start state does
+    /// not implement `schemars::JsonSchema` (the machine works the same; a client falls back
+    /// to raw JSON). See [`Machine::input_schema`](crate::Machine::input_schema).
+    pub input_schema: Option<Value>,
+    /// The JSON Schema of each signal, by the name of the state that waits for it: what
+    /// [`Engine::signal_json`] decodes for a run in that state, as
+    /// [`input_schema`](MachineInfo::input_schema) writes it.
+    ///
+    /// A state that waits for a signal is missing here when its signal type does not
+    /// implement `schemars::JsonSchema`, and every state is without the `schemars` feature:
+    /// the state's [`StateInfo::signal`](crate::codegen::StateInfo::signal) still names the
+    /// type. See [`Machine::signal_schema`](crate::Machine::signal_schema).
+    pub signal_schemas: BTreeMap<&'static str, Value>,
 }
 
 /// What [`Engine::start_json`] starts: an input, and optionally a context and a business key.
@@ -362,11 +381,18 @@ impl Engine {
             .get(name)
             .ok_or_else(|| EngineError::UnknownMachine { name: name.into() })?;
         let graph = registered.graph();
+        let signal_schemas =
+            graph.states.iter().enumerate().filter(|(_, info)| info.signal.is_some());
+        let signal_schemas = signal_schemas
+            .filter_map(|(index, info)| Some((info.name, registered.signal_schema(index)?)))
+            .collect();
         Ok(MachineInfo {
             name: registered.name(),
             graph,
             mermaid: graph.to_mermaid(),
             default_context: registered.has_default_context(&self.inner),
+            input_schema: registered.input_schema(),
+            signal_schemas,
         })
     }
 

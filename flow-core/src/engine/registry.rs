@@ -36,6 +36,10 @@ pub(crate) trait Registered: Send + Sync {
         claimed: Claimed,
         permit: OwnedSemaphorePermit,
     ) -> Result<(), EngineError>;
+    /// The JSON Schema of the input (`Machine::input_schema`).
+    fn input_schema(&self) -> Option<serde_json::Value>;
+    /// The JSON Schema of the signal the state at `index` waits for (`Machine::signal_schema`).
+    fn signal_schema(&self, index: usize) -> Option<serde_json::Value>;
     /// Whether a run can start from JSON without a context (`Engine::start_json`).
     fn has_default_context(&self, inner: &Inner) -> bool;
     /// Starts a run from JSON: the input (and context) decoded as this machine's types.
@@ -84,6 +88,14 @@ impl<M: Durable> Registered for Registration<M> {
         if let (Some(restore), Some(context)) = (&self.restore, context.downcast_mut()) {
             restore(context);
         }
+    }
+
+    fn input_schema(&self) -> Option<serde_json::Value> {
+        M::input_schema()
+    }
+
+    fn signal_schema(&self, index: usize) -> Option<serde_json::Value> {
+        M::signal_schema(index)
     }
 
     fn has_default_context(&self, inner: &Inner) -> bool {
