@@ -611,6 +611,7 @@ fn machine_impl(machine: &Machine) -> TokenStream {
         > + ::core::marker::Send + '_
     };
     let signals = signal_methods(machine);
+    let schemas = schema_methods(machine, &input);
     let joins = join_methods(machine);
     let failures = failure_methods(machine);
     let machine_doc = format!(
@@ -662,6 +663,7 @@ fn machine_impl(machine: &Machine) -> TokenStream {
             }
 
             #signals
+            #schemas
             #joins
             #failures
         }
@@ -738,6 +740,43 @@ fn join_methods(machine: &Machine) -> TokenStream {
                 _ => ::core::result::Result::Err(custom("this state does not fork")),
             }
         }
+    }
+}
+
+/// `Machine`'s `input_schema` and `signal_schema`: each type's JSON Schema through
+/// `flow::__private::schema`, which gives `None` for a type without one (or without the
+/// `schemars` feature) instead of requiring it.
+fn schema_methods(machine: &Machine, input: &TokenStream) -> TokenStream {
+    let probe = |ty: &dyn quote::ToTokens| {
+        quote! {{
+            use ::flow::__private::schema::{NoSchema as _, ViaSchema as _};
+            (&::flow::__private::schema::Probe::<#ty>::new()).schema()
+        }}
+    };
+    let input_schema = probe(input);
+    let arms = machine.states.iter().enumerate().filter_map(|(index, state)| {
+        let schema = probe(&state.signal.as_ref()?.ty);
+        Some(quote! { #index => #schema, })
+    });
+    let arms: Vec<TokenStream> = arms.collect();
+    let signal_schema = (!arms.is_empty()).then(|| {
+        quote! {
+            fn signal_schema(
+                index: usize,
+            ) -> ::core::option::Option<::flow::__private::serde_json::Value> {
+                match index {
+                    #(#arms)*
+                    _ => ::core::option::Option::None,
+                }
+            }
+        }
+    });
+    quote! {
+        fn input_schema() -> ::core::option::Option<::flow::__private::serde_json::Value> {
+            #input_schema
+        }
+
+        #signal_schema
     }
 }
 
