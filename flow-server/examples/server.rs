@@ -18,15 +18,18 @@ use flow::prelude::*;
 use flow::store::SqliteStore;
 use flow::{Engine, RunId};
 use flow_server::ServerConfig;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+// The input and signal types derive `JsonSchema`: `GET /machines` carries their schemas,
+// and the dashboard builds its start and signal forms from them.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Line {
     pub sku: String,
     pub cents: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Order {
     pub id: u32,
     pub lines: Vec<Line>,
@@ -80,7 +83,7 @@ pub mod checkout {
 }
 
 /// What a reviewer sends.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub enum Decision {
     Approve,
     Reject(String),

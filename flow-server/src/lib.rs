@@ -43,7 +43,7 @@
 //!
 //! | route | what it does |
 //! | --- | --- |
-//! | `GET /machines` | the registered machines, each with its graph and Mermaid diagram |
+//! | `GET /machines` | the registered machines, each with its graph, Mermaid diagram, and the JSON Schemas of its input and signals (`input_schema`, `signal_schemas` by state; for types that derive `schemars::JsonSchema`) |
 //! | `GET /machines/{name}` | one of them (404 if unknown) |
 //! | `POST /machines/{name}/runs` | starts a run: `{"input": …, "context": …, "key": …}` (context and key optional) → 201 `{"run": "<id>"}` |
 //! | `GET /runs?machine=&status=&key=&state=&wait=&created_after=&created_before=` | a page of the runs the filters match, newest first: `{"runs": […], "next": "<cursor>"}` (see [Listing runs](#listing-runs)) |

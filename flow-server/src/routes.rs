@@ -1,6 +1,7 @@
 //! The routes, their handlers, and the OpenAPI document generated from them.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,7 +88,8 @@ pub(crate) struct RunRef {
     run: String,
 }
 
-/// Lists the registered machines, each with its graph and Mermaid diagram.
+/// Lists the registered machines, each with its graph, Mermaid diagram, and the JSON Schemas
+/// of its input and signals where its types have them.
 #[utoipa::path(get, path = "/machines", tag = "machines",
     responses((status = 200, description = "The registered machines, by name", body = [MachineDoc]),
         (status = 401, description = "No token, or an unknown one", body = ErrorBody)))]
@@ -95,7 +97,8 @@ pub(crate) async fn machines(State(app): State<App>) -> Json<Vec<MachineInfo>> {
     Json(app.engine.machines())
 }
 
-/// One registered machine, with its graph and Mermaid diagram.
+/// One registered machine, with its graph, Mermaid diagram, and the JSON Schemas of its input
+/// and signals where its types have them.
 #[utoipa::path(get, path = "/machines/{name}", tag = "machines",
     params(("name" = String, Path, description = "The machine's name")),
     responses((status = 200, description = "The machine", body = MachineDoc),
@@ -307,6 +310,14 @@ pub(crate) struct MachineDoc {
     mermaid: String,
     /// Whether a run starts without a context.
     default_context: bool,
+    /// The JSON Schema (2020-12) of a run's `input`, for a client to build a form from:
+    /// the start state's payload (its one value, an array of several, `null` for none).
+    /// `null` when the machine's input type has no schema (it does not derive
+    /// `schemars::JsonSchema`): send any JSON of its type.
+    input_schema: Option<Value>,
+    /// The JSON Schema (2020-12) of each signal, by the state that waits for it. A state
+    /// whose signal type has no schema is missing; its graph still names the type.
+    signal_schemas: BTreeMap<String, Value>,
 }
 
 /// Where a run stands.
