@@ -6,7 +6,8 @@
 //!
 //! It prints the address, the dashboard's and a fresh token, then curl lines to try. In the
 //! dashboard, paste the token, start an `approval` run with the input `"a memo"`, and send
-//! it the signal `"Approve"` (or `{"Reject": "too short"}`, which goes round once more). The
+//! it the signal `"Approve"` (or `{"Reject": "too short"}`, which goes round once more),
+//! typed as JSON or picked in the form the page builds from the signal's JSON Schema. The
 //! runs live in `target/server-example.db`, or the file `FLOW_SERVER_DB` names: stop the
 //! server (Ctrl-C) and start it again, and the runs that waited go on. The example sits in
 //! the server's package, not in the repository's root `examples/`, since those use the

@@ -103,7 +103,10 @@
 //! state it is in lit up and moving as events come, its history as a timeline of attempts,
 //! waits and errors, its context, the run it is a branch of or the branches it waits for, and
 //! buttons to signal, cancel, pause and resume it, retry it now while it backs off, and
-//! delete it once it has finished. It is plain HTML, JavaScript and CSS built into the binary: nothing
+//! delete it once it has finished. Where `GET /machines` has the JSON Schema of a machine's
+//! input or of the signal a run waits for, the start and signal forms are built from it (a
+//! labelled input per property, a select for an enum) and write the JSON they send into the
+//! textarea below them; without one, the textarea alone takes the JSON. It is plain HTML, JavaScript and CSS built into the binary: nothing
 //! to build or install. The page and its files need no token (they hold no data); it asks
 //! for the token, keeps it in the browser's local storage, and sends it with every call.
 //!

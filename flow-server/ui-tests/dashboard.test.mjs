@@ -1,6 +1,6 @@
 // The dashboard as a person uses it: the example server, headless Chromium, the token typed
-// in, an approval run started from the form, its signal sent from the form, the lit state
-// moving to the end. Prints `N passed, N failed` last and exits non-zero on a failure; the
+// in, an approval run started from the form, its signal sent as JSON and from the form built
+// from the signal's JSON schema, the lit state moving to the end. Prints `N passed, N failed` last and exits non-zero on a failure; the
 // run page's screenshot goes to target/dashboard.png.
 //
 //   node flow-server/ui-tests/dashboard.test.mjs
@@ -156,6 +156,32 @@ try {
     await page.locator('svg.machine path.edge.taken[data-from="revise"][data-to="review"]').waitFor({ state: "attached" });
   });
 
+  await check("the signal form is built from the signal's JSON schema, and a rejection sent from it goes round again", async () => {
+    // Decision is "Approve" or {"Reject": why}: a select of its variants, and a text field
+    // for Reject's reason once it is picked.
+    const variant = page.locator('#signal-fields select[data-field="signal"]');
+    await variant.waitFor();
+    const options = await variant.locator("option").allTextContents();
+    expect(options.join() === "Approve,Reject", `the variants offered are ${options}`);
+    await variant.selectOption("Reject");
+    await page.fill('#signal-fields input[data-field="signal.Reject"]', "needs a summary");
+    const sent = await page.inputValue("#signal-input");
+    expect(sent === '{"Reject":"needs a summary"}', `the form wrote ${sent}`);
+    await page.click("#signal-send");
+    await page.locator("#timeline li", { hasText: "→ review" }).nth(2).waitFor();
+    await page.locator('svg.machine g.state.current.is-waiting[data-state="review"]').waitFor();
+  });
+
+  await check("JSON typed below the form is read back into it", async () => {
+    await page.fill("#signal-input", '{"Reject": "typed"}');
+    const variant = await page.inputValue('#signal-fields select[data-field="signal"]');
+    const reason = await page.inputValue('#signal-fields input[data-field="signal.Reject"]');
+    expect(variant === "Reject" && reason === "typed", `the form shows ${variant} ${reason}`);
+    await page.locator('#signal-fields select[data-field="signal"]').selectOption("Approve");
+    expect(await page.inputValue("#signal-input") === '"Approve"', "picking Approve did not write \"Approve\"");
+    await page.fill("#signal-input", "");
+  });
+
   await check("an approval from the form moves the lit state to the end, and the run completes", async () => {
     await page.fill("#signal-input", '"Approve"');
     await page.click("#signal-send");
@@ -201,6 +227,23 @@ try {
     await page.locator("#run-status .badge.failed").waitFor();
     await page.locator("#timeline li.error", { hasText: "permanent error: the card for order 9 was declined" }).waitFor();
     await page.locator("#timeline li.now", { hasText: "charge failed after 1 attempt" }).waitFor();
+  });
+
+  await check("a checkout started from the form built from its input's JSON schema ships", async () => {
+    await page.click("nav a");
+    await page.selectOption("#start-machine", "checkout");
+    // Order: `id` a number field, `lines` (a list of objects) a JSON field of its own.
+    const id = page.locator('#start-fields input[data-field="start.id"]');
+    await id.waitFor();
+    expect(await id.getAttribute("type") === "number", "id is not a number field");
+    await id.fill("12");
+    await page.fill('#start-fields textarea[data-field="start.lines"]', '[{"sku": "book", "cents": 800}]');
+    const sent = await page.inputValue("#start-input");
+    expect(sent === '{"id":12,"lines":[{"sku":"book","cents":800}]}', `the form wrote ${sent}`);
+    await page.click("#start-button");
+    await page.waitForURL(/#\/runs\/[0-9a-f]{32}$/);
+    await page.locator("#run-status .badge.completed").waitFor();
+    await page.locator("#timeline li.now", { hasText: "order 12 shipped" }).waitFor();
   });
 
   await check("a flaky checkout is retried now from its page, then deleted once it ships", async () => {
