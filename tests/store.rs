@@ -570,6 +570,28 @@ async fn a_keyed_run_keeps_its_key_and_lists_by_it(store: impl CheckpointStore) 
     assert_eq!(list(Filter::new()).await, [id(3), id(4)]);
 }
 
+async fn history_after_gives_each_later_checkpoints_entries_with_its_seq(
+    store: impl CheckpointStore,
+) {
+    store.save(Checkpoint { entries: r#"["begun"]"#.into(), ..cp(1, 0) }).await.unwrap();
+    let lease = claim_one(&store, "e1", 0).await.lease;
+    store.save(under(1, 1, &lease)).await.unwrap();
+    let second = Checkpoint { entries: r#"["two"]"#.into(), ..under(1, 2, &lease) };
+    store.save(second).await.unwrap();
+    let third = Checkpoint { entries: r#"["three"]"#.into(), ..under(1, 3, &lease) };
+    store.save(third).await.unwrap();
+    let rows = |after| store.history_after(id(1), after);
+    let all =
+        [(0, r#"["begun"]"#.to_owned()), (2, r#"["two"]"#.into()), (3, r#"["three"]"#.into())];
+    assert_eq!(rows(0).await.unwrap().unwrap(), all[1..]);
+    // Checkpoint 1 added nothing: after it is as after 0.
+    assert_eq!(rows(1).await.unwrap().unwrap(), all[1..]);
+    assert_eq!(rows(2).await.unwrap().unwrap(), all[2..]);
+    assert!(rows(3).await.unwrap().unwrap().is_empty());
+    assert!(rows(u64::MAX).await.unwrap().unwrap().is_empty());
+    assert!(store.history_after(id(9), 0).await.unwrap().unwrap().is_empty());
+}
+
 /// Each contract test, once per store: `memory::name`, `sqlite::name` and (with the `postgres`
 /// feature) `postgres::name`.
 macro_rules! contract {
@@ -605,6 +627,7 @@ contract!(
     seq_0_creates_a_run_once_and_each_checkpoint_follows_the_last,
     writes_are_fenced_by_the_current_claim,
     latest_is_the_newest_snapshot_and_history_the_entries_added,
+    history_after_gives_each_later_checkpoints_entries_with_its_seq,
     a_claim_returns_the_latest_checkpoint_as_written,
     a_waiting_run_is_claimed_from_its_deadline_and_not_before,
     claim_takes_only_the_named_machines,

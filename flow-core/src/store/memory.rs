@@ -43,7 +43,8 @@ struct Runs {
 struct Run {
     summary: RunSummary,
     latest: Checkpoint,
-    history: Vec<String>,
+    /// Each checkpoint's entries that added some, with its seq.
+    history: Vec<(u64, String)>,
     owner: Option<Arc<str>>,
     token: u64,
     due_at: Option<u64>,
@@ -200,7 +201,7 @@ impl CheckpointStore for MemoryStore {
                 run.halt = None;
             }
             if entries != "[]" {
-                run.history.push(entries);
+                run.history.push((latest.seq, entries));
             }
             run.latest = latest;
         }
@@ -307,7 +308,19 @@ impl CheckpointStore for MemoryStore {
     }
 
     async fn history(&self, run: RunId) -> Result<Vec<String>, StoreError> {
-        Ok(self.runs().by_id.get(&run).map(|run| run.history.clone()).unwrap_or_default())
+        let runs = self.runs();
+        let history = runs.by_id.get(&run).map(|run| run.history.as_slice()).unwrap_or_default();
+        Ok(history.iter().map(|(_, entries)| entries.clone()).collect())
+    }
+
+    async fn history_after(
+        &self,
+        run: RunId,
+        after: u64,
+    ) -> Result<Option<Vec<(u64, String)>>, StoreError> {
+        let runs = self.runs();
+        let history = runs.by_id.get(&run).map(|run| run.history.as_slice()).unwrap_or_default();
+        Ok(Some(history.iter().filter(|(seq, _)| *seq > after).cloned().collect()))
     }
 
     async fn summary(&self, run: RunId) -> Result<Option<RunSummary>, StoreError> {

@@ -506,6 +506,22 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// for an unknown run.
     fn history(&self, run: RunId) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
+    /// The history entries that the run's checkpoints after checkpoint `after` added, each
+    /// with its checkpoint's [`seq`](Checkpoint::seq), in order; checkpoints that added none
+    /// are left out. Empty for an unknown run. How a reader that has seen a run up to one
+    /// checkpoint (a client following its events that reconnects) learns what came since.
+    ///
+    /// `None` if this store cannot tell which checkpoint added which entries: the default,
+    /// for stores written before this method. Every store of this crate can tell.
+    fn history_after(
+        &self,
+        run: RunId,
+        after: u64,
+    ) -> impl Future<Output = Result<Option<Vec<(u64, String)>>, StoreError>> + Send {
+        let _ = (run, after);
+        std::future::ready(Ok(None))
+    }
+
     /// The run's summary; `None` for an unknown run.
     fn summary(
         &self,
@@ -590,6 +606,7 @@ pub(crate) trait DynStore: Send + Sync + 'static {
     fn request_halt(&self, run: RunId, halt: Halt) -> Boxed<'_, bool>;
     fn latest(&self, run: RunId) -> Boxed<'_, Option<Checkpoint>>;
     fn history(&self, run: RunId) -> Boxed<'_, Vec<String>>;
+    fn history_after(&self, run: RunId, after: u64) -> Boxed<'_, Option<Vec<(u64, String)>>>;
     fn summary(&self, run: RunId) -> Boxed<'_, Option<RunSummary>>;
     fn list(&self, filter: Filter) -> Boxed<'_, Vec<RunSummary>>;
     fn mark(
@@ -649,6 +666,9 @@ impl<S: CheckpointStore> DynStore for S {
     }
     fn history(&self, run: RunId) -> Boxed<'_, Vec<String>> {
         Box::pin(CheckpointStore::history(self, run))
+    }
+    fn history_after(&self, run: RunId, after: u64) -> Boxed<'_, Option<Vec<(u64, String)>>> {
+        Box::pin(CheckpointStore::history_after(self, run, after))
     }
     fn summary(&self, run: RunId) -> Boxed<'_, Option<RunSummary>> {
         Box::pin(CheckpointStore::summary(self, run))

@@ -380,6 +380,20 @@ impl CheckpointStore for PostgresStore {
         rows.map_err(backend)?.iter().map(|row| row.try_get(0).map_err(backend)).collect()
     }
 
+    async fn history_after(
+        &self,
+        run: RunId,
+        after: u64,
+    ) -> Result<Option<Vec<(u64, String)>>, StoreError> {
+        let after = to_sql(after);
+        let live = self.live().await?;
+        let rows = live.client.query(&live.statements.history_after, &[&uuid(run), &after]).await;
+        let row = |row: &Row| -> Result<(u64, String), StoreError> {
+            Ok((from_sql(row.try_get(0).map_err(backend)?), row.try_get(1).map_err(backend)?))
+        };
+        rows.map_err(backend)?.iter().map(row).collect::<Result<_, _>>().map(Some)
+    }
+
     async fn summary(&self, run: RunId) -> Result<Option<RunSummary>, StoreError> {
         let live = self.live().await?;
         let row = live.client.query_opt(&live.statements.summary, &[&uuid(run)]).await;

@@ -249,6 +249,10 @@ pub const LATEST: &str = "
 
 pub const HISTORY: &str = "SELECT entries FROM flow_history WHERE run = $1 ORDER BY seq";
 
+/// Run $1's history rows after checkpoint $2, with their seqs.
+pub const HISTORY_AFTER: &str =
+    "SELECT seq, entries FROM flow_history WHERE run = $1 AND seq > $2 ORDER BY seq";
+
 /// A summary's wait is the latest checkpoint's while the run waits in the store
 /// (`sql::WAITING`).
 macro_rules! summary_columns {

@@ -633,6 +633,24 @@ impl CheckpointStore for SqliteStore {
         .await
     }
 
+    async fn history_after(
+        &self,
+        run: RunId,
+        after: u64,
+    ) -> Result<Option<Vec<(u64, String)>>, StoreError> {
+        let after = to_sql(after);
+        self.read(move |connection| {
+            connection
+                .prepare_cached(&format!("{CHAIN} {HISTORY_AFTER}"))?
+                .query_map(params![run.to_string(), after], |row| {
+                    Ok((from_sql(row.get(0)?), row.get(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some)
+        })
+        .await
+    }
+
     async fn summary(&self, run: RunId) -> Result<Option<RunSummary>, StoreError> {
         self.read(move |connection| {
             connection

@@ -182,6 +182,11 @@ pub const HISTORY: &str = "
     SELECT entries FROM flow_checkpoints
     WHERE id IN (SELECT id FROM chain) AND entries <> '[]' ORDER BY seq";
 
+/// The run's history rows after checkpoint ?2, with their seqs.
+pub const HISTORY_AFTER: &str = "
+    SELECT seq, entries FROM flow_checkpoints
+    WHERE id IN (SELECT id FROM chain) AND entries <> '[]' AND seq > ?2 ORDER BY seq";
+
 pub const DELETE_HISTORY: &str = "DELETE FROM flow_checkpoints WHERE id IN (SELECT id FROM chain)";
 
 pub const DELETE_RUN: &str = "DELETE FROM flow_runs WHERE id = ?1";
