@@ -287,8 +287,8 @@ pub use event::progress;
 pub use flow_core::{BranchError, FailedCompensation, Finished, RunError, Runner};
 
 pub use flow_core::{
-    Clock, Durable, Engine, EngineBuilder, EngineError, Migrate, ParseRunIdError, Resumed,
-    RunHandle, RunId, RunStatus, SystemClock,
+    Clock, Durable, Engine, EngineBuilder, EngineError, Migrate, ParseRunIdError, Recorded,
+    Resumed, RunHandle, RunId, RunStatus, SystemClock,
 };
 
 // Machines and runs by name and JSON, for servers and tools that do not know the types.

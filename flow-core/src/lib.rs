@@ -36,7 +36,7 @@ pub mod testing;
 pub use current::{Current, cancelled, current, idempotency_key};
 pub use engine::{
     Clock, DecodeError, Durable, Engine, EngineBuilder, EngineError, JsonError, JsonPart,
-    MachineInfo, Migrate, Resumed, RunHandle, RunStatus, StartJson, SystemClock,
+    MachineInfo, Migrate, Recorded, Resumed, RunHandle, RunStatus, StartJson, SystemClock,
 };
 pub use error::{BoxError, Error, Result, ResultExt, SharedError};
 pub use event::{Event, EventKind, Events, progress};

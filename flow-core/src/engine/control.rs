@@ -11,7 +11,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::journal::{self, DurableJournal};
 use super::registry::spawn;
 use super::scheduler::{self, ensure_lease};
-use super::{Durable, Engine, EngineError, Resumed, RunHandle, RunStatus};
+use super::{Durable, Engine, EngineError, Recorded, Resumed, RunHandle, RunStatus};
 use super::{signalled, snapshot};
 use crate::event::{EventKind, Events, Reporter};
 use crate::history::Entry;
@@ -280,6 +280,82 @@ impl Engine {
                 _ => None,
             },
             history,
+        })
+    }
+
+    /// What run `run` recorded after its checkpoint `after` ([`RunStatus::seq`],
+    /// [`EventKind::Checkpointed`]): where it stands now, and the history entries of each
+    /// later checkpoint, read from the store. A reader that has seen a run up to one
+    /// checkpoint learns from it what came since, wherever the run executes: this engine's
+    /// [`Engine::events_of`] carries only what happens here.
+    ///
+    /// ```no_run
+    /// # async fn watch(engine: flow::Engine, run: flow::RunId) -> Result<(), flow::EngineError> {
+    /// let mut seen = engine.status(run).await?.seq;
+    /// loop {
+    ///     let recorded = engine.recorded_after(run, seen).await?;
+    ///     for (seq, entries) in recorded.checkpoints.unwrap_or_default() {
+    ///         for entry in entries {
+    ///             println!("checkpoint {seq}: {entry}");
+    ///         }
+    ///     }
+    ///     seen = recorded.seq;
+    ///     if recorded.status.is_finished() {
+    ///         return Ok(());
+    ///     }
+    ///     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownRun`] for an id the store does not have;
+    /// [`EngineError::Corrupt`] if entries do not read back.
+    pub async fn recorded_after(&self, run: RunId, after: u64) -> Result<Recorded, EngineError> {
+        let store = &self.inner.store;
+        let Some(latest) = store.latest(run).await? else {
+            return Err(EngineError::UnknownRun { run });
+        };
+        // Read after the checkpoint: rows newer than it may have come meanwhile, left for the
+        // next call.
+        let checkpoints = if after < latest.seq {
+            match store.history_after(run, after).await? {
+                Some(rows) => {
+                    let mut rows =
+                        rows.into_iter().filter(|(seq, _)| *seq <= latest.seq).peekable();
+                    let mut checkpoints = Vec::new();
+                    for seq in after + 1..=latest.seq {
+                        let entries =
+                            match rows.next_if(|(at, _)| *at == seq) {
+                                Some((_, entries)) => serde_json::from_str(&entries).map_err(
+                                    |error| EngineError::Corrupt {
+                                        run,
+                                        machine: latest.machine.to_string(),
+                                        detail: format!(
+                                            "the history entries of checkpoint {seq} do not read \
+                                         back: {error}"
+                                        ),
+                                    },
+                                )?,
+                                None => Vec::new(),
+                            };
+                        checkpoints.push((seq, entries));
+                    }
+                    Some(checkpoints)
+                }
+                None => None,
+            }
+        } else {
+            Some(Vec::new())
+        };
+        Ok(Recorded {
+            run,
+            seq: latest.seq,
+            status: latest.status,
+            state: latest.state.to_string(),
+            wait: latest.wait,
+            checkpoints,
         })
     }
 

@@ -1,5 +1,5 @@
 //! A run seen from outside: [`RunHandle`] waits for its output, wherever it executes;
-//! [`RunStatus`] says where it stands.
+//! [`RunStatus`] says where it stands, and [`Recorded`] what it recorded since a checkpoint.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -153,6 +153,30 @@ pub struct RunStatus {
     pub output: Option<serde_json::Value>,
     /// Every attempt so far, in order.
     pub history: Vec<Entry>,
+}
+
+/// What a run recorded after one of its checkpoints, as [`Engine::recorded_after`] reads it
+/// from the store: where it stands now, and what each later checkpoint added to its history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Recorded {
+    /// The run.
+    pub run: RunId,
+    /// Its latest checkpoint's sequence number.
+    pub seq: u64,
+    /// Where it stands, as its latest checkpoint says. (A run marked stuck, which takes no
+    /// checkpoint, shows its last checkpoint's status: [`Engine::status`] says it is stuck.)
+    pub status: Status,
+    /// The state it is in, or ended in.
+    pub state: String,
+    /// Why it waits, if it does.
+    pub wait: Option<Wait>,
+    /// Each checkpoint after the one asked about, up to [`Recorded::seq`], in order and
+    /// without gaps: its sequence number and the history entries it added (none for a
+    /// checkpoint that records no attempt, such as a delivered signal or a cancel). Empty
+    /// when nothing came after. `None` if the store cannot tell which checkpoint added which
+    /// entries ([`CheckpointStore::history_after`](crate::store::CheckpointStore::history_after)).
+    pub checkpoints: Option<Vec<(u64, Vec<Entry>)>>,
 }
 
 /// What [`Engine::resume_pending`] did.

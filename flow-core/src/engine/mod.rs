@@ -49,7 +49,7 @@ use crate::{RunError, RunId, SharedError};
 pub use builder::EngineBuilder;
 pub use erased::{DecodeError, JsonError, JsonPart, MachineInfo, StartJson};
 pub use error::EngineError;
-pub use handle::{Resumed, RunHandle, RunStatus};
+pub use handle::{Recorded, Resumed, RunHandle, RunStatus};
 pub use versions::Migrate;
 
 use registry::Registered;
