@@ -53,10 +53,10 @@
 //! | `POST /runs/{id}/cancel`, `/pause`, `/resume` | steer a run → 202 |
 //! | `POST /runs/{id}/retry` | starts the next attempt of a run waiting out a retry's backoff now → 202 (409 if it waits for none) |
 //! | `GET /runs/{id}/branches` | the run ids of the branches of the fork the run waits for (`wait` is `join`) |
-//! | `GET /runs/{id}/events` | the run's events as Server-Sent Events, until it ends |
-//! | `GET /events` | every run's events as Server-Sent Events |
-//! | `GET /runs/{id}/ws` | the run's events over a WebSocket, until it ends |
-//! | `GET /ws` | every run's events over a WebSocket |
+//! | `GET /runs/{id}/events?after=` | the run's events and checkpoints as Server-Sent Events, until it ends, wherever it executes |
+//! | `GET /events` | every run's events in this engine as Server-Sent Events |
+//! | `GET /runs/{id}/ws?after=` | the same as `GET /runs/{id}/events`, over a WebSocket |
+//! | `GET /ws` | every run's events in this engine over a WebSocket |
 //! | `GET /` | the dashboard (HTML; its files are under `GET /ui/{file}`) |
 //!
 //! # Listing runs
@@ -84,16 +84,37 @@
 //!
 //! # Events
 //!
-//! Each event of a run is one SSE message whose data is the [`flow_core::Event`] as JSON.
-//! A subscriber that falls behind the engine misses the oldest events; it is told, with an
-//! SSE event `lagged` whose data is `{"missed": n}`, never with a silent gap. A run's stream
-//! ends with an SSE event `end`, `{"run": "<id>", "status": "completed"}`. Events are those
-//! of this engine: a run executing on another worker sends none here, but its stream still
-//! ends when the store says it finished.
+//! Each event of this engine's is one SSE message whose data is the [`flow_core::Event`] as
+//! JSON. A subscriber that falls behind the engine misses the oldest events; it is told,
+//! with an SSE event `lagged` whose data is `{"missed": n}`, never with a silent gap. A run's
+//! stream ends with an SSE event `end`, `{"run": "<id>", "status": "completed"}`.
+//!
+//! A run's stream (`GET /runs/{id}/events`) goes checkpoint by checkpoint, each once and in
+//! order, wherever the run executes. Its `Checkpointed` events carry the checkpoint's
+//! sequence number as their SSE `id:`. What the run records where this engine's events do
+//! not say it comes from the store as an SSE event `checkpoint` with the same `id:`, whose
+//! data is `{"run", "seq", "entries": [history entries], "status", "state", "wait"}` (the
+//! last three on the run's latest checkpoint only). That covers a run executing on another
+//! worker: the stream looks in the store every [`ServerConfig::follow_interval`] (1 s) while
+//! no checkpoint came from this engine, so such a run moves at checkpoint granularity, up
+//! to that much late, without its live events (attempts beginning, progress). A new client
+//! first gets the `checkpoint` of the run's latest checkpoint, with where it stands. A
+//! client that reconnects with the last `id:` it saw (`Last-Event-ID`, as browsers'
+//! `EventSource` sends it, or `?after=<seq>`) first gets every checkpoint after it from the
+//! store, then the live events. When the stream cannot tell what was missed (a position
+//! that is no checkpoint of the run, a store that cannot say), it sends an SSE event
+//! `reset`, `{"reason": "…", "seq": n}`: read the run afresh.
+//!
+//! Every run's stream (`GET /events`) carries this engine's events, from now on: runs on
+//! other workers send none there (`GET /runs` lists them). It replays nothing: it opens with
+//! an `id:` alone, and a client that comes back with it (or with any `?after=`) first gets
+//! `reset`, `{"reason": "…"}`: events went by while it was away.
 //!
 //! The WebSocket routes send the same messages, one per text frame, as
-//! `{"event": "message" | "lagged" | "end", "data": …}`: `event` is the SSE event type and
-//! `data` the SSE data. After `end` the server closes the socket with code 1000 (normal).
+//! `{"event": "message" | "checkpoint" | "lagged" | "reset" | "end", "id": n, "data": …}`:
+//! `event` is the SSE event type, `id` the SSE `id:` (only on frames that have one) and
+//! `data` the SSE data. They take `?after=` alike. After `end` the server closes the socket
+//! with code 1000 (normal).
 //!
 //! # Dashboard
 //!
@@ -133,6 +154,7 @@ mod events;
 mod hub;
 mod list;
 mod routes;
+mod since;
 mod ui;
 mod ws;
 
@@ -149,13 +171,19 @@ pub use error::ErrorBody;
 /// The body limit unless set: 64 KiB.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
-/// How a server treats its callers: tokens and body size.
+/// How often a run's event stream looks in the store unless set: once a second.
+pub const DEFAULT_FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How a server treats its callers: tokens, body size, and how closely it follows runs
+/// executing elsewhere.
 ///
 /// ```
+/// use std::time::Duration;
 /// use flow_server::ServerConfig;
 ///
 /// let config = ServerConfig::new().token("s3cret").read_only_token("look-only");
 /// assert_eq!(config.body_limit, 64 * 1024);
+/// assert_eq!(config.follow_interval, Duration::from_secs(1));
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -169,16 +197,27 @@ pub struct ServerConfig {
     /// The largest request body accepted, in bytes; larger ones are refused with 413.
     /// [`DEFAULT_BODY_LIMIT`] (64 KiB) unless set.
     pub body_limit: usize,
+    /// How often a run's event stream (`GET /runs/{id}/events`, `/ws`) looks in the store
+    /// for what the run recorded while no checkpoint of it came from this engine: how late,
+    /// at most, a run executing on another worker shows each checkpoint, and its end. Each
+    /// look is a read of the run's latest checkpoint (and its new history, if any) per
+    /// follower. [`DEFAULT_FOLLOW_INTERVAL`] (1 s) unless set; at least 1 ms.
+    pub follow_interval: Duration,
 }
 
 impl Default for ServerConfig {
     fn default() -> ServerConfig {
-        ServerConfig { token: None, read_only_token: None, body_limit: DEFAULT_BODY_LIMIT }
+        ServerConfig {
+            token: None,
+            read_only_token: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+            follow_interval: DEFAULT_FOLLOW_INTERVAL,
+        }
     }
 }
 
 impl ServerConfig {
-    /// No tokens, and a body limit of 64 KiB.
+    /// No tokens, a body limit of 64 KiB, and runs followed in the store once a second.
     pub fn new() -> ServerConfig {
         ServerConfig::default()
     }
@@ -200,6 +239,12 @@ impl ServerConfig {
         self.body_limit = bytes;
         self
     }
+
+    /// Sets [`ServerConfig::follow_interval`].
+    pub fn follow_interval(mut self, interval: Duration) -> ServerConfig {
+        self.follow_interval = interval;
+        self
+    }
 }
 
 impl fmt::Debug for ServerConfig {
@@ -210,6 +255,7 @@ impl fmt::Debug for ServerConfig {
             .field("token", &set(&self.token))
             .field("read_only_token", &set(&self.read_only_token))
             .field("body_limit", &self.body_limit)
+            .field("follow_interval", &self.follow_interval)
             .finish()
     }
 }
@@ -219,8 +265,8 @@ impl fmt::Debug for ServerConfig {
 pub fn router(engine: Engine, config: ServerConfig) -> Router {
     let app = routes::App {
         engine,
+        follow_every: config.follow_interval.max(Duration::from_millis(1)),
         config: Arc::new(config),
-        follow_every: Duration::from_secs(1),
         hub: Arc::default(),
     };
     routes::router(app)

@@ -30,7 +30,8 @@ use crate::{ServerConfig, auth, control, events, list, ui, ws};
 pub(crate) struct App {
     pub engine: Engine,
     pub config: Arc<ServerConfig>,
-    /// How often a run's event stream looks in the store for its end.
+    /// How often a run's event stream looks in the store for what the run recorded:
+    /// [`ServerConfig::follow_interval`].
     pub follow_every: Duration,
     /// Every run's events, made JSON once for all who follow them.
     pub hub: Arc<Hub>,
@@ -424,7 +425,7 @@ pub(crate) struct EventDoc {
         events::run_events, events::all_events, ws::run_ws, ws::all_ws),
     components(schemas(ErrorBody, StartRun, RunRef, RunIdDoc, MachineDoc, StatusDoc, RunSummaryDoc,
         RunStatusDoc, EventDoc, list::RunPage, list::WaitDoc, list::OrderDoc, events::Lagged,
-        events::End, ws::FrameDoc)),
+        events::End, events::CheckpointDoc, events::Reset, ws::FrameDoc)),
     modifiers(&Bearer, &Refusals),
     security(("bearer" = [])),
     tags((name = "machines", description = "The registered machines"),
