@@ -462,7 +462,7 @@
         h("div", { class: "row more" }, more)));
     const soon = debounce(refresh, 250);
     // Listening first, then looking: no change falls in between.
-    listen("/events", { message: soon, lagged: soon }, soon);
+    listen("/events", { message: soon, lagged: soon, reset: soon }, soon);
     // Runs that execute on other workers send no events here: look now and then too.
     every(refresh, 5000);
     await refresh();
@@ -753,8 +753,22 @@
         draw(name === "Transitioned" ? x.to : event.state, status || "running");
         soon();
       },
+      // A checkpoint read from the store: the run executes on another worker, or the
+      // stream came back after a drop. It moves the page as events do.
+      checkpoint: (checkpoint) => {
+        for (const entry of checkpoint.entries) {
+          const [name, x] = variant(entry.outcome);
+          note("", `checkpoint ${checkpoint.seq}: ` + (x.to ? `→ ${x.to}` : name), entry.state);
+        }
+        if (checkpoint.state) draw(checkpoint.state, checkpoint.wait ? "waiting" : checkpoint.status);
+        soon();
+      },
       lagged: (lagged) => {
         note("lagged", `missed ${lagged.missed} events`);
+        soon();
+      },
+      reset: (reset) => {
+        note("lagged", reset.reason);
         soon();
       },
       end: (end, source, show) => {
