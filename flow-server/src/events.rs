@@ -145,7 +145,11 @@ pub(crate) async fn run_events(
 /// reconnects says so (`Last-Event-ID`); such a client, or one that passes `?after=` (any
 /// value), first gets `reset`: events went by while it was away, read the runs afresh.
 #[utoipa::path(get, path = "/events", tag = "events",
-    params(AfterQuery, LastEventIdHeader),
+    params(("after" = Option<String>, Query, description = "Any value: this client saw \
+            messages of the stream before; nothing is replayed, and it is first sent `reset`"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Sent by a browser's \
+            `EventSource` when it reconnects (the stream opens with an `id:` for it): any \
+            value, read as `?after=`")),
     responses((status = 200, description = "Every run's events, as `text/event-stream`: \
             `message` (an Event), `lagged` (Lagged) and `reset` (Reset)",
             content_type = "text/event-stream", body = EventDoc)))]

@@ -72,7 +72,11 @@ pub(crate) async fn run_ws(
 /// reconnects and says so (`?after=`, any value) first gets `reset`. The socket stays open
 /// until the client closes it. The token may come as `?token=`.
 #[utoipa::path(get, path = "/ws", tag = "events",
-    params(AfterQuery, LastEventIdHeader),
+    params(("after" = Option<String>, Query, description = "Any value: this client saw \
+            messages of the stream before; nothing is replayed, and it is first sent `reset`"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Sent by a browser's \
+            `EventSource` when it reconnects (the stream opens with an `id:` for it): any \
+            value, read as `?after=`")),
     responses((status = 101, description = "Upgraded: text frames of WsFrame", body = FrameDoc),
         (status = 400, description = "Not a WebSocket handshake", body = ErrorBody)))]
 pub(crate) async fn all_ws(

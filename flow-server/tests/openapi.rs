@@ -172,3 +172,28 @@ fn a_start_links_to_the_operations_on_its_run() {
         assert_eq!(link["parameters"]["id"], "$response.body#/run");
     }
 }
+
+#[test]
+fn a_runs_stream_documents_where_a_client_resumes_and_what_it_is_sent() {
+    let doc = flow_server::openapi();
+    for path in ["/runs/{id}/events", "/runs/{id}/ws", "/events", "/ws"] {
+        let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let named = |name: &str, place: &str| {
+            params.iter().any(|p| p["name"] == name && p["in"] == place && p["required"] != true)
+        };
+        assert!(named("after", "query"), "{path}: {params:?}");
+        assert!(named("Last-Event-ID", "header"), "{path}: {params:?}");
+    }
+    let schemas = &doc["components"]["schemas"];
+    for field in ["run", "seq", "entries", "status", "state", "wait"] {
+        assert!(schemas["Checkpoint"]["properties"][field].is_object(), "Checkpoint.{field}");
+    }
+    assert!(schemas["Reset"]["properties"]["reason"].is_object());
+    assert!(schemas["WsFrame"]["properties"]["id"].is_object());
+    let described = doc["paths"]["/runs/{id}/events"]["get"]["responses"]["200"]["description"]
+        .as_str()
+        .unwrap();
+    for kind in ["`message`", "`checkpoint`", "`lagged`", "`reset`", "`end`"] {
+        assert!(described.contains(kind), "{kind}: {described}");
+    }
+}
