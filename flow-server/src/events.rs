@@ -106,9 +106,10 @@ pub(crate) struct Reset {
 /// as JSON; a `Checkpointed` event has the checkpoint's sequence number as its `id:`. What
 /// the run records where this engine's events do not say it (it executes on another worker
 /// of the store, or events were missed) comes from the store as `checkpoint` messages, each
-/// with its `id:`: checkpoints come in order, each once. The stream looks in the store once
-/// a second while no checkpoint came here meanwhile, so a run executing elsewhere moves
-/// checkpoint by checkpoint, up to a second late. A subscriber that fell behind gets
+/// with its `id:`: checkpoints come in order, each once. The stream looks in the store every
+/// follow interval (1 s unless the server is configured otherwise) while no checkpoint came
+/// here meanwhile, so a run executing elsewhere moves checkpoint by checkpoint, up to that
+/// much late. A subscriber that fell behind gets
 /// `lagged` saying how many events it missed; the stream closes after `end`, with how the
 /// run finished.
 ///
