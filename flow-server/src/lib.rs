@@ -98,7 +98,8 @@
 //! worker: the stream looks in the store every [`ServerConfig::follow_interval`] (1 s) while
 //! no checkpoint came from this engine, so such a run moves at checkpoint granularity, up
 //! to that much late, without its live events (attempts beginning, progress). A new client
-//! first gets the `checkpoint` of the run's latest checkpoint, with where it stands. A
+//! first gets the `checkpoint` of the run's latest checkpoint, with where it stands (of a
+//! finished run, only its `end`). A
 //! client that reconnects with the last `id:` it saw (`Last-Event-ID`, as browsers'
 //! `EventSource` sends it, or `?after=<seq>`) first gets every checkpoint after it from the
 //! store, then the live events. When the stream cannot tell what was missed (a position
