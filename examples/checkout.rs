@@ -200,7 +200,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
                 continue;
             }
             println!("  {event}");
-            if matches!(event.kind, EventKind::Completed | EventKind::Failed { .. }) {
+            if matches!(event.kind, EventKind::Completed { .. } | EventKind::Failed { .. }) {
                 break;
             }
         }

@@ -65,7 +65,7 @@ async fn collect(events: &mut Events, run: RunId) -> Vec<(&'static str, EventKin
         }
         let end = matches!(
             event.kind,
-            EventKind::Completed | EventKind::Failed { .. } | EventKind::Cancelled
+            EventKind::Completed { .. } | EventKind::Failed { .. } | EventKind::Cancelled
         );
         seen.push((event.state, event.kind));
         if end {
@@ -89,28 +89,30 @@ async fn a_run_with_a_retry_emits_its_events_in_order() {
         panic!("charge's first attempt failed");
     };
     use EventKind::*;
+    use serde_json::json;
     assert_eq!(
         seen,
         [
             ("reserve", Checkpointed { seq: 0 }),
             ("reserve", Started),
-            ("reserve", Entered { attempt: 1 }),
+            ("reserve", Entered { attempt: 1, visit: 0, payload: json!({ "id": 7 }) }),
             // A transition is announced once its checkpoint is durable.
             ("charge", Checkpointed { seq: 1 }),
             ("reserve", Transitioned { to: "charge" }),
-            ("charge", Entered { attempt: 1 }),
+            // Each attempt of a visit names the checkpoint that entered it.
+            ("charge", Entered { attempt: 1, visit: 1, payload: json!({ "id": 7 }) }),
             ("charge", AttemptFailed { attempt: 1, failure: failure.clone(), retry_in: *retry_in }),
             // The run waits out its backoff in the store, then is claimed again.
             ("charge", Checkpointed { seq: 2 }),
-            ("charge", Entered { attempt: 2 }),
+            ("charge", Entered { attempt: 2, visit: 1, payload: json!({ "id": 7 }) }),
             ("charge", Progress { message: "charged".into(), fraction: Some(0.5) }),
             ("ship", Checkpointed { seq: 3 }),
             ("charge", Transitioned { to: "ship" }),
-            ("ship", Entered { attempt: 1 }),
+            ("ship", Entered { attempt: 1, visit: 3, payload: json!({ "id": 7 }) }),
             ("ship", Progress { message: "packing".into(), fraction: None }),
             ("ship", Progress { message: "labelled".into(), fraction: Some(1.0) }),
             ("ship", Checkpointed { seq: 4 }),
-            ("ship", Completed),
+            ("ship", Completed { output: json!(7) }),
         ]
     );
     assert!(retry_in.is_some());
@@ -147,7 +149,7 @@ async fn a_run_handle_streams_only_its_own_run() {
         if let EventKind::Progress { message, .. } = &event.kind {
             progress.push(message.clone());
         }
-        if event.kind == EventKind::Completed {
+        if matches!(event.kind, EventKind::Completed { .. }) {
             break;
         }
     }
@@ -294,7 +296,9 @@ async fn a_run_stream_ends_with_its_run() {
         seen += 1;
         last = Some(event.kind);
     }
-    assert_eq!(last, Some(EventKind::Completed), "the stream ended after the run's last event");
+    // The output of order 8, as the store keeps it.
+    let completed = EventKind::Completed { output: serde_json::json!(8) };
+    assert_eq!(last, Some(completed), "the stream ended after the run's last event");
     assert!(seen > 3);
 }
 
@@ -332,8 +336,10 @@ async fn a_run_followed_on_its_own_misses_nothing_however_busy_the_others() {
         .collect();
     assert_eq!(followed.missed(), 0);
     let progress = |i: u32| EventKind::Progress { message: format!("line {i}"), fraction: None };
-    assert_eq!(kinds[2..5], [EventKind::Entered { attempt: 1 }, progress(0), progress(1)]);
-    assert_eq!(kinds.last(), Some(&EventKind::Completed));
+    let entered =
+        EventKind::Entered { attempt: 1, visit: 0, payload: serde_json::json!({ "times": 2 }) };
+    assert_eq!(kinds[2..5], [entered, progress(0), progress(1)]);
+    assert_eq!(kinds.last(), Some(&EventKind::Completed { output: serde_json::json!(2) }));
     // The follower of every run could not keep up with both, and was told so.
     while everything.next().now_or_never().flatten().is_some() {}
     assert!(everything.missed() > 0);

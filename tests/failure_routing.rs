@@ -276,7 +276,7 @@ async fn a_fallback_catches_the_visit_limit_of_a_durable_run() {
     let mut told = Vec::new();
     while let Some(event) = events.next().await {
         match event.kind {
-            EventKind::Completed => break,
+            EventKind::Completed { .. } => break,
             EventKind::Transitioned { .. } | EventKind::AttemptFailed { .. } => {
                 told.push((event.state, event.kind));
             }

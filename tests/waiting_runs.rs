@@ -231,7 +231,9 @@ fn a_cancel_from_a_second_engine_stops_a_run_executing_in_the_first() {
         let mut events = first.events();
         let handle = first.start::<Desks>(4).await.unwrap();
         let run = handle.id();
-        events.until(|e| e.run == run && e.kind == EventKind::Entered { attempt: 1 }).await;
+        events
+            .until(|e| e.run == run && matches!(e.kind, EventKind::Entered { attempt: 1, .. }))
+            .await;
         events.until(|e| e.run == run && e.state == "busy").await;
         // `busy` executes in the first engine; the second one asks it to stop.
         second.cancel(run).await.unwrap();

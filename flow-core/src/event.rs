@@ -66,6 +66,12 @@ pub enum EventKind {
     Entered {
         /// 1 for the first attempt of the visit.
         attempt: u32,
+        /// The visit: the sequence number of the checkpoint that entered the state, as
+        /// [`flow::current`](crate::current())'s `visit`; the same for every attempt of it.
+        visit: u64,
+        /// The state's payload, as JSON, as its checkpoint stores it: its parameters by name
+        /// (`{"id": 7}`), `null` for a state without any. Built only when someone listens.
+        payload: serde_json::Value,
     },
     /// An attempt failed.
     AttemptFailed {
@@ -124,8 +130,12 @@ pub enum EventKind {
         /// on with the next compensation, and the run's error names this one).
         retry_in: Option<Duration>,
     },
-    /// The run completed with an output.
-    Completed,
+    /// The run completed.
+    Completed {
+        /// Its output, as JSON, as the store keeps it (for a branch of a fork, the branch's
+        /// output). Built only when someone listens.
+        output: serde_json::Value,
+    },
     /// The run failed.
     Failed {
         /// The run's error, as text.
@@ -161,7 +171,10 @@ impl EventKind {
     /// Whether the run is over after this: completed, failed or cancelled. (Not
     /// [`EventKind::LeaseLost`]: the run goes on in another engine.)
     pub fn ends_the_run(&self) -> bool {
-        matches!(self, EventKind::Completed | EventKind::Failed { .. } | EventKind::Cancelled)
+        matches!(
+            self,
+            EventKind::Completed { .. } | EventKind::Failed { .. } | EventKind::Cancelled
+        )
     }
 }
 
@@ -174,7 +187,7 @@ impl fmt::Display for Event {
         match &self.kind {
             EventKind::Started => f.write_str("started"),
             EventKind::Resumed { seq } => write!(f, "resumed from checkpoint {seq}"),
-            EventKind::Entered { attempt } => write!(f, "attempt {attempt}"),
+            EventKind::Entered { attempt, .. } => write!(f, "attempt {attempt}"),
             EventKind::AttemptFailed { attempt, failure, retry_in: Some(delay) } => {
                 write!(f, "attempt {attempt} failed: {failure}; retry in {delay:?}")
             }
@@ -198,7 +211,7 @@ impl fmt::Display for Event {
             EventKind::CompensationFailed { attempt, failure, retry_in: None } => {
                 write!(f, "compensation attempt {attempt} failed: {failure}; no retry")
             }
-            EventKind::Completed => f.write_str("completed"),
+            EventKind::Completed { .. } => f.write_str("completed"),
             EventKind::Failed { error } => write!(f, "failed: {error}"),
             EventKind::Cancelled => f.write_str("cancelled"),
             EventKind::Paused => f.write_str("paused"),

@@ -544,7 +544,7 @@ impl Follow {
         self.queue.push_back(Queued::Message(message));
         if let Some(run) = self.run {
             let status = match event.kind {
-                EventKind::Completed => Some(Status::Completed),
+                EventKind::Completed { .. } => Some(Status::Completed),
                 EventKind::Failed { .. } => Some(Status::Failed),
                 EventKind::Cancelled => Some(Status::Cancelled),
                 _ => None,

@@ -412,7 +412,8 @@ pub(crate) struct EventDoc {
     state: String,
     /// When (`secs_since_epoch`, `nanos_since_epoch`).
     at: Value,
-    /// What happened: `"Started"`, `{"Entered": {"attempt": 1}}`, `"Completed"`, …
+    /// What happened: `"Started"`, `{"Entered": {"attempt": 1, "visit": 3, "payload": {…}}}`
+    /// (the state's payload, its parameters by name), `{"Completed": {"output": …}}`, …
     kind: Value,
 }
 

@@ -197,7 +197,10 @@ async fn a_run_is_followed_over_sse_until_it_completes() {
         "{kinds:?}"
     );
     assert!(kinds.contains(&&json!({ "Transitioned": { "to": "sum" } })), "{kinds:?}");
-    assert_eq!(kinds.last(), Some(&&json!("Completed")));
+    // A state's payload comes with its attempt, the run's output with its end.
+    let entered = json!({ "Entered": { "attempt": 1, "visit": 1, "payload": { "order": order } } });
+    assert!(kinds.contains(&&entered), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&&json!({ "Completed": { "output": 300 } })));
     assert!(
         events.iter().filter(|e| e.event == "message").all(|e| e.data["run"] == run.to_string())
     );

@@ -166,7 +166,8 @@ async fn a_run_is_followed_over_a_websocket_until_its_output() {
     let kinds: Vec<&Value> = events.iter().map(|frame| &frame["data"]["kind"]).collect();
     assert!(kinds.contains(&&json!("SignalReceived")), "{kinds:?}");
     assert!(kinds.contains(&&json!({ "Transitioned": { "to": "publish" } })), "{kinds:?}");
-    assert_eq!(kinds.last(), Some(&&json!("Completed")));
+    let output = json!("the memo, approved by ada");
+    assert_eq!(kinds.last(), Some(&&json!({ "Completed": { "output": output } })));
 
     let status: Value = client
         .get(format!("http://{address}/runs/{run}"))
@@ -181,7 +182,7 @@ async fn a_run_is_followed_over_a_websocket_until_its_output() {
 
     // Every run's socket saw the same run start and complete, and stays open.
     let mut seen = Vec::new();
-    while !seen.contains(&json!("Completed")) {
+    while !seen.iter().any(|kind: &Value| kind.get("Completed").is_some()) {
         let next = tokio::time::timeout(Duration::from_secs(20), every.next()).await.unwrap();
         let frame: Value =
             serde_json::from_str(&next.unwrap().unwrap().into_text().unwrap()).unwrap();

@@ -372,6 +372,10 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
         }
     }
 
+    fn output_json(&self, output: &M::Output) -> serde_json::Value {
+        serde_json::to_value(output).unwrap_or_default()
+    }
+
     fn attempt_scope(&self, state: &'static str) -> (Option<Reporter>, Option<Arc<Cancel>>) {
         (Some(self.reporter(state)), Some(Arc::clone(&self.cancel)))
     }

@@ -95,7 +95,11 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
             // The halt is recorded at the top of the loop, before any attempt.
             Hold::Halted => continue,
         };
-        journal.event(info.name, || EventKind::Entered { attempt });
+        journal.event(info.name, || EventKind::Entered {
+            attempt,
+            visit: cursor.visit,
+            payload: payload_json(&state),
+        });
         // The in-memory runner moves the payload straight into a state's last attempt; a
         // durable run keeps it for the failure's checkpoint, and a state with a compensation
         // for its rollback.
@@ -440,11 +444,22 @@ pub(crate) fn announce<M: Machine, J: Journal<M>>(
     end: End<M::Output>,
 ) -> End<M::Output> {
     journal.event(state, || match &end {
-        End::Done(_) => EventKind::Completed,
+        End::Done(output) => EventKind::Completed { output: journal.output_json(output) },
         End::Failed(error) => EventKind::Failed { error: error.to_string() },
         End::Cancelled => EventKind::Cancelled,
         End::Paused(_) => EventKind::Paused,
-        End::Branch(_) => EventKind::Completed,
+        End::Branch(output) => EventKind::Completed { output: output.clone() },
     });
     end
+}
+
+/// The payload of `state` as JSON: the state enum's variant holds it (`{"Ship": {…}}`), and
+/// a state without one is its bare name.
+fn payload_json<S: serde::Serialize>(state: &S) -> serde_json::Value {
+    match serde_json::to_value(state) {
+        Ok(serde_json::Value::Object(mut variant)) if variant.len() == 1 => {
+            variant.values_mut().next().map(std::mem::take).unwrap_or_default()
+        }
+        _ => serde_json::Value::Null,
+    }
 }

@@ -119,6 +119,13 @@ pub(crate) trait Journal<M: Machine> {
     /// Tells subscribers, if any, what happened in `state`; `kind` is built only for them.
     fn event(&self, state: &'static str, kind: impl FnOnce() -> EventKind);
 
+    /// A run's output as JSON, for its `Completed` event; `null` where outputs are not
+    /// stored (in memory, where nobody listens either).
+    fn output_json(&self, output: &M::Output) -> serde_json::Value {
+        let _ = output;
+        serde_json::Value::Null
+    }
+
     /// Where an attempt of `state` reports progress and learns of cancellation.
     fn attempt_scope(&self, state: &'static str) -> (Option<Reporter>, Option<Arc<Cancel>>);
 
