@@ -3,7 +3,7 @@
 //! `cargo bench -p flow-machine-server --bench sse` prints a markdown table (the runs take
 //! about 15 s on 2 cores, after the build). One workload throughout: 1,000 concurrent runs of
 //! a 5-state loop ([`LAPS`] laps, 26 checkpoints a run) on an engine over a [`SqliteStore`] (a
-//! fresh file per round), from the first start until every output is awaited. Five setups,
+//! fresh file per round), from the first start until every output is awaited. Six setups,
 //! alternating over a few rounds (the median round is reported), so that a drift in the
 //! machine's load hits each alike:
 //!
@@ -15,7 +15,9 @@
 //! 4. **served**: the engine behind [`flow_server::serve`] on 127.0.0.1, with 100 clients
 //!    following `GET /events` as Server-Sent Events over real loopback HTTP (reqwest, in a
 //!    runtime of their own: on this machine they share its cores with the server);
-//! 5. **per run**: each run followed by its own handle's events, as a caller that starts a
+//! 5. **attached**: the server as in 4, with one client following `GET /events`, as a
+//!    dashboard's runs table does;
+//! 6. **per run**: each run followed by its own handle's events, as a caller that starts a
 //!    run and watches it does: 1,000 subscribers, each of one run.
 //!
 //! The table gives the engine's durable steps per second in each setup (a step is one
@@ -98,6 +100,8 @@ enum Setup {
     One,
     InProcess,
     Served,
+    /// The server attached, with one client following every run's events: a dashboard.
+    Attached,
     /// Each run followed by its own handle's events ([`flow::RunHandle::events`]): a
     /// thousand subscribers, each of one run.
     PerRun,
@@ -141,7 +145,8 @@ fn main() {
         .build()
         .unwrap();
 
-    let setups = [Setup::Alone, Setup::One, Setup::InProcess, Setup::Served, Setup::PerRun];
+    let setups =
+        [Setup::Alone, Setup::One, Setup::InProcess, Setup::Served, Setup::Attached, Setup::PerRun];
     // `FLOW_BENCH_SETUPS=alone,served` runs only those, e.g. under a profiler.
     let only = std::env::var("FLOW_BENCH_SETUPS").unwrap_or_default().to_lowercase();
     let chosen: Vec<Setup> = setups
@@ -171,7 +176,7 @@ fn main() {
         // A setup left out by FLOW_BENCH_SETUPS shows as infinite.
         of.get(of.len() / 2).copied().unwrap_or_default()
     };
-    let [alone, one, in_process, served, per_run] = setups.map(median);
+    let [alone, one, in_process, served, attached, per_run] = setups.map(median);
     let steps = RUNS as u64 * STEPS_PER_RUN;
     // CPU per step over every round of a setup: the ticks are 10 ms, too coarse for one.
     let cpu_per_step = |setup: Setup, clients: bool| {
@@ -246,6 +251,12 @@ fn main() {
             format!("{:.2}×", steps_per_s(in_process) / steps_per_s(alone)),
         ],
         [
+            "engine + server + 1 SSE client (a dashboard): durable steps".to_owned(),
+            format!("{} steps/s", grouped(steps_per_s(attached))),
+            format!("engine alone (target ≥ {TARGET:.2}×)"),
+            format!("{:.2}×", steps_per_s(attached) / steps_per_s(alone)),
+        ],
+        [
             format!("engine + server + {SUBSCRIBERS} SSE clients: durable steps"),
             format!("{} steps/s", grouped(steps_per_s(served))),
             format!("engine alone (target ≥ {TARGET:.2}×)"),
@@ -314,7 +325,8 @@ async fn one(setup: Setup, path: &Path, clients: &Runtime) -> (Round, u64) {
                 subscribers.push(tokio::spawn(in_process(engine.events(), Arc::clone(&tally))));
             }
         }
-        Setup::Served => {
+        Setup::Served | Setup::Attached => {
+            let followers = if setup == Setup::Served { SUBSCRIBERS } else { 1 };
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let address = listener.local_addr().unwrap();
             let served = engine.clone();
@@ -324,7 +336,7 @@ async fn one(setup: Setup, path: &Path, clients: &Runtime) -> (Round, u64) {
             let client = reqwest::Client::new();
             let url = format!("http://{address}/events");
             let mut connecting = Vec::new();
-            for _ in 0..SUBSCRIBERS {
+            for _ in 0..followers {
                 let (client, url, tally) = (client.clone(), url.clone(), Arc::clone(&tally));
                 let (connected, ready) = tokio::sync::oneshot::channel();
                 http_clients.push(clients.spawn(over_http(client, url, tally, connected)));
@@ -367,7 +379,8 @@ async fn one(setup: Setup, path: &Path, clients: &Runtime) -> (Round, u64) {
     if setup != Setup::Alone && setup != Setup::PerRun {
         // Until every subscriber has all, or nothing came for a while: a subscriber hears
         // of missed events only with the next one it gets, so the tail may never add up.
-        let all = RUNS as u64 * per_run_events * SUBSCRIBERS as u64;
+        let followers = if matches!(setup, Setup::One | Setup::Attached) { 1 } else { SUBSCRIBERS };
+        let all = RUNS as u64 * per_run_events * followers as u64;
         let mut last = (0, started.elapsed());
         let deadline = Instant::now() + DRAIN;
         loop {
