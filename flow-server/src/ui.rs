@@ -5,7 +5,7 @@
 //! and reads everything through the API, as any client would.
 
 use axum::Router;
-use axum::extract::Path;
+use axum::extract::{OriginalUri, Path};
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -28,14 +28,26 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
     frame-ancestors 'none'";
 
-/// `GET /` and `GET /ui/{file}`.
+/// `GET /` and `GET /ui/{file}`. The page links its files and calls the API relative to
+/// itself, so the router may be nested under a prefix.
 pub(crate) fn routes() -> Router<App> {
     Router::new().route("/", get(index)).route("/ui/{file}", get(file))
 }
 
-/// The dashboard's page.
-async fn index() -> Response {
-    serve("index.html").unwrap_or_else(|| ApiError::not_found("no dashboard").into_response())
+/// The dashboard's page. Its links are relative, so that the page works under a prefix
+/// (nested in another router, or behind a proxy): at `/flow` rather than `/flow/` they would
+/// resolve against the root, so there they name the page's last segment (`flow/ui/app.js`).
+async fn index(OriginalUri(uri): OriginalUri) -> Response {
+    let Some(mut page) = serve("index.html") else {
+        return ApiError::not_found("no dashboard").into_response();
+    };
+    let path = uri.path();
+    if !path.ends_with('/') {
+        let last = &path[path.rfind('/').map_or(0, |at| at + 1)..];
+        let html = include_str!("../ui/index.html").replace("\"ui/", &format!("\"{last}/ui/"));
+        *page.body_mut() = html.into();
+    }
+    page
 }
 
 /// One of the dashboard's files.

@@ -43,14 +43,11 @@ async fn the_dashboard_is_served_without_a_token_and_its_data_is_not() {
     assert!(policy.contains("script-src 'self'"), "{policy}");
     assert_eq!(page.headers()["x-content-type-options"], "nosniff");
     let html = page.text().await.unwrap();
-    let mut linked = Vec::new();
-    for (start, _) in html.match_indices("\"/ui/") {
-        let rest = &html[start + 1..];
-        linked.push(rest[..rest.find('"').unwrap()].to_owned());
-    }
-    assert_eq!(linked, ["/ui/style.css", "/ui/graph.js", "/ui/app.js"]);
+    // Relative to the page, so that it works under a prefix too.
+    let linked = linked(&html);
+    assert_eq!(linked, ["ui/style.css", "ui/graph.js", "ui/app.js"]);
     for path in linked {
-        let file = client.get(format!("{base}{path}")).send().await.unwrap();
+        let file = client.get(format!("{base}/{path}")).send().await.unwrap();
         assert_eq!(file.status(), StatusCode::OK, "{path}");
         let media = file.headers()["content-type"].to_str().unwrap().to_owned();
         let expected = if path.ends_with(".css") { "text/css" } else { "text/javascript" };
@@ -76,4 +73,47 @@ async fn the_dashboard_is_served_without_a_token_and_its_data_is_not() {
     assert_eq!(events.headers()["content-type"], "text/event-stream");
     let events = client.get(format!("{base}/events?token=guess")).send().await.unwrap();
     assert_eq!(events.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// The style sheet and scripts `html` links to, as written (`href="…"`, `src="…"`).
+fn linked(html: &str) -> Vec<String> {
+    let mut linked = Vec::new();
+    for attribute in ["href=\"", "src=\""] {
+        for (start, _) in html.match_indices(attribute) {
+            let rest = &html[start + attribute.len()..];
+            let value = &rest[..rest.find('"').unwrap()];
+            if value.ends_with(".css") || value.ends_with(".js") {
+                linked.push(value.to_owned());
+            }
+        }
+    }
+    linked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_works_nested_under_a_prefix() {
+    let engine =
+        Engine::builder().store(MemoryStore::new()).machine::<hello::Machine>().build().unwrap();
+    let config = ServerConfig::new().token("full-token");
+    let app = axum::Router::new().nest("/flow", flow_server::router(engine, config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/flow", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+
+    // The page's links resolve under the prefix, from its address as nested (no slash).
+    let page = client.get(&base).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let links = linked(&html);
+    assert_eq!(links.len(), 3, "{html}");
+    for path in links {
+        let url = reqwest::Url::parse(&base).unwrap().join(&path).unwrap();
+        assert!(url.path().starts_with("/flow/ui/"), "{url}");
+        let file = client.get(url.clone()).send().await.unwrap();
+        assert_eq!(file.status(), StatusCode::OK, "{url}");
+    }
+    // The page's calls go to the API relative to it.
+    let machines = client.get(format!("{base}/machines")).bearer_auth("full-token").send();
+    assert_eq!(machines.await.unwrap().status(), StatusCode::OK);
 }

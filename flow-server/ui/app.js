@@ -38,12 +38,19 @@
     if (kind === "ok") say.timer = setTimeout(() => (notice.hidden = true), 4000);
   }
 
+  // The API's base: where this script was loaded from, less `ui/app.js`. The server may be
+  // mounted under a prefix (nested in another router, or behind a proxy), and the page's
+  // own address may or may not end in a slash.
+  const base = new URL("..", document.currentScript.src);
+  // `path` of the API, written from its root ("/runs"), under that base.
+  const under = (path) => new URL(path.replace(/^\//, ""), base).href;
+
   // Calls the API; resolves to its JSON, or rejects with the server's message.
   async function api(method, path, body) {
     const headers = {};
     if (token) headers.Authorization = "Bearer " + token;
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    const response = await fetch(path, { method, headers, body });
+    const response = await fetch(under(path), { method, headers, body });
     const text = await response.text();
     let data = null;
     try {
@@ -72,7 +79,7 @@
   // `opened` is called each time the stream (re)opens: what happened before then is not in
   // it, so the page reads the state afresh.
   function listen(path, on, opened) {
-    const url = token ? `${path}?token=${encodeURIComponent(token)}` : path;
+    const url = under(token ? `${path}?token=${encodeURIComponent(token)}` : path);
     const source = new EventSource(url);
     const show = (state, text) => {
       live.className = "live " + state;
