@@ -20,7 +20,7 @@ use futures_util::FutureExt;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use crate::events::event_json;
+use crate::message::event_json;
 
 /// The least time between two batches: at most 100 wake-ups a second for each follower,
 /// however busy the engine. A person watching cannot tell 10 ms apart.

@@ -23,7 +23,7 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorBody};
 use crate::hub::Hub;
-use crate::{ServerConfig, auth, control, events, list, ui, ws};
+use crate::{ServerConfig, auth, control, events, list, message, ui, ws};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -425,8 +425,8 @@ pub(crate) struct EventDoc {
         control::delete, control::retry, control::branches,
         events::run_events, events::all_events, ws::run_ws, ws::all_ws),
     components(schemas(ErrorBody, StartRun, RunRef, RunIdDoc, MachineDoc, StatusDoc, RunSummaryDoc,
-        RunStatusDoc, EventDoc, list::RunPage, list::WaitDoc, list::OrderDoc, events::Lagged,
-        events::End, events::CheckpointDoc, events::Reset, ws::FrameDoc)),
+        RunStatusDoc, EventDoc, list::RunPage, list::WaitDoc, list::OrderDoc, message::Lagged,
+        message::End, message::CheckpointDoc, message::Reset, ws::FrameDoc)),
     modifiers(&Bearer, &Refusals),
     security(("bearer" = [])),
     tags((name = "machines", description = "The registered machines"),

@@ -10,7 +10,8 @@ use axum::response::Response;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::events::{Follow, Message};
+use crate::follow::Follow;
+use crate::message::Message;
 use crate::routes::{App, RunIdDoc};
 use crate::since::{AfterQuery, EverySince, LastEventIdHeader, RunSince};
 
@@ -159,7 +160,7 @@ fn frame(message: &Message) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::Kind;
+    use crate::message::Kind;
 
     #[test]
     fn frames_wrap_the_sse_data_in_json() {
