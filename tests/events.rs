@@ -134,6 +134,20 @@ async fn an_event_line_names_its_run_in_full() {
     assert_eq!(printed.parse::<RunId>(), Ok(run));
 }
 
+/// As JSON, an event names its run as its text does, and its time in Unix milliseconds.
+#[tokio::test(start_paused = true)]
+async fn an_event_as_json_gives_its_time_in_unix_milliseconds() {
+    let engine = engine(MemoryStore::new());
+    let mut events = engine.events();
+    let handle = engine.start::<order::Machine>(3).await.unwrap();
+    let started = events.until(|event| event.kind == EventKind::Started).await.unwrap();
+    let json = serde_json::to_value(&started).unwrap();
+    let millis = started.at.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    assert_eq!(json["at"].as_u64().map(u128::from), Some(millis));
+    assert_eq!(json["run"], handle.id().to_string());
+    assert_eq!(json["kind"], "Started");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_run_handle_streams_only_its_own_run() {
     let engine = engine(MemoryStore::new());

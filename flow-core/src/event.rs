@@ -43,10 +43,18 @@ pub struct Event {
     pub machine: &'static str,
     /// The state it happened in (for a transition: the state left).
     pub state: &'static str,
-    /// When, by the engine's clock.
+    /// When, by the engine's clock. Serialized as whole milliseconds since the Unix epoch
+    /// (what JavaScript's `new Date(at)` takes): compact, where a server sends every event.
+    #[serde(serialize_with = "unix_millis")]
     pub at: SystemTime,
     /// What happened.
     pub kind: EventKind,
+}
+
+/// `at` as whole milliseconds since the Unix epoch (0 for a time before it).
+fn unix_millis<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    serializer.serialize_u64(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// What happened; see [`Event`].

@@ -275,6 +275,12 @@ fn main() {
             "—".to_owned(),
         ],
         [
+            "engine + server + 1 SSE client: CPU per step, the client's thread left out".to_owned(),
+            format!("{:.1} µs", cpu_per_step(Setup::Attached, false)),
+            format!("engine alone (target ≥ {TARGET:.2}×)"),
+            format!("{:.2}×", alone_cpu / cpu_per_step(Setup::Attached, false)),
+        ],
+        [
             format!(
                 "engine + server + {SUBSCRIBERS} SSE clients: CPU per step, clients' thread left out"
             ),

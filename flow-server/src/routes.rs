@@ -410,8 +410,8 @@ pub(crate) struct EventDoc {
     machine: String,
     /// The state it happened in.
     state: String,
-    /// When (`secs_since_epoch`, `nanos_since_epoch`).
-    at: Value,
+    /// When, in whole milliseconds since the Unix epoch.
+    at: u64,
     /// What happened: `"Started"`, `{"Entered": {"attempt": 1, "visit": 3, "payload": {…}}}`
     /// (the state's payload, its parameters by name), `{"Completed": {"output": …}}`, …
     kind: Value,
