@@ -130,15 +130,7 @@ impl RunId {
 
 impl fmt::Display for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // By hand rather than `{:032x}`, which goes digit by digit through the padding
-        // machinery: every event a server sends names its run.
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut text = [0u8; 32];
-        for (i, byte) in self.0.to_be_bytes().into_iter().enumerate() {
-            text[2 * i] = DIGITS[usize::from(byte >> 4)];
-            text[2 * i + 1] = DIGITS[usize::from(byte & 0x0f)];
-        }
-        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+        f.write_str(self.hex().as_str())
     }
 }
 
@@ -172,7 +164,31 @@ impl FromStr for RunId {
 
 impl Serialize for RunId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(self.hex().as_str())
+    }
+}
+
+/// A run id's 32 lowercase hex digits, on the stack.
+struct Hex([u8; 32]);
+
+impl Hex {
+    fn as_str(&self) -> &str {
+        // Only ASCII digits are ever written into it.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl RunId {
+    /// The id's text, written out by hand rather than through `{:032x}`, which goes digit by
+    /// digit through the padding machinery: every event a server sends names its run.
+    fn hex(&self) -> Hex {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 32];
+        for (i, byte) in self.0.to_be_bytes().into_iter().enumerate() {
+            text[2 * i] = DIGITS[usize::from(byte >> 4)];
+            text[2 * i + 1] = DIGITS[usize::from(byte & 0x0f)];
+        }
+        Hex(text)
     }
 }
 
