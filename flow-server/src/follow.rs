@@ -296,7 +296,7 @@ impl Follow {
     /// Queues `event`, after a `lagged` event if events were missed before it.
     fn push(&mut self, event: &Event) {
         self.lag();
-        let data = Arc::from(event_json(event));
+        let data = event_json(event);
         let mut message = Message::new(Kind::Event, data);
         if let EventKind::Checkpointed { seq } = event.kind {
             self.reported = self.reported.max(seq);

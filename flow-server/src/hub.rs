@@ -199,7 +199,7 @@ struct Gathered {
 
 impl Gathered {
     fn push(&mut self, event: &Event) {
-        let json: Arc<str> = Arc::from(event_json(event));
+        let json = event_json(event);
         self.bytes += json.len();
         self.events.push(json);
     }

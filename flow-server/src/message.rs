@@ -125,8 +125,24 @@ impl Message {
 }
 
 /// `event` as JSON.
-pub(crate) fn event_json(event: &Event) -> String {
-    serde_json::to_string(event).unwrap_or_else(|error| {
-        serde_json::json!({ "run": event.run, "error": error.to_string() }).to_string()
+///
+/// Written into a buffer kept per thread, then copied once into the shared text: a server
+/// streaming a busy engine's events makes one allocation per event, not two.
+pub(crate) fn event_json(event: &Event) -> Arc<str> {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUFFER.with_borrow_mut(|buffer| {
+        buffer.clear();
+        match serde_json::to_writer(&mut *buffer, event).map(|()| std::str::from_utf8(buffer)) {
+            Ok(Ok(json)) => Arc::from(json),
+            Ok(Err(error)) => failed(event, &error),
+            Err(error) => failed(event, &error),
+        }
     })
+}
+
+/// What is sent for an event that did not serialize: its run, and why.
+fn failed(event: &Event, error: &dyn std::fmt::Display) -> Arc<str> {
+    Arc::from(serde_json::json!({ "run": event.run, "error": error.to_string() }).to_string())
 }
