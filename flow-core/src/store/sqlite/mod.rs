@@ -1,7 +1,9 @@
 //! The embedded default: one SQLite file.
 
+mod connection;
 mod file;
 mod schema;
+mod writes;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -17,11 +19,10 @@ use super::{
     Checkpoint, CheckpointStore, Claimed, Filter, Halt, Lease, RunSummary, Status, StoreError,
 };
 use crate::RunId;
+use connection::{Job, Write, connect, migrate, write_loop};
 use file::File;
 use schema::*;
-
-/// The most jobs one transaction (one fsync) commits.
-const MAX_BATCH: usize = 4096;
+use writes::{claim, delete_run, save};
 
 /// Keeps runs in one SQLite file: WAL journal, `synchronous=FULL`, and group commit.
 ///
@@ -64,53 +65,6 @@ impl Drop for Shared {
         // Closing: no checkpoint into a journal that is no longer this store's.
         let reader = self.reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.file.disown(&reader);
-    }
-}
-
-/// A write the writer thread runs inside the batch's transaction.
-trait Job: Send {
-    /// Does the job's writes, keeping its answer until the transaction's fate is known.
-    /// `false` if SQLite failed the job: the transaction must then be undone and tried again
-    /// without it (a job may run more than once).
-    fn apply(&mut self, connection: &Connection) -> bool;
-    /// Sends the kept answer, or the error `failed` makes if the transaction did not commit.
-    fn answer(self: Box<Self>, failed: Option<&dyn Fn() -> StoreError>);
-}
-
-impl std::fmt::Debug for dyn Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Job")
-    }
-}
-
-/// A [`Job`] from a closure, answered on a oneshot channel.
-struct Write<T, F> {
-    work: F,
-    answer: Option<Result<T, StoreError>>,
-    reply: oneshot::Sender<Result<T, StoreError>>,
-}
-
-impl<T, F> Job for Write<T, F>
-where
-    T: Send,
-    F: FnMut(&Connection) -> rusqlite::Result<Result<T, StoreError>> + Send,
-{
-    fn apply(&mut self, connection: &Connection) -> bool {
-        let (answer, applied) = match (self.work)(connection) {
-            Ok(answer) => (answer, true),
-            Err(error) => (Err(backend(error)), false),
-        };
-        self.answer = Some(answer);
-        applied
-    }
-
-    fn answer(self: Box<Self>, failed: Option<&dyn Fn() -> StoreError>) {
-        let answer = match failed {
-            Some(error) => Err(error()),
-            None => self.answer.unwrap_or(Err(StoreError::Closed)),
-        };
-        // A caller that stopped waiting needs no answer.
-        let _ = self.reply.send(answer);
     }
 }
 
@@ -227,230 +181,8 @@ impl SqliteStore {
     }
 }
 
-fn connect(path: &Path) -> rusqlite::Result<Connection> {
-    let connection = Connection::open(path)?;
-    // First: switching a fresh file to WAL takes a lock another process may hold.
-    connection.busy_timeout(std::time::Duration::from_secs(5))?;
-    connection.pragma_update(None, "journal_mode", "WAL")?;
-    connection.pragma_update(None, "synchronous", "FULL")?;
-    // Copy the WAL back into the database every 4,000 pages (16 MiB at most) instead of
-    // every 1,000: the copy is the cost of a commit that crosses the threshold, and fewer,
-    // larger copies cost less per checkpoint.
-    connection.pragma_update(None, "wal_autocheckpoint", 4000)?;
-    Ok(connection)
-}
-
-/// Brings the file to [`LAYOUT`], one step per layout, in one transaction. A write even when
-/// it is current: a file we can read but not write fails here, not at the first checkpoint.
-fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let open_error = |source: rusqlite::Error| StoreError::Open {
-        path: path.to_owned(),
-        source: Box::new(source),
-    };
-    let transaction = connection
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(open_error)?;
-    let found: i64 =
-        transaction.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(open_error)?;
-    if found > LAYOUT {
-        return Err(StoreError::Layout {
-            location: path.display().to_string(),
-            found,
-            supported: LAYOUT,
-        });
-    }
-    // A file without our tables is layout 0 whatever it says, unless it has them.
-    for step in MIGRATIONS.iter().skip(usize::try_from(found).unwrap_or(0)) {
-        transaction.execute_batch(step).map_err(open_error)?;
-    }
-    transaction.execute_batch(INDEXES).map_err(open_error)?;
-    transaction.pragma_update(None, "user_version", LAYOUT).map_err(open_error)?;
-    transaction.commit().map_err(open_error)
-}
-
 fn backend(error: rusqlite::Error) -> StoreError {
     StoreError::Backend(Box::new(error))
-}
-
-/// The writer thread: takes every job waiting, runs them in one transaction, answers each.
-///
-/// Before each transaction it checks that the file at the store's path is still the one it
-/// opened; once it is not, every write fails with [`StoreError::FileChanged`].
-fn write_loop(mut connection: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, file: Arc<File>) {
-    let mut batch = Vec::new();
-    while let Ok(first) = jobs.recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let failed: Option<Box<dyn Fn() -> StoreError>> = match file.check(&connection) {
-            Err(StoreError::FileChanged { path, replaced }) => {
-                Some(Box::new(move || StoreError::FileChanged { path: path.clone(), replaced }))
-            }
-            _ => commit(&mut connection, &mut batch).err().map(|error| {
-                let message = error.to_string();
-                Box::new(move || StoreError::Backend(message.clone().into())) as Box<_>
-            }),
-        };
-        for job in batch.drain(..) {
-            job.answer(failed.as_deref());
-        }
-    }
-    // Closing: no checkpoint into a journal that is no longer this store's.
-    file.disown(&connection);
-}
-
-/// One transaction for the whole batch. A job that SQLite fails (a row over its limits) fails
-/// alone: the transaction is undone and run again without it, so the rest of the batch
-/// commits, at no cost to a batch where nothing fails. Only a failure of the transaction
-/// itself (its commit: a full disk) fails them all.
-fn commit(connection: &mut Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
-    let mut failed = vec![false; batch.len()];
-    'attempt: loop {
-        let transaction =
-            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for (job, failed) in batch.iter_mut().zip(failed.iter_mut()) {
-            if !*failed && !job.apply(&transaction) {
-                // Dropped, the transaction rolls back; the job keeps its error as its answer.
-                *failed = true;
-                continue 'attempt;
-            }
-        }
-        return transaction.commit();
-    }
-}
-
-fn save(
-    transaction: &Connection,
-    checkpoint: &Checkpoint,
-) -> rusqlite::Result<Result<(), StoreError>> {
-    let run = checkpoint.run.to_string();
-    let head: Option<(i64, i64, Option<String>, i64)> = transaction
-        .prepare_cached(HEAD)?
-        .query_row([&run], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
-        .optional()?;
-    let stored = head.as_ref().map(|(seq, ..)| from_sql(*seq));
-    let follows = match stored {
-        None => checkpoint.seq == 0,
-        Some(last) => checkpoint.seq == last + 1,
-    };
-    if !follows {
-        return Ok(Err(StoreError::Conflict { run: checkpoint.run, seq: checkpoint.seq, stored }));
-    }
-    if let Some((_, _, owner, token)) = &head {
-        let holds = match (&checkpoint.lease, owner) {
-            (Some(lease), Some(owner)) => *lease.owner == **owner && to_sql(lease.token) == *token,
-            (None, None) => true,
-            _ => false,
-        };
-        if !holds {
-            return Ok(Err(StoreError::Fenced { run: checkpoint.run }));
-        }
-    }
-    let seq = to_sql(checkpoint.seq);
-    let wait = checkpoint.wait.map(|wait| wait.as_str());
-    let status = checkpoint.status.as_str();
-    let wake_at = checkpoint.wake_at.map(to_sql);
-    // Its history entries, if it adds any, are appended to the run's history.
-    let mut history = head.as_ref().map_or(0, |(_, head, ..)| *head);
-    if checkpoint.entries != "[]" {
-        transaction.prepare_cached(INSERT_HISTORY)?.execute(params![
-            run,
-            seq,
-            Some(history).filter(|id| *id != 0),
-            checkpoint.entries,
-        ])?;
-        history = transaction.last_insert_rowid();
-    }
-    // The latest checkpoint replaces the one before, in the head.
-    let at = to_sql(checkpoint.at);
-    let owner = checkpoint.lease.as_ref().filter(|_| checkpoint.keeps_lease());
-    let owner = owner.map(|lease| &*lease.owner);
-    let due_at = checkpoint.due_at().map(to_sql);
-    let (version, fingerprint) = (checkpoint.version, &checkpoint.fingerprint);
-    let (state, snapshot) = (&checkpoint.state, &checkpoint.snapshot);
-    match head {
-        None => {
-            let token = checkpoint.lease.as_ref().map_or(0, |lease| to_sql(lease.token));
-            transaction.prepare_cached(INSERT_RUN)?.execute(params![
-                run,
-                history,
-                at,
-                version,
-                fingerprint,
-                state,
-                wake_at,
-                wait,
-                snapshot,
-                checkpoint.machine,
-                status,
-                due_at,
-                owner,
-                token,
-                checkpoint.key
-            ])?;
-        }
-        // Held before and after: nothing indexed changes.
-        Some((_, _, Some(_), _)) if checkpoint.keeps_lease() => {
-            transaction.prepare_cached(ADVANCE_RUN)?.execute(params![
-                run,
-                seq,
-                history,
-                at,
-                version,
-                fingerprint,
-                state,
-                wake_at,
-                wait,
-                snapshot
-            ])?;
-        }
-        Some(_) => {
-            transaction.prepare_cached(MOVE_RUN)?.execute(params![
-                run,
-                seq,
-                history,
-                at,
-                version,
-                fingerprint,
-                state,
-                wake_at,
-                wait,
-                snapshot,
-                status,
-                due_at,
-                owner
-            ])?;
-        }
-    }
-    Ok(Ok(()))
-}
-
-/// Claims the runs `ids` for `owner`, returning each with its latest checkpoint.
-fn claim(
-    transaction: &Connection,
-    ids: Vec<String>,
-    owner: &str,
-    taken_over: bool,
-) -> rusqlite::Result<Vec<Claimed>> {
-    let owner: Arc<str> = Arc::from(owner);
-    let mut claimed = Vec::with_capacity(ids.len());
-    for id in ids {
-        let (token, halt): (i64, Option<String>) = transaction
-            .prepare_cached(CLAIM)?
-            .query_row(params![id, &*owner], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        let checkpoint = transaction.prepare_cached(LATEST)?.query_row([&id], checkpoint)?;
-        claimed.push(Claimed {
-            checkpoint,
-            lease: Lease { owner: Arc::clone(&owner), token: from_sql(token) },
-            taken_over,
-            halt: halt.as_deref().and_then(Halt::parse),
-        });
-    }
-    Ok(claimed)
 }
 
 fn machines_json(machines: &[&'static str]) -> String {
@@ -526,12 +258,6 @@ fn values(conditions: Conditions) -> Vec<rusqlite::types::Value> {
         sql::Value::Run(run) => Value::Text(run.to_string()),
     };
     conditions.values.into_iter().map(value).collect()
-}
-
-fn delete_run(transaction: &Connection, run: &str) -> rusqlite::Result<()> {
-    transaction.prepare_cached(&format!("{CHAIN} {DELETE_HISTORY}"))?.execute([run])?;
-    transaction.prepare_cached(DELETE_RUN)?.execute([run])?;
-    Ok(())
 }
 
 impl CheckpointStore for SqliteStore {
