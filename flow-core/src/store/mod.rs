@@ -21,7 +21,7 @@
 //! [`take_over`](CheckpointStore::take_over) those of an engine whose lease lapsed.
 //!
 //! The engine builds checkpoints and reads them back; a store only keeps them, so a new
-//! backend needs nothing of `flow` beyond this module. `tests/store.rs` is the contract every
+//! backend needs nothing of `flow` beyond this module. `tests/store/` is the contract every
 //! store passes.
 //!
 //! - [`MemoryStore`]: in the process, for tests and runs that need not survive it.
@@ -57,7 +57,7 @@ pub use postgres::{PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
-/// Keeps durable runs. Implement it to add a backend; `tests/store.rs` holds the contract
+/// Keeps durable runs. Implement it to add a backend; `tests/store/` holds the contract
 /// every store passes.
 ///
 /// Every method is one atomic operation. [`save`](CheckpointStore::save) returns only once
