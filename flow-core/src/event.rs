@@ -176,6 +176,60 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind's name, as [`EventKind::name`] gives it, in declaration order.
+    pub const NAMES: [&'static str; 19] = [
+        "Started",
+        "Resumed",
+        "Entered",
+        "AttemptFailed",
+        "Transitioned",
+        "Checkpointed",
+        "Progress",
+        "WaitingForSignal",
+        "SignalReceived",
+        "WaitingForPool",
+        "Compensating",
+        "Compensated",
+        "CompensationFailed",
+        "Completed",
+        "Failed",
+        "Cancelled",
+        "Paused",
+        "LeaseLost",
+        "StoreFault",
+    ];
+
+    /// The kind's name: the variant's, as its JSON names it (`"Completed"` for
+    /// `{"Completed": {...}}`), for a subscriber that picks the kinds it wants.
+    pub fn name(&self) -> &'static str {
+        Self::NAMES[self.index()]
+    }
+
+    /// The kind's place in [`EventKind::NAMES`].
+    pub fn index(&self) -> usize {
+        match self {
+            EventKind::Started => 0,
+            EventKind::Resumed { .. } => 1,
+            EventKind::Entered { .. } => 2,
+            EventKind::AttemptFailed { .. } => 3,
+            EventKind::Transitioned { .. } => 4,
+            EventKind::Checkpointed { .. } => 5,
+            EventKind::Progress { .. } => 6,
+            EventKind::WaitingForSignal { .. } => 7,
+            EventKind::SignalReceived => 8,
+            EventKind::WaitingForPool { .. } => 9,
+            EventKind::Compensating { .. } => 10,
+            EventKind::Compensated => 11,
+            EventKind::CompensationFailed { .. } => 12,
+            EventKind::Completed { .. } => 13,
+            EventKind::Failed { .. } => 14,
+            EventKind::Cancelled => 15,
+            EventKind::Paused => 16,
+            EventKind::LeaseLost { .. } => 17,
+            EventKind::StoreFault { .. } => 18,
+        }
+    }
+
     /// Whether the run is over after this: completed, failed or cancelled. (Not
     /// [`EventKind::LeaseLost`]: the run goes on in another engine.)
     pub fn ends_the_run(&self) -> bool {
@@ -476,6 +530,39 @@ impl Reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_kind_is_named_as_its_json_names_it() {
+        let failure = Failure::Error { message: "no".into(), permanent: false, source: None };
+        let every = [
+            EventKind::Started,
+            EventKind::Resumed { seq: 1 },
+            EventKind::Entered { attempt: 1, visit: 0, payload: serde_json::Value::Null },
+            EventKind::AttemptFailed { attempt: 1, failure: failure.clone(), retry_in: None },
+            EventKind::Transitioned { to: "b" },
+            EventKind::Checkpointed { seq: 1 },
+            EventKind::Progress { message: "half".into(), fraction: Some(0.5) },
+            EventKind::WaitingForSignal { signal: "Approval" },
+            EventKind::SignalReceived,
+            EventKind::WaitingForPool { pool: "gpu" },
+            EventKind::Compensating { attempt: 1 },
+            EventKind::Compensated,
+            EventKind::CompensationFailed { attempt: 1, failure, retry_in: None },
+            EventKind::Completed { output: serde_json::Value::Null },
+            EventKind::Failed { error: "no".into() },
+            EventKind::Cancelled,
+            EventKind::Paused,
+            EventKind::LeaseLost { error: "taken".into() },
+            EventKind::StoreFault { error: "full".into(), retry_in: Duration::ZERO },
+        ];
+        for (index, kind) in every.iter().enumerate() {
+            let json = serde_json::to_value(kind).unwrap();
+            let tag = json.as_str().or_else(|| json.as_object()?.keys().next().map(String::as_str));
+            assert_eq!(Some(kind.name()), tag);
+            assert_eq!(kind.index(), index);
+        }
+        assert_eq!(every.len(), EventKind::NAMES.len());
+    }
 
     #[test]
     fn a_runs_channel_goes_with_its_last_follower() {
