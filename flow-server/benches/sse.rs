@@ -15,8 +15,8 @@
 //! 4. **served**: the engine behind [`flow_server::serve`] on 127.0.0.1, with 100 clients
 //!    following `GET /events` as Server-Sent Events over real loopback HTTP (reqwest, in a
 //!    runtime of their own: on this machine they share its cores with the server);
-//! 5. **attached**: the server as in 4, with one client following `GET /events`, as a
-//!    dashboard's runs table does;
+//! 5. **attached**: the server as in 4, with one client following `GET /events` for the
+//!    kinds that move a run, as the dashboard's runs table does;
 //! 6. **per run**: each run followed by its own handle's events, as a caller that starts a
 //!    run and watches it does: 1,000 subscribers, each of one run.
 //!
@@ -53,6 +53,9 @@ const ROUNDS: usize = 7;
 const DRAIN: Duration = Duration::from_secs(10);
 /// Delivery is over once no subscriber received anything for this long.
 const QUIET: Duration = Duration::from_millis(300);
+/// The kinds of events the dashboard's runs table follows (`MOVES` in `ui/app.js`).
+const DASHBOARD_KINDS: &str = "Started,Resumed,Transitioned,AttemptFailed,WaitingForSignal,\
+    SignalReceived,WaitingForPool,Compensating,Completed,Failed,Cancelled,Paused";
 /// The target: serving costs the engine less than 10% of its steps per second.
 const TARGET: f64 = 0.90;
 
@@ -340,7 +343,12 @@ async fn one(setup: Setup, path: &Path, clients: &Runtime) -> (Round, u64) {
                 let _ = flow_server::serve(listener, served, ServerConfig::new()).await;
             }));
             let client = reqwest::Client::new();
-            let url = format!("http://{address}/events");
+            // The dashboard's runs table follows the kinds that move a run; the 100 clients
+            // take every event.
+            let url = match setup {
+                Setup::Attached => format!("http://{address}/events?kinds={DASHBOARD_KINDS}"),
+                _ => format!("http://{address}/events"),
+            };
             let mut connecting = Vec::new();
             for _ in 0..followers {
                 let (client, url, tally) = (client.clone(), url.clone(), Arc::clone(&tally));

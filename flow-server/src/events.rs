@@ -12,6 +12,7 @@ use futures_util::stream;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::follow::Follow;
+use crate::kinds::{Kinds, KindsQuery};
 use crate::message::{Kind, Message};
 use crate::routes::{App, EventDoc, RunIdDoc};
 use crate::since::{AfterQuery, EverySince, LastEventIdHeader, RunSince};
@@ -61,17 +62,25 @@ pub(crate) async fn run_events(
 /// Nothing is replayed: the stream opens with an `id:` alone, so that a browser that
 /// reconnects says so (`Last-Event-ID`); such a client, or one that passes `?after=` (any
 /// value), first gets `reset`: events went by while it was away, read the runs afresh.
+///
+/// `?kinds=` keeps the kinds named (`Started,Transitioned,Completed`), which costs the
+/// engine's cores less than every event: a `lagged` count still counts events of any kind.
 #[utoipa::path(get, path = "/events", tag = "events",
-    params(("after" = Option<String>, Query, description = "Any value: this client saw \
+    params(KindsQuery, ("after" = Option<String>, Query, description = "Any value: this client saw \
             messages of the stream before; nothing is replayed, and it is first sent `reset`"),
         ("Last-Event-ID" = Option<String>, Header, description = "Sent by a browser's \
             `EventSource` when it reconnects (the stream opens with an `id:` for it): any \
             value, read as `?after=`")),
     responses((status = 200, description = "Every run's events, as `text/event-stream`: \
             `message` (an Event), `lagged` (Lagged) and `reset` (Reset)",
-            content_type = "text/event-stream", body = EventDoc)))]
-pub(crate) async fn all_events(State(app): State<App>, EverySince(since): EverySince) -> Response {
-    sse(Follow::every(&app, since, true))
+            content_type = "text/event-stream", body = EventDoc),
+        (status = 400, description = "An unknown kind in `kinds`", body = ErrorBody)))]
+pub(crate) async fn all_events(
+    State(app): State<App>,
+    EverySince(since): EverySince,
+    kinds: Kinds,
+) -> Response {
+    sse(Follow::every(&app, since, true, kinds))
 }
 
 /// How long a stream may go without a message before it sends a comment (`:`), so that

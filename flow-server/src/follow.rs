@@ -21,6 +21,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 use crate::error::ApiError;
 use crate::events::sse_message;
 use crate::hub::{Batch, Subscription};
+use crate::kinds::Kinds;
 use crate::message::{CheckpointData, End, Kind, Lagged, Message, Reset, event_json};
 use crate::routes::{App, run_id};
 use crate::since::Since;
@@ -139,8 +140,8 @@ impl Follow {
     /// Follows every run's events, from now on, without end; `since` says whether the client
     /// saw messages before, which it is then told were not replayed. `mark`: open with an
     /// `id:` alone, so that a browser that reconnects says so.
-    pub(crate) fn every(app: &App, since: Since, mark: bool) -> Follow {
-        let subscription = app.hub.subscribe(&app.engine);
+    pub(crate) fn every(app: &App, since: Since, mark: bool, kinds: Kinds) -> Follow {
+        let subscription = app.hub.subscribe(&app.engine, kinds);
         let at = subscription.next;
         let source = Source::Every(subscription);
         let mut follow = Follow::new(app.engine.clone(), source, None, app.follow_every);
@@ -493,7 +494,7 @@ mod tests {
         let engine = Engine::builder().store(MemoryStore::new()).build().unwrap();
         let config = Arc::new(ServerConfig::default());
         let app = App { engine, config, follow_every: Duration::from_secs(1), hub: Arc::default() };
-        let mut follow = Follow::every(&app, Since::Now, false);
+        let mut follow = Follow::every(&app, Since::Now, false, Kinds::ALL);
         follow.push_batch(Arc::new(batch(0, 2)));
         // Positions 2 to 4 went by: missed, at the hub or by this follower.
         follow.push_batch(Arc::new(batch(5, 2)));

@@ -11,6 +11,7 @@
 //! follower: so the hub sends at most one batch per [`PACE`], with all that came meanwhile.
 //! An idle engine's events go out at once.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use futures_util::FutureExt;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+use crate::kinds::Kinds;
 use crate::message::event_json;
 
 /// The least time between two batches: at most 100 wake-ups a second for each follower,
@@ -66,17 +68,17 @@ impl Batch {
     }
 }
 
-/// Passes every run's events on to those that follow them all, each made JSON once; its
-/// task runs while anyone follows.
+/// Passes every run's events on to those that follow them all, each made JSON once; a task
+/// runs for each set of kinds followed ([`Kinds`]), while anyone follows it, and makes JSON
+/// only of the events of those kinds.
 #[derive(Default)]
 pub(crate) struct Hub {
-    state: Mutex<State>,
+    channels: Mutex<HashMap<Kinds, Channel>>,
 }
 
-#[derive(Default)]
-struct State {
-    /// The task's channel, while it runs.
-    sender: Option<broadcast::Sender<Arc<Batch>>>,
+/// One set of kinds' channel, while its task runs.
+struct Channel {
+    sender: broadcast::Sender<Arc<Batch>>,
     /// The position of the next batch's first event, if no events are missed before it.
     next: u64,
 }
@@ -88,47 +90,42 @@ pub(crate) struct Subscription {
 }
 
 impl Hub {
-    /// Follows every run's events from now on; starts the task if none runs.
-    pub(crate) fn subscribe(self: &Arc<Hub>, engine: &Engine) -> Subscription {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let sender = match &state.sender {
-            Some(sender) => sender.clone(),
-            None => {
-                let sender = broadcast::Sender::new(BATCHES);
-                // Subscribed to the engine now, under the lock: nothing slips in between.
-                tokio::spawn(pass_on(Arc::downgrade(self), engine.events()));
-                state.sender = Some(sender.clone());
-                sender
-            }
-        };
-        Subscription { batches: sender.subscribe(), next: state.next }
+    /// Follows every run's events of `kinds` from now on; starts their task if none runs.
+    pub(crate) fn subscribe(self: &Arc<Hub>, engine: &Engine, kinds: Kinds) -> Subscription {
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        let channel = channels.entry(kinds).or_insert_with(|| {
+            // Subscribed to the engine now, under the lock: nothing slips in between.
+            tokio::spawn(pass_on(Arc::downgrade(self), engine.events(), kinds));
+            Channel { sender: broadcast::Sender::new(BATCHES), next: 0 }
+        });
+        Subscription { batches: channel.sender.subscribe(), next: channel.next }
     }
 
-    /// Sends `events`, which follow `gap` missed ones; false once no one follows.
-    fn send(&self, gap: u64, events: Vec<Arc<str>>) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let State { sender: Some(sender), next } = &mut *state else { return false };
+    /// Sends `events` of `kinds`, which follow `gap` missed ones; false once no one follows.
+    fn send(&self, kinds: Kinds, gap: u64, events: Vec<Arc<str>>) -> bool {
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(Channel { sender, next }) = channels.get_mut(&kinds) else { return false };
         let first = *next + gap;
         *next = first + events.len() as u64;
         if sender.send(Arc::new(Batch::new(first, events))).is_err() {
-            state.sender = None;
+            channels.remove(&kinds);
             return false;
         }
         true
     }
 
-    /// The task has stopped: the next follower starts another.
-    fn stopped(&self) {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).sender = None;
+    /// The task of `kinds` has stopped: the next follower starts another.
+    fn stopped(&self, kinds: Kinds) {
+        self.channels.lock().unwrap_or_else(PoisonError::into_inner).remove(&kinds);
     }
 }
 
-/// The hub's task: reads `events`, and sends them on in batches, at most one per [`PACE`],
-/// until no one follows or the engine is gone.
-async fn pass_on(hub: Weak<Hub>, events: Events) {
-    let mut reader = Reader { events, seen: 0 };
+/// The hub's task for `kinds`: reads `events`, and sends those of `kinds` on in batches, at
+/// most one per [`PACE`], until no one follows or the engine is gone.
+async fn pass_on(hub: Weak<Hub>, events: Events, kinds: Kinds) {
+    let mut reader = Reader { events, seen: 0, kinds };
     let mut last_sent = Instant::now() - PACE;
-    'read: while let Some(event) = reader.events.next().await {
+    'read: while let Some(event) = reader.next().await {
         let mut gap = reader.gap();
         let mut batch = Gathered::default();
         batch.push(&event);
@@ -137,10 +134,10 @@ async fn pass_on(hub: Weak<Hub>, events: Events) {
         // What comes before the batch is due, up to its size: a gap in between sends what
         // came before it first, as the gap is counted before a batch's first event.
         while batch.bytes < BATCH_BYTES {
-            let next = match reader.events.next().now_or_never() {
+            let next = match reader.next().now_or_never() {
                 Some(next) => next,
                 None if Instant::now() >= due => break,
-                None => match tokio::time::timeout_at(due, reader.events.next()).await {
+                None => match tokio::time::timeout_at(due, reader.next()).await {
                     Ok(next) => next,
                     Err(_) => break,
                 },
@@ -152,7 +149,7 @@ async fn pass_on(hub: Weak<Hub>, events: Events) {
             let missed = reader.gap();
             if missed > 0 {
                 let Some(live) = hub.upgrade() else { return };
-                if !live.send(gap, std::mem::take(&mut batch).events) {
+                if !live.send(kinds, gap, std::mem::take(&mut batch).events) {
                     return;
                 }
                 batch.bytes = 0;
@@ -161,7 +158,7 @@ async fn pass_on(hub: Weak<Hub>, events: Events) {
             batch.push(&event);
         }
         let Some(live) = hub.upgrade() else { return };
-        if !live.send(gap, batch.events) {
+        if !live.send(kinds, gap, batch.events) {
             return;
         }
         last_sent = Instant::now();
@@ -170,17 +167,29 @@ async fn pass_on(hub: Weak<Hub>, events: Events) {
         }
     }
     if let Some(live) = hub.upgrade() {
-        live.stopped();
+        live.stopped(kinds);
     }
 }
 
-/// The hub's subscription to the engine, and how many missed events it has counted.
+/// The hub's subscription to the engine, the kinds it passes on, and how many missed events
+/// it has counted.
 struct Reader {
     events: Events,
     seen: u64,
+    kinds: Kinds,
 }
 
 impl Reader {
+    /// The next event of the kinds wanted; `None` once the engine is gone.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            let event = self.events.next().await?;
+            if self.kinds.wants(&event.kind) {
+                return Some(event);
+            }
+        }
+    }
+
     /// How many events were missed since the last call.
     fn gap(&mut self) -> u64 {
         let gap = self.events.missed() - self.seen;
@@ -234,7 +243,7 @@ mod tests {
             .build()
             .unwrap();
         let hub = Arc::new(Hub::default());
-        let mut follower = hub.subscribe(&engine);
+        let mut follower = hub.subscribe(&engine, Kinds::ALL);
         // A run every millisecond for 40 ms: each would be a batch of its own, unpaced.
         let starter = engine.clone();
         tokio::spawn(async move {

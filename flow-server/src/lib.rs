@@ -154,6 +154,7 @@ mod error;
 mod events;
 mod follow;
 mod hub;
+mod kinds;
 mod list;
 mod message;
 mod routes;

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::follow::Follow;
+use crate::kinds::{Kinds, KindsQuery};
 use crate::message::Message;
 use crate::routes::{App, RunIdDoc};
 use crate::since::{AfterQuery, EverySince, LastEventIdHeader, RunSince};
@@ -70,24 +71,27 @@ pub(crate) async fn run_ws(
 /// Each text frame is `{"event": …, "data": …}`: `message` with an Event, or `lagged` with
 /// how many events this client missed by falling behind. This engine's events only: runs
 /// executing on other workers send none here. Nothing is replayed: a client that
-/// reconnects and says so (`?after=`, any value) first gets `reset`. The socket stays open
-/// until the client closes it. The token may come as `?token=`.
+/// reconnects and says so (`?after=`, any value) first gets `reset`. `?kinds=` keeps the
+/// kinds named, as on `GET /events`. The socket stays open until the client closes it. The
+/// token may come as `?token=`.
 #[utoipa::path(get, path = "/ws", tag = "events",
-    params(("after" = Option<String>, Query, description = "Any value: this client saw \
+    params(KindsQuery, ("after" = Option<String>, Query, description = "Any value: this client saw \
             messages of the stream before; nothing is replayed, and it is first sent `reset`"),
         ("Last-Event-ID" = Option<String>, Header, description = "Sent by a browser's \
             `EventSource` when it reconnects (the stream opens with an `id:` for it): any \
             value, read as `?after=`")),
     responses((status = 101, description = "Upgraded: text frames of WsFrame", body = FrameDoc),
-        (status = 400, description = "Not a WebSocket handshake", body = ErrorBody)))]
+        (status = 400, description = "Not a WebSocket handshake, or an unknown kind in \
+            `kinds`", body = ErrorBody)))]
 pub(crate) async fn all_ws(
     State(app): State<App>,
     EverySince(since): EverySince,
+    kinds: Kinds,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade.map_err(refused)?;
     // No id alone: a socket has no Last-Event-ID to send back.
-    let follow = Follow::every(&app, since, false);
+    let follow = Follow::every(&app, since, false, kinds);
     Ok(upgrade.on_upgrade(move |socket| send(socket, follow)))
 }
 

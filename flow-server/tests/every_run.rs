@@ -128,3 +128,52 @@ async fn every_follower_gets_each_event_or_is_told_it_missed_it() {
         assert_eq!(got.events + got.missed, sent.events + sent.missed, "{got:?} of {sent:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_gets_only_the_kinds_it_names() {
+    let engine = Engine::builder()
+        .store(MemoryStore::new())
+        .machine::<chatty::Machine>()
+        .machine::<last::Machine>()
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(flow_server::serve(listener, engine.clone(), ServerConfig::new()));
+    let client = Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+
+    let wrong = client.get(format!("{base}/events?kinds=Started,Finished")).send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    let error: Value = wrong.json().await.unwrap();
+    let message = error["error"].as_str().unwrap();
+    assert!(message.contains("`Finished`") && message.contains("Completed"), "{message}");
+
+    let some = client.get(format!("{base}/events?kinds=Started,Completed")).send();
+    let all = client.get(format!("{base}/events")).send();
+    let (some, all) = (some.await.unwrap(), all.await.unwrap());
+    engine.start::<chatty::Machine>(3).await.unwrap().output().await.unwrap();
+    let kinds = |response: reqwest::Response| async move {
+        let mut bytes = response.bytes_stream();
+        let (mut text, mut kinds) = (String::new(), Vec::<String>::new());
+        while let Some(chunk) = bytes.next().await {
+            text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+            while let Some(at) = text.find("\n\n") {
+                let block: String = text.drain(..at + 2).collect();
+                let Some(json) = block.lines().find_map(|line| line.strip_prefix("data: ")) else {
+                    continue;
+                };
+                let kind = &serde_json::from_str::<Value>(json).unwrap()["kind"];
+                let name =
+                    kind.as_str().or_else(|| kind.as_object()?.keys().next().map(|k| k.as_str()));
+                kinds.push(name.unwrap().to_owned());
+                if kinds.last().is_some_and(|kind| kind == "Completed") {
+                    return kinds;
+                }
+            }
+        }
+        panic!("the stream ended before the run's end: {kinds:?}");
+    };
+    assert_eq!(kinds(some).await, ["Started", "Completed"]);
+    let every = kinds(all).await;
+    assert!(every.len() > 5 && every.contains(&"Progress".to_owned()), "{every:?}");
+}

@@ -9,6 +9,8 @@
   const tokenInput = document.getElementById("token");
   const TOKEN = "flow.token";
   const FINISHED = new Set(["completed", "failed", "cancelled"]);
+  const MOVES = "Started,Resumed,Transitioned,AttemptFailed,WaitingForSignal,SignalReceived," +
+    "WaitingForPool,Compensating,Completed,Failed,Cancelled,Paused";
   let token = localStorage.getItem(TOKEN) || "";
   // What the page showing now must stop when another replaces it: streams and timers.
   let stops = [];
@@ -79,7 +81,8 @@
   // `opened` is called each time the stream (re)opens: what happened before then is not in
   // it, so the page reads the state afresh.
   function listen(path, on, opened) {
-    const url = under(token ? `${path}?token=${encodeURIComponent(token)}` : path);
+    const sep = path.includes("?") ? "&" : "?";
+    const url = under(token ? `${path}${sep}token=${encodeURIComponent(token)}` : path);
     const source = new EventSource(url);
     const show = (state, text) => {
       live.className = "live " + state;
@@ -469,7 +472,9 @@
         h("div", { class: "row more" }, more)));
     const soon = debounce(refresh, 250);
     // Listening first, then looking: no change falls in between.
-    listen("/events", { message: soon, lagged: soon, reset: soon }, soon);
+    // The kinds that move a run in this table, not each attempt, checkpoint or line of
+    // progress: the table is read afresh when one comes, and the server makes less JSON.
+    listen(`/events?kinds=${MOVES}`, { message: soon, lagged: soon, reset: soon }, soon);
     // Runs that execute on other workers send no events here: look now and then too.
     every(refresh, 5000);
     await refresh();
