@@ -312,8 +312,12 @@ pub struct Events {
 
 impl Drop for Events {
     fn drop(&mut self) {
-        if let (Some(channels), Some(run)) = (&self.channels, self.run) {
-            channels.unsubscribe(run);
+        match (&self.channels, self.run) {
+            (Some(channels), Some(run)) => channels.unsubscribe(run),
+            (Some(channels), None) => {
+                channels.every.fetch_sub(1, Ordering::SeqCst);
+            }
+            (None, _) => {}
         }
     }
 }
@@ -409,6 +413,9 @@ pub fn progress(message: impl Into<String>, fraction: Option<f32>) {
 #[derive(Debug)]
 pub(crate) struct Channels {
     all: broadcast::Sender<Event>,
+    /// How many subscribe to every run's events: read for each event, where the channel's
+    /// own count takes a lock.
+    every: AtomicUsize,
     runs: Mutex<HashMap<RunId, broadcast::Sender<Event>>>,
     /// How many runs have a channel of their own, read before taking the lock.
     followed: AtomicUsize,
@@ -424,6 +431,7 @@ impl Channels {
     pub(crate) fn new(capacity: usize) -> Channels {
         Channels {
             all: broadcast::channel(capacity).0,
+            every: AtomicUsize::new(0),
             runs: Mutex::default(),
             followed: AtomicUsize::new(0),
             capacity,
@@ -431,8 +439,11 @@ impl Channels {
     }
 
     /// Every run's events, from now on.
-    pub(crate) fn every(&self) -> Events {
-        Events::new(self.all.subscribe(), None)
+    pub(crate) fn every(self: &Arc<Channels>) -> Events {
+        self.every.fetch_add(1, Ordering::SeqCst);
+        let mut events = Events::new(self.all.subscribe(), None);
+        events.channels = Some(Arc::clone(self));
+        events
     }
 
     /// Run `run`'s events, from now on.
@@ -463,8 +474,9 @@ impl Channels {
     }
 
     /// Whether anyone listens to run `run`'s events: events are built only then.
-    pub(crate) fn listened(&self, run: RunId) -> bool {
-        self.all.receiver_count() > 0 || self.run_channel(run).is_some()
+    #[cfg(test)]
+    fn listened(&self, run: RunId) -> bool {
+        self.every.load(Ordering::SeqCst) > 0 || self.run_channel(run).is_some()
     }
 
     /// Run `run`'s own channel, if someone follows it.
@@ -476,8 +488,8 @@ impl Channels {
     }
 
     /// Sends the event `make` builds, if anyone listens to run `run`.
-    fn send(&self, run: RunId, make: impl FnOnce() -> Event) {
-        let all = self.all.receiver_count() > 0;
+    pub(crate) fn send(&self, run: RunId, make: impl FnOnce() -> Event) {
+        let all = self.every.load(Ordering::SeqCst) > 0;
         let one = self.run_channel(run);
         if !all && one.is_none() {
             return;
@@ -577,5 +589,10 @@ mod tests {
         assert!(!channels.listened(run));
         assert_eq!(channels.followed.load(Ordering::SeqCst), 0);
         assert!(crate::engine::lock(&channels.runs).is_empty());
+
+        let every = channels.every();
+        assert!(channels.listened(other));
+        drop(every);
+        assert!(!channels.listened(other));
     }
 }

@@ -14,7 +14,7 @@ use super::versions::upgrade;
 use super::{Durable, EngineError, Inner, duration_ms};
 use crate::current::{Cancel, Halt};
 use crate::error::SharedError;
-use crate::event::{EventKind, Reporter};
+use crate::event::{Event, EventKind, Reporter};
 use crate::history::Failure;
 use crate::run::{BranchOf, Cursor, End, Hold, Journal, Waited};
 use crate::store::{Checkpoint, Lease, Status, StoreError, Wait};
@@ -367,9 +367,16 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
     }
 
     fn event(&self, state: &'static str, kind: impl FnOnce() -> EventKind) {
-        if self.inner.events.listened(self.run) {
-            self.reporter(state).send(kind());
-        }
+        // Straight to the channels, without a reporter's clones: this runs several times a
+        // step, and the event is built only if someone listens.
+        let (run, clock) = (self.run, &self.inner.clock);
+        self.inner.events.send(run, || Event {
+            run,
+            machine: M::NAME,
+            state,
+            at: clock.now(),
+            kind: kind(),
+        });
     }
 
     fn output_json(&self, output: &M::Output) -> serde_json::Value {
