@@ -358,3 +358,21 @@ async fn a_run_followed_on_its_own_misses_nothing_however_busy_the_others() {
     while everything.next().now_or_never().flatten().is_some() {}
     assert!(everything.missed() > 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_subscriber_of_some_kinds_gets_those_only() {
+    let engine = engine(MemoryStore::new());
+    let mut ends = engine.events_of_kinds(&["Started", "Completed"]).unwrap();
+    let mut every = engine.events();
+    engine.start::<order::Machine>(5).await.unwrap().output().await.unwrap();
+    let kinds: Vec<&str> = std::iter::from_fn(|| ends.next().now_or_never().flatten())
+        .map(|event| event.kind.name())
+        .collect();
+    assert_eq!(kinds, ["Started", "Completed"]);
+    let all = std::iter::from_fn(|| every.next().now_or_never().flatten()).count();
+    assert!(all > 5, "{all}");
+
+    let wrong = engine.events_of_kinds(&["Started", "Finished"]).unwrap_err();
+    assert!(matches!(&wrong, EngineError::UnknownEventKind { name } if name == "Finished"));
+    assert!(wrong.to_string().contains("Completed"), "{wrong}");
+}

@@ -308,16 +308,20 @@ pub struct Events {
     ended: bool,
     /// Where a run's own channel is kept, to drop it with its last subscriber.
     channels: Option<Arc<Channels>>,
+    /// The kinds taken, for a subscriber of some kinds of every run's events: its channel's
+    /// key, one bit per [`EventKind::NAMES`] entry.
+    kinds: Option<u32>,
 }
 
 impl Drop for Events {
     fn drop(&mut self) {
-        match (&self.channels, self.run) {
-            (Some(channels), Some(run)) => channels.unsubscribe(run),
-            (Some(channels), None) => {
+        match (&self.channels, self.run, self.kinds) {
+            (Some(channels), Some(run), _) => channels.unsubscribe(run),
+            (Some(channels), None, Some(kinds)) => channels.unsubscribe_kinds(kinds),
+            (Some(channels), None, None) => {
                 channels.every.fetch_sub(1, Ordering::SeqCst);
             }
-            (None, _) => {}
+            (None, ..) => {}
         }
     }
 }
@@ -325,7 +329,7 @@ impl Drop for Events {
 impl Events {
     fn new(receiver: broadcast::Receiver<Event>, run: Option<RunId>) -> Events {
         let inner = BroadcastStream::new(receiver);
-        Events { inner, run, missed: 0, ended: false, channels: None }
+        Events { inner, run, missed: 0, ended: false, channels: None, kinds: None }
     }
 
     /// The next event `wanted` accepts, skipping the others; `None` once the stream ends
@@ -419,6 +423,11 @@ pub(crate) struct Channels {
     runs: Mutex<HashMap<RunId, broadcast::Sender<Event>>>,
     /// How many runs have a channel of their own, read before taking the lock.
     followed: AtomicUsize,
+    /// A channel per set of kinds followed on its own (one bit per [`EventKind::NAMES`]
+    /// entry), so that its subscribers are woken only for those.
+    kinds: Mutex<HashMap<u32, broadcast::Sender<Event>>>,
+    /// How many subscribe to some kinds only, read before taking the lock.
+    some_kinds: AtomicUsize,
     /// How many events a subscriber of every run may fall behind.
     capacity: usize,
 }
@@ -434,6 +443,8 @@ impl Channels {
             every: AtomicUsize::new(0),
             runs: Mutex::default(),
             followed: AtomicUsize::new(0),
+            kinds: Mutex::default(),
+            some_kinds: AtomicUsize::new(0),
             capacity,
         }
     }
@@ -463,6 +474,27 @@ impl Channels {
         events
     }
 
+    /// Every run's events of `kinds` (one bit per [`EventKind::NAMES`] entry), from now on.
+    pub(crate) fn of_kinds(self: &Arc<Channels>, kinds: u32) -> Events {
+        let mut channels = crate::engine::lock(&self.kinds);
+        let capacity = self.capacity;
+        let sender = channels.entry(kinds).or_insert_with(|| broadcast::channel(capacity).0);
+        self.some_kinds.fetch_add(1, Ordering::SeqCst);
+        let mut events = Events::new(sender.subscribe(), None);
+        events.channels = Some(Arc::clone(self));
+        events.kinds = Some(kinds);
+        events
+    }
+
+    /// A subscriber of `kinds` is going: their channel goes with the last one.
+    fn unsubscribe_kinds(&self, kinds: u32) {
+        let mut channels = crate::engine::lock(&self.kinds);
+        if channels.get(&kinds).is_some_and(|sender| sender.receiver_count() <= 1) {
+            channels.remove(&kinds);
+        }
+        self.some_kinds.fetch_sub(1, Ordering::SeqCst);
+    }
+
     /// A subscriber of run `run` is going: its channel goes with the last one.
     fn unsubscribe(&self, run: RunId) {
         let mut runs = crate::engine::lock(&self.runs);
@@ -490,12 +522,20 @@ impl Channels {
     /// Sends the event `make` builds, if anyone listens to run `run`.
     pub(crate) fn send(&self, run: RunId, make: impl FnOnce() -> Event) {
         let all = self.every.load(Ordering::SeqCst) > 0;
+        let some = self.some_kinds.load(Ordering::SeqCst) > 0;
         let one = self.run_channel(run);
-        if !all && one.is_none() {
+        if !all && !some && one.is_none() {
             return;
         }
         let event = make();
         // No receiver left between the check and the send: nothing to deliver.
+        if some {
+            let bit = 1 << event.kind.index();
+            let channels = crate::engine::lock(&self.kinds);
+            for sender in channels.iter().filter(|(kinds, _)| *kinds & bit != 0).map(|(_, s)| s) {
+                let _ = sender.send(event.clone());
+            }
+        }
         match one {
             Some(one) if all => {
                 let _ = one.send(event.clone());
@@ -504,9 +544,10 @@ impl Channels {
             Some(one) => {
                 let _ = one.send(event);
             }
-            None => {
+            None if all => {
                 let _ = self.all.send(event);
             }
+            None => {}
         }
     }
 }
@@ -594,5 +635,12 @@ mod tests {
         assert!(channels.listened(other));
         drop(every);
         assert!(!channels.listened(other));
+
+        let (first, second) = (channels.of_kinds(0b1), channels.of_kinds(0b1));
+        drop(first);
+        assert_eq!(crate::engine::lock(&channels.kinds).len(), 1);
+        drop(second);
+        assert!(crate::engine::lock(&channels.kinds).is_empty());
+        assert_eq!(channels.some_kinds.load(Ordering::SeqCst), 0);
     }
 }

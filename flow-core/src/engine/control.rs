@@ -421,6 +421,35 @@ impl Engine {
         self.inner.events.every()
     }
 
+    /// Every run's events of the kinds named (as [`EventKind::name`] gives them:
+    /// `["Started", "Completed"]`), as this engine sees them, from now on. The engine wakes
+    /// this subscriber only for those, where one of [`Engine::events`] is woken for each
+    /// event of every run and drops what it does not want; no names is every kind.
+    ///
+    /// ```no_run
+    /// # async fn watch(engine: flow::Engine) -> Result<(), flow::EngineError> {
+    /// let mut ends = engine.events_of_kinds(&["Completed", "Failed", "Cancelled"])?;
+    /// while let Some(end) = ends.next().await {
+    ///     println!("{end}");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownEventKind`] for a name that is no kind of event.
+    pub fn events_of_kinds(&self, names: &[&str]) -> Result<Events, EngineError> {
+        let mut kinds = 0u32;
+        for name in names {
+            let Some(index) = EventKind::NAMES.iter().position(|known| known == name) else {
+                return Err(EngineError::UnknownEventKind { name: (*name).to_owned() });
+            };
+            kinds |= 1 << index;
+        }
+        Ok(if kinds == 0 { self.events() } else { self.inner.events.of_kinds(kinds) })
+    }
+
     /// Run `run`'s events, as this engine sees them, from now on.
     pub fn events_of(&self, run: RunId) -> Events {
         self.inner.events.of(run)

@@ -36,6 +36,12 @@ pub enum EngineError {
         /// The id asked for.
         run: RunId,
     },
+    /// A kind of event was named that there is none of ([`Engine::events_of_kinds`]).
+    #[error("`{name}` is no kind of event; the kinds are: {}", crate::EventKind::NAMES.join(", "))]
+    UnknownEventKind {
+        /// The name given.
+        name: String,
+    },
     /// A run with this id exists already: [`Engine::start_as`](crate::Engine::start_as) was
     /// given an id that is taken, or [`Engine::start_keyed`](crate::Engine::start_keyed) a
     /// key its machine has a run for.
