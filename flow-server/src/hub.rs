@@ -95,7 +95,9 @@ impl Hub {
         let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
         let channel = channels.entry(kinds).or_insert_with(|| {
             // Subscribed to the engine now, under the lock: nothing slips in between.
-            tokio::spawn(pass_on(Arc::downgrade(self), engine.events(), kinds));
+            // The engine wakes the task only for the kinds wanted.
+            let events = engine.events_of_kinds(&kinds.names()).unwrap_or_else(|_| engine.events());
+            tokio::spawn(pass_on(Arc::downgrade(self), events, kinds));
             Channel { sender: broadcast::Sender::new(BATCHES), next: 0 }
         });
         Subscription { batches: channel.sender.subscribe(), next: channel.next }

@@ -33,6 +33,16 @@ impl Kinds {
     /// Every kind.
     pub(crate) const ALL: Kinds = Kinds(u32::MAX);
 
+    /// The names of the kinds wanted; none for every kind.
+    pub(crate) fn names(self) -> Vec<&'static str> {
+        if self == Kinds::ALL {
+            return Vec::new();
+        }
+        let wanted =
+            EventKind::NAMES.iter().enumerate().filter(|(index, _)| self.0 & (1 << index) != 0);
+        wanted.map(|(_, name)| *name).collect()
+    }
+
     /// Whether an event of `kind` is wanted.
     pub(crate) fn wants(self, kind: &EventKind) -> bool {
         self.0 & (1 << kind.index()) != 0
@@ -82,7 +92,9 @@ mod tests {
         assert!(kinds.wants(&EventKind::Started));
         assert!(kinds.wants(&EventKind::Completed { output: serde_json::Value::Null }));
         assert!(!kinds.wants(&EventKind::Checkpointed { seq: 1 }));
+        assert_eq!(kinds.names(), ["Started", "Completed"]);
         assert_eq!(Kinds::parse(""), Ok(Kinds::ALL));
+        assert!(Kinds::ALL.names().is_empty());
         assert_eq!(Kinds::parse("Started,Finished"), Err("Finished".to_owned()));
     }
 }
