@@ -36,7 +36,8 @@ pub enum EngineError {
         /// The id asked for.
         run: RunId,
     },
-    /// A kind of event was named that there is none of ([`Engine::events_of_kinds`]).
+    /// A kind of event was named that there is none of
+    /// ([`Engine::events_of_kinds`](crate::Engine::events_of_kinds)).
     #[error("`{name}` is no kind of event; the kinds are: {}", crate::EventKind::NAMES.join(", "))]
     UnknownEventKind {
         /// The name given.
