@@ -76,19 +76,27 @@ async fn count(response: reqwest::Response, end: tokio::sync::watch::Receiver<St
     panic!("the stream ended before the last run did: {count:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_follower_gets_each_event_or_is_told_it_missed_it() {
+/// An engine of `chatty` and `last` whose followers may fall `capacity` events behind,
+/// served on 127.0.0.1: the engine, the server's address, and a client.
+async fn serve(capacity: usize) -> (Engine, String, Client) {
     let engine = Engine::builder()
         .store(MemoryStore::new())
         .machine::<chatty::Machine>()
         .machine::<last::Machine>()
-        .event_capacity(8)
+        .event_capacity(capacity)
         .build()
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(flow_server::serve(listener, engine.clone(), ServerConfig::new()));
     let client = Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    (engine, base, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_follower_gets_each_event_or_is_told_it_missed_it() {
+    // Room for 8 events: the bursts overrun it.
+    let (engine, base, client) = serve(8).await;
 
     // What the engine sends from now on: what this subscriber got, and what it missed.
     let mut sent = engine.events();
@@ -131,16 +139,7 @@ async fn every_follower_gets_each_event_or_is_told_it_missed_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_gets_only_the_kinds_it_names() {
-    let engine = Engine::builder()
-        .store(MemoryStore::new())
-        .machine::<chatty::Machine>()
-        .machine::<last::Machine>()
-        .build()
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(flow_server::serve(listener, engine.clone(), ServerConfig::new()));
-    let client = Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    let (engine, base, client) = serve(4096).await;
 
     let wrong = client.get(format!("{base}/events?kinds=Started,Finished")).send().await.unwrap();
     assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
