@@ -16,8 +16,6 @@ use crate::routes::{App, RunIdDoc, RunRef, accepted, run_id};
     params(("id" = RunIdDoc, Path, description = "The run's id")),
     responses((status = 204, description = "Deleted, with its history"),
         (status = 400, description = "Not a run id", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown one", body = ErrorBody),
-        (status = 403, description = "The read-only token", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "The run has not finished: cancel it first", body = ErrorBody)))]
 pub(crate) async fn delete(
@@ -47,8 +45,6 @@ pub(crate) async fn delete(
     params(("id" = RunIdDoc, Path, description = "The run's id")),
     responses((status = 202, description = "The run is runnable now; an engine claims it", body = RunRef),
         (status = 400, description = "Not a run id", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown one", body = ErrorBody),
-        (status = 403, description = "The read-only token", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "The run is not waiting out a backoff", body = ErrorBody)))]
 pub(crate) async fn retry(
@@ -67,7 +63,6 @@ pub(crate) async fn retry(
     params(("id" = RunIdDoc, Path, description = "The run's id")),
     responses((status = 200, description = "The branches' run ids", body = [String]),
         (status = 400, description = "Not a run id", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown one", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody)))]
 pub(crate) async fn branches(
     State(app): State<App>,

@@ -95,8 +95,7 @@ pub(crate) enum OrderDoc {
 #[utoipa::path(get, path = "/runs", tag = "runs", params(RunsQuery),
     responses((status = 200, description = "A page of the runs the filters match", body = RunPage),
         (status = 400, description = "An unknown parameter, or a value it does not take; the \
-            message names the parameter and what it accepts", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown one", body = ErrorBody)))]
+            message names the parameter and what it accepts", body = ErrorBody)))]
 pub(crate) async fn runs(
     State(app): State<App>,
     query: Result<Query<RunsQuery>, QueryRejection>,

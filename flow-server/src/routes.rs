@@ -92,8 +92,7 @@ pub(crate) struct RunRef {
 /// Lists the registered machines, each with its graph, Mermaid diagram, and the JSON Schemas
 /// of its input and signals where its types have them.
 #[utoipa::path(get, path = "/machines", tag = "machines",
-    responses((status = 200, description = "The registered machines, by name", body = [MachineDoc]),
-        (status = 401, description = "No token, or an unknown one", body = ErrorBody)))]
+    responses((status = 200, description = "The registered machines, by name", body = [MachineDoc])))]
 pub(crate) async fn machines(State(app): State<App>) -> Json<Vec<MachineInfo>> {
     Json(app.engine.machines())
 }
@@ -122,8 +121,6 @@ pub(crate) async fn machine(
             ("pause" = (operation_id = "pause", parameters(("id" = "$response.body#/run")))),
             ("resume" = (operation_id = "resume", parameters(("id" = "$response.body#/run")))))),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown one", body = ErrorBody),
-        (status = 403, description = "The read-only token", body = ErrorBody),
         (status = 404, description = "No machine of that name", body = ErrorBody),
         (status = 409, description = "A run with this key (or id) exists", body = ErrorBody),
         (status = 413, description = "The body is over the server's limit", body = ErrorBody),
