@@ -28,7 +28,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::history::Failure;
@@ -230,6 +230,19 @@ impl EventKind {
         }
     }
 
+    /// The place in [`EventKind::NAMES`] of the kind named `name`, for [`kind!`] to work out
+    /// at compile time; panics (there: fails to compile) if no kind has that name.
+    pub(crate) const fn place(name: &str) -> usize {
+        let mut place = 0;
+        while place < Self::NAMES.len() {
+            if same(Self::NAMES[place].as_bytes(), name.as_bytes()) {
+                return place;
+            }
+            place += 1;
+        }
+        panic!("no event kind has this name")
+    }
+
     /// Whether the run is over after this: completed, failed or cancelled. (Not
     /// [`EventKind::LeaseLost`]: the run goes on in another engine.)
     pub fn ends_the_run(&self) -> bool {
@@ -408,6 +421,30 @@ pub fn progress(message: impl Into<String>, fraction: Option<f32>) {
     });
 }
 
+/// Whether `a` and `b` hold the same bytes, where `==` is not yet `const`.
+const fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// `kind!(Entered)`: the place of the kind named in [`EventKind::NAMES`], worked out at
+/// compile time, so that the engine asks whether anyone wants an event before building it.
+macro_rules! kind {
+    ($name:ident) => {
+        const { $crate::event::EventKind::place(stringify!($name)) }
+    };
+}
+pub(crate) use kind;
+
 /// An engine's event channels: one for every run's events, and one per run that someone
 /// follows on its own ([`Engine::events_of`](crate::Engine::events_of)).
 ///
@@ -426,8 +463,9 @@ pub(crate) struct Channels {
     /// A channel per set of kinds followed on its own (one bit per [`EventKind::NAMES`]
     /// entry), so that its subscribers are woken only for those.
     kinds: Mutex<HashMap<u32, broadcast::Sender<Event>>>,
-    /// How many subscribe to some kinds only, read before taking the lock.
-    some_kinds: AtomicUsize,
+    /// Every kind some channel of `kinds` takes, one bit each, read before taking the lock:
+    /// an event of another kind is not even built for them.
+    wanted: AtomicU32,
     /// How many events a subscriber of every run may fall behind.
     capacity: usize,
 }
@@ -444,7 +482,7 @@ impl Channels {
             runs: Mutex::default(),
             followed: AtomicUsize::new(0),
             kinds: Mutex::default(),
-            some_kinds: AtomicUsize::new(0),
+            wanted: AtomicU32::new(0),
             capacity,
         }
     }
@@ -479,8 +517,9 @@ impl Channels {
         let mut channels = crate::engine::lock(&self.kinds);
         let capacity = self.capacity;
         let sender = channels.entry(kinds).or_insert_with(|| broadcast::channel(capacity).0);
-        self.some_kinds.fetch_add(1, Ordering::SeqCst);
-        let mut events = Events::new(sender.subscribe(), None);
+        let receiver = sender.subscribe();
+        self.wanted.fetch_or(kinds, Ordering::SeqCst);
+        let mut events = Events::new(receiver, None);
         events.channels = Some(Arc::clone(self));
         events.kinds = Some(kinds);
         events
@@ -491,8 +530,9 @@ impl Channels {
         let mut channels = crate::engine::lock(&self.kinds);
         if channels.get(&kinds).is_some_and(|sender| sender.receiver_count() <= 1) {
             channels.remove(&kinds);
+            let wanted = channels.keys().fold(0, |wanted, kinds| wanted | kinds);
+            self.wanted.store(wanted, Ordering::SeqCst);
         }
-        self.some_kinds.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// A subscriber of run `run` is going: its channel goes with the last one.
@@ -519,18 +559,20 @@ impl Channels {
         crate::engine::lock(&self.runs).get(&run).cloned()
     }
 
-    /// Sends the event `make` builds, if anyone listens to run `run`.
-    pub(crate) fn send(&self, run: RunId, make: impl FnOnce() -> Event) {
+    /// Sends the event `make` builds, of the kind at `place` in [`EventKind::NAMES`], if
+    /// anyone listens to run `run` or wants that kind.
+    pub(crate) fn send(&self, run: RunId, place: usize, make: impl FnOnce() -> Event) {
+        let bit = 1 << place;
         let all = self.every.load(Ordering::SeqCst) > 0;
-        let some = self.some_kinds.load(Ordering::SeqCst) > 0;
+        let some = self.wanted.load(Ordering::SeqCst) & bit != 0;
         let one = self.run_channel(run);
         if !all && !some && one.is_none() {
             return;
         }
         let event = make();
+        debug_assert_eq!(event.kind.index(), place, "an event sent as another kind");
         // No receiver left between the check and the send: nothing to deliver.
         if some {
-            let bit = 1 << event.kind.index();
             let channels = crate::engine::lock(&self.kinds);
             for sender in channels.iter().filter(|(kinds, _)| *kinds & bit != 0).map(|(_, s)| s) {
                 let _ = sender.send(event.clone());
@@ -570,7 +612,7 @@ impl fmt::Debug for Reporter {
 
 impl Reporter {
     pub fn send(&self, kind: EventKind) {
-        self.channels.send(self.run, || Event {
+        self.channels.send(self.run, kind.index(), || Event {
             run: self.run,
             machine: self.machine,
             state: self.state,
@@ -618,6 +660,40 @@ mod tests {
     }
 
     #[test]
+    fn kinds_are_placed_at_compile_time_as_named() {
+        assert_eq!(kind!(Started), 0);
+        assert_eq!(kind!(Entered), EventKind::NAMES.iter().position(|n| *n == "Entered").unwrap());
+        assert_eq!(kind!(StoreFault), EventKind::NAMES.len() - 1);
+    }
+
+    #[tokio::test]
+    async fn an_event_of_a_kind_nobody_wants_is_not_built() {
+        let channels = Arc::new(Channels::new(16));
+        let run = RunId::random();
+        let event = |kind: EventKind| {
+            move || Event { run, machine: "m", state: "s", at: SystemTime::UNIX_EPOCH, kind }
+        };
+        // Nobody listens at all.
+        channels.send(run, kind!(Entered), || unreachable!("built for nobody"));
+        let mut moves = channels.of_kinds(1 << kind!(Transitioned) | 1 << kind!(Completed));
+        // Subscribers of some kinds only: the others are not built.
+        channels.send(run, kind!(Entered), || unreachable!("built for subscribers of others"));
+        channels.send(run, kind!(Transitioned), event(EventKind::Transitioned { to: "t" }));
+        let received = moves.next().await.expect("the kind wanted is sent");
+        assert_eq!(received.kind, EventKind::Transitioned { to: "t" });
+        // A follower of the run, or of every run, takes every kind.
+        let every = channels.every();
+        channels.send(run, kind!(Started), event(EventKind::Started));
+        drop(every);
+        let one = channels.of(run);
+        channels.send(run, kind!(Started), event(EventKind::Started));
+        drop(one);
+        channels.send(run, kind!(Started), || unreachable!("built once they went"));
+        drop(moves);
+        channels.send(run, kind!(Transitioned), || unreachable!("built once all went"));
+    }
+
+    #[test]
     fn a_runs_channel_goes_with_its_last_follower() {
         let channels = Arc::new(Channels::new(16));
         let (run, other) = (RunId::random(), RunId::random());
@@ -641,6 +717,6 @@ mod tests {
         assert_eq!(crate::engine::lock(&channels.kinds).len(), 1);
         drop(second);
         assert!(crate::engine::lock(&channels.kinds).is_empty());
-        assert_eq!(channels.some_kinds.load(Ordering::SeqCst), 0);
+        assert_eq!(channels.wanted.load(Ordering::SeqCst), 0);
     }
 }

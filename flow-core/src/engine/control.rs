@@ -13,7 +13,7 @@ use super::registry::spawn;
 use super::scheduler::{self, ensure_lease};
 use super::{Durable, Engine, EngineError, Recorded, Resumed, RunHandle, RunStatus};
 use super::{signalled, snapshot};
-use crate::event::{EventKind, Events, Reporter};
+use crate::event::{EventKind, Events, Reporter, kind};
 use crate::history::Entry;
 use crate::run::{Cursor, End, Journal};
 use crate::store::{Checkpoint, Filter, Lease, RunSummary, Status, StoreError};
@@ -170,7 +170,7 @@ impl Engine {
             // Shutting down between the check and the write: handed to the store.
             Err(journal::Stop::Waiting) => {}
         }
-        journal.event(journal.state_name, || EventKind::Started);
+        journal.event(journal.state_name, kind!(Started), || EventKind::Started);
         match permit {
             Some(permit) if refused.is_none() && !journal.released => {
                 spawn::<M>(journal, state, cursor, context, permit);

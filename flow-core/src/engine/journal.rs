@@ -14,7 +14,7 @@ use super::versions::upgrade;
 use super::{Durable, EngineError, Inner, duration_ms};
 use crate::current::{Cancel, Halt};
 use crate::error::SharedError;
-use crate::event::{Event, EventKind, Reporter};
+use crate::event::{Event, EventKind, Reporter, kind};
 use crate::history::Failure;
 use crate::run::{BranchOf, Cursor, End, Hold, Journal, Waited};
 use crate::store::{Checkpoint, Lease, Status, StoreError, Wait};
@@ -366,16 +366,16 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
         }
     }
 
-    fn event(&self, state: &'static str, kind: impl FnOnce() -> EventKind) {
+    fn event(&self, state: &'static str, place: usize, make: impl FnOnce() -> EventKind) {
         // Straight to the channels, without a reporter's clones: this runs several times a
-        // step, and the event is built only if someone listens.
+        // step, and the event is built only if someone wants it.
         let (run, clock) = (self.run, &self.inner.clock);
-        self.inner.events.send(run, || Event {
+        self.inner.events.send(run, place, || Event {
             run,
             machine: M::NAME,
             state,
             at: clock.now(),
-            kind: kind(),
+            kind: make(),
         });
     }
 
@@ -395,7 +395,7 @@ impl<M: Durable> Journal<M> for DurableJournal<M> {
     ) -> impl Future<Output = Hold> + Send {
         let taken = (!uses.is_empty()).then(|| self.inner.pools.try_hold(self.run, uses, priority));
         if let Some(Err((_, pool))) = &taken {
-            self.event(state, || EventKind::WaitingForPool { pool });
+            self.event(state, kind!(WaitingForPool), || EventKind::WaitingForPool { pool });
         }
         let cancel = Arc::clone(&self.cancel);
         async move {

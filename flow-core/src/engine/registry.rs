@@ -16,7 +16,7 @@ use super::journal::{DurableJournal, Stop};
 use super::snapshot::SnapshotIn;
 use super::versions::upgrade;
 use super::{Durable, Ended, Engine, EngineError, Inner, Live};
-use crate::event::EventKind;
+use crate::event::{EventKind, kind};
 use crate::history::Failure;
 use crate::run::{Cursor, End, JitterRng, Journal, catching_panics, drive, panic_message};
 use crate::store::{Checkpoint, Claimed, Lease, Status};
@@ -180,7 +180,7 @@ impl<M: Durable> Registered for Registration<M> {
         // A run waking from its own wait goes on quietly; any other claim is news.
         if taken_over || latest.wait.is_none() {
             let seq = latest.seq;
-            journal.event(journal.state_name, || EventKind::Resumed { seq });
+            journal.event(journal.state_name, kind!(Resumed), || EventKind::Resumed { seq });
         }
         spawn::<M>(journal, state, cursor, context, permit);
         Ok(())

@@ -10,7 +10,7 @@ use super::attempt::{JitterRng, guarded, scoped};
 use super::rollback::{fail, roll_back};
 use super::{Cursor, Done, End, Hold, Journal, RunError, Waited};
 use crate::current::Halt;
-use crate::event::EventKind;
+use crate::event::{EventKind, kind};
 use crate::history::{Caught, Entry, Failure, Outcome};
 use crate::{Machine, OnFailure, Step};
 
@@ -95,7 +95,7 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
             // The halt is recorded at the top of the loop, before any attempt.
             Hold::Halted => continue,
         };
-        journal.event(info.name, || EventKind::Entered {
+        journal.event(info.name, kind!(Entered), || EventKind::Entered {
             attempt,
             visit: cursor.visit,
             payload: payload_json(&state),
@@ -158,7 +158,9 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
                     Ok(()) => {
                         // Announced once durable: a subscriber never hears of a transition a
                         // crash could take back.
-                        journal.event(info.name, || EventKind::Transitioned { to });
+                        journal.event(info.name, kind!(Transitioned), || EventKind::Transitioned {
+                            to,
+                        });
                         if cursor.wake_at.is_some() && !M::waits_for_signal(&next) {
                             journal.wait_until(&next, cursor, cx).await?;
                             cursor.wake_at = None;
@@ -239,7 +241,7 @@ pub(crate) async fn drive<M: Machine, J: Journal<M>>(
             }
             _ => None,
         };
-        journal.event(info.name, || EventKind::AttemptFailed {
+        journal.event(info.name, kind!(AttemptFailed), || EventKind::AttemptFailed {
             attempt,
             failure: failure.clone(),
             retry_in,
@@ -350,7 +352,7 @@ pub(crate) async fn reroute<M: Machine, J: Journal<M>>(
     }
     arrive::<M, J>(&next, cursor, journal);
     journal.record(Some(&next), cursor, cx, None).await?;
-    journal.event(from, || EventKind::Transitioned { to });
+    journal.event(from, kind!(Transitioned), || EventKind::Transitioned { to });
     if cursor.wake_at.is_some() && !M::waits_for_signal(&next) {
         journal.wait_until(&next, cursor, cx).await?;
         cursor.wake_at = None;
@@ -415,7 +417,7 @@ async fn refused<M: Machine, J: Journal<M>>(
     arrive::<M, J>(&next, cursor, journal);
     journal.record(Some(&next), cursor, cx, None).await?;
     for (state, kind) in events {
-        journal.event(state, || kind);
+        journal.event(state, kind.index(), || kind);
     }
     if cursor.wake_at.is_some() && !M::waits_for_signal(&next) {
         journal.wait_until(&next, cursor, cx).await?;
@@ -443,7 +445,13 @@ pub(crate) fn announce<M: Machine, J: Journal<M>>(
     state: &'static str,
     end: End<M::Output>,
 ) -> End<M::Output> {
-    journal.event(state, || match &end {
+    let place = match &end {
+        End::Done(_) | End::Branch(_) => kind!(Completed),
+        End::Failed(_) => kind!(Failed),
+        End::Cancelled => kind!(Cancelled),
+        End::Paused(_) => kind!(Paused),
+    };
+    journal.event(state, place, || match &end {
         End::Done(output) => EventKind::Completed { output: journal.output_json(output) },
         End::Failed(error) => EventKind::Failed { error: error.to_string() },
         End::Cancelled => EventKind::Cancelled,

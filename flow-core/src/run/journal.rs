@@ -116,8 +116,10 @@ pub(crate) trait Journal<M: Machine> {
         cx: &M::Context,
     ) -> impl Future<Output = Result<Waited, Self::Stop>> + Send;
 
-    /// Tells subscribers, if any, what happened in `state`; `kind` is built only for them.
-    fn event(&self, state: &'static str, kind: impl FnOnce() -> EventKind);
+    /// Tells subscribers, if any, what happened in `state`: an event of the kind at `place`
+    /// in [`EventKind::NAMES`] (`kind!(Entered)`), which `make` builds only if anyone wants
+    /// that kind.
+    fn event(&self, state: &'static str, place: usize, make: impl FnOnce() -> EventKind);
 
     /// A run's output as JSON, for its `Completed` event; `null` where outputs are not
     /// stored (in memory, where nobody listens either).
@@ -294,7 +296,7 @@ impl<M: Machine> Journal<M> for InMemory {
         }
     }
 
-    fn event(&self, _: &'static str, _: impl FnOnce() -> EventKind) {}
+    fn event(&self, _: &'static str, _: usize, _: impl FnOnce() -> EventKind) {}
 
     fn attempt_scope(&self, _: &'static str) -> (Option<Reporter>, Option<Arc<Cancel>>) {
         (None, None)

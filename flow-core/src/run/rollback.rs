@@ -7,7 +7,7 @@ use super::attempt::{JitterRng, guarded, scoped};
 use super::drive::announce;
 use super::{Cursor, End, FailedCompensation, Journal, Rollback, RunError};
 use crate::Machine;
-use crate::event::EventKind;
+use crate::event::{EventKind, kind};
 use crate::history::{Entry, Failure, Outcome};
 
 /// Ends the run with `error` (the cursor's `seq` already advanced), after rolling back the
@@ -64,7 +64,7 @@ pub(crate) async fn roll_back<M: Machine, J: Journal<M>>(
         let mut attempt = failures.len() as u32;
         loop {
             attempt += 1;
-            journal.event(info.name, || EventKind::Compensating { attempt });
+            journal.event(info.name, kind!(Compensating), || EventKind::Compensating { attempt });
             let started = Instant::now();
             let interrupted = cut_off.take();
             let result = match interrupted.clone() {
@@ -80,7 +80,7 @@ pub(crate) async fn roll_back<M: Machine, J: Journal<M>>(
                 Ok(()) => {
                     let outcome = Outcome::Compensated;
                     cursor.history.push(Entry { state: info.name, attempt, outcome, duration });
-                    journal.event(info.name, || EventKind::Compensated);
+                    journal.event(info.name, kind!(Compensated), || EventKind::Compensated);
                     compensated = true;
                     break;
                 }
@@ -92,7 +92,7 @@ pub(crate) async fn roll_back<M: Machine, J: Journal<M>>(
             let again = failure == Failure::Interrupted
                 || (attempt < retry.attempts && !failure.is_permanent());
             let retry_in = again.then(|| retry.backoff.delay(attempt, jitter.rng()));
-            journal.event(info.name, || EventKind::CompensationFailed {
+            journal.event(info.name, kind!(CompensationFailed), || EventKind::CompensationFailed {
                 attempt,
                 failure: failure.clone(),
                 retry_in,
