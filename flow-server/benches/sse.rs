@@ -53,7 +53,7 @@ const ROUNDS: usize = 7;
 const DRAIN: Duration = Duration::from_secs(10);
 /// Delivery is over once no subscriber received anything for this long.
 const QUIET: Duration = Duration::from_millis(300);
-/// The kinds of events the dashboard's runs table follows (`MOVES` in `ui/app.js`).
+/// The kinds of events the dashboard's runs table follows (`MOVES` in `ui/runs.js`).
 const DASHBOARD_KINDS: &str = "Started,Resumed,Transitioned,AttemptFailed,WaitingForSignal,\
     SignalReceived,WaitingForPool,Compensating,Completed,Failed,Cancelled,Paused";
 /// The target: serving costs the engine less than 10% of its steps per second.

@@ -1,4 +1,4 @@
-//! The dashboard: one HTML page, its script and its style, built into the binary, so that
+//! The dashboard: one HTML page, its scripts and its style, built into the binary, so that
 //! nothing needs building or installing to see the runs.
 //!
 //! The page holds no data: it asks for the token, keeps it in the browser's local storage,
@@ -15,10 +15,14 @@ use crate::error::ApiError;
 use crate::routes::App;
 
 /// The page, its files, and their media types.
-const FILES: [(&str, &str, &str); 4] = [
+const FILES: [(&str, &str, &str); 8] = [
     ("index.html", include_str!("../ui/index.html"), "text/html; charset=utf-8"),
     ("app.js", include_str!("../ui/app.js"), "text/javascript; charset=utf-8"),
+    ("common.js", include_str!("../ui/common.js"), "text/javascript; charset=utf-8"),
+    ("forms.js", include_str!("../ui/forms.js"), "text/javascript; charset=utf-8"),
     ("graph.js", include_str!("../ui/graph.js"), "text/javascript; charset=utf-8"),
+    ("run.js", include_str!("../ui/run.js"), "text/javascript; charset=utf-8"),
+    ("runs.js", include_str!("../ui/runs.js"), "text/javascript; charset=utf-8"),
     ("style.css", include_str!("../ui/style.css"), "text/css; charset=utf-8"),
 ];
 

@@ -45,7 +45,18 @@ async fn the_dashboard_is_served_without_a_token_and_its_data_is_not() {
     let html = page.text().await.unwrap();
     // Relative to the page, so that it works under a prefix too.
     let linked = linked(&html);
-    assert_eq!(linked, ["ui/style.css", "ui/graph.js", "ui/app.js"]);
+    assert_eq!(
+        linked,
+        [
+            "ui/style.css",
+            "ui/graph.js",
+            "ui/common.js",
+            "ui/forms.js",
+            "ui/runs.js",
+            "ui/run.js",
+            "ui/app.js"
+        ]
+    );
     for path in linked {
         let file = client.get(format!("{base}/{path}")).send().await.unwrap();
         assert_eq!(file.status(), StatusCode::OK, "{path}");
@@ -106,7 +117,7 @@ async fn the_dashboard_works_nested_under_a_prefix() {
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
     let links = linked(&html);
-    assert_eq!(links.len(), 3, "{html}");
+    assert_eq!(links.len(), 7, "{html}");
     for path in links {
         let url = reqwest::Url::parse(&base).unwrap().join(&path).unwrap();
         assert!(url.path().starts_with("/flow/ui/"), "{url}");
