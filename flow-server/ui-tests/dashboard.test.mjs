@@ -57,6 +57,8 @@ function startServer() {
 }
 
 const results = [];
+// What the page raised or logged as an error, said with the check that fails.
+const errors = [];
 async function check(name, body) {
   if (results.some((r) => !r.ok)) {
     results.push({ name, ok: false });
@@ -71,6 +73,7 @@ async function check(name, body) {
   } catch (error) {
     results.push({ name, ok: false });
     console.log(`FAILED: ${name}\n  ${String(error && error.stack || error).split("\n").slice(0, 6).join("\n  ")}`);
+    if (errors.length) console.log(`  the page's errors: ${errors.join("; ")}`);
   }
 }
 
@@ -105,8 +108,16 @@ try {
   });
   const page = context.pages()[0] || (await context.newPage());
   page.setDefaultTimeout(STEP);
-  const errors = [];
   page.on("pageerror", (error) => errors.push(error.message));
+  // A console error is a script the page could not load or run, or a policy it broke; the
+  // API's refusals (no token yet, a signal of the wrong type) are the checks' own doing.
+  page.on("console", (message) => {
+    if (message.type() !== "error") return;
+    const url = message.location().url || "";
+    const refused = message.text().startsWith("Failed to load resource") && url.startsWith(base + "/") &&
+      url !== dashboard && !url.startsWith(base + "/ui/");
+    if (!refused) errors.push(`console: ${message.text()}` + (url ? ` (${url})` : ""));
+  });
   let run = "";
 
   await check("the example prints the dashboard's address, and the page loads without a token", async () => {
@@ -276,7 +287,7 @@ try {
     await page.locator(`tr[data-run="${run}"]`).waitFor();
   });
 
-  await check("the page raised no script errors", async () => {
+  await check("the page raised no script errors and logged no errors", async () => {
     expect(errors.length === 0, errors.join("; "));
   });
 } catch (error) {
