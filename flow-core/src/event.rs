@@ -51,10 +51,25 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// `at` as whole milliseconds since the Unix epoch (0 for a time before it).
-fn unix_millis<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+/// `at` as whole milliseconds since the Unix epoch (0 for a time before it): how every time
+/// the engine reports is serialized.
+pub(crate) fn unix_millis<S: serde::Serializer>(
+    at: &SystemTime,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     serializer.serialize_u64(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// [`unix_millis`] for a time that may be absent (`null`).
+pub(crate) fn unix_millis_or_null<S: serde::Serializer>(
+    at: &Option<SystemTime>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => unix_millis(at, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// What happened; see [`Event`].

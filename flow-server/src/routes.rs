@@ -382,8 +382,8 @@ pub(crate) struct RunStatusDoc {
     seq: u64,
     /// Why it waits: signal, timer, backoff or join (its fork's branches).
     wait: Option<String>,
-    /// When its wait ends (`secs_since_epoch`, `nanos_since_epoch`).
-    wake_at: Option<Value>,
+    /// When its wait ends, in milliseconds since the Unix epoch.
+    wake_at: Option<u64>,
     /// The resource pool an attempt waits for in this engine.
     waiting_for_pool: Option<String>,
     /// Why it is stuck.

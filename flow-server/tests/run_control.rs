@@ -1,7 +1,7 @@
 //! `DELETE /runs/{id}`, `POST /runs/{id}/retry` and `GET /runs/{id}/branches` over real HTTP
 //! on 127.0.0.1: what each does, what each refuses, and the token the changes need.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flow::prelude::*;
 use flow::store::MemoryStore;
@@ -118,7 +118,12 @@ async fn a_run_backing_off_is_retried_now() {
     let base = serve().await;
     let client = client();
     let run = start(&client, &base, "flaky", json!(21)).await;
-    until(&client, &base, &run, |status| status["wait"] == "backoff").await;
+    let waiting = until(&client, &base, &run, |status| status["wait"] == "backoff").await;
+    // In Unix milliseconds, as every time the API gives: within the hour (the backoff is
+    // jittered).
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let wake_at = waiting["wake_at"].as_u64().unwrap_or_else(|| panic!("{waiting}"));
+    assert!((now..now + 3_700_000).contains(&wake_at), "{waiting}");
     let retry = format!("{base}/runs/{run}/retry");
 
     let anonymous = client.post(&retry).send().await.unwrap();

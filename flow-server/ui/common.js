@@ -135,8 +135,6 @@
     return new Date(ms).toLocaleDateString();
   }
 
-  const when = (t) => (t ? t.secs_since_epoch * 1000 + Math.floor(t.nanos_since_epoch / 1e6) : 0);
-
   function duration(d) {
     const s = (d && d.secs + d.nanos / 1e9) || 0;
     if (s >= 1) return `${s.toFixed(s >= 10 ? 0 : 1)} s`;
@@ -194,7 +192,7 @@
   }
 
   window.flowCommon = Object.assign(common, {
-    main, notice, tokenInput, TOKEN, h, say, api, failed, listen, debounce, every, ago, when,
+    main, notice, tokenInput, TOKEN, h, say, api, failed, listen, debounce, every, ago,
     duration, variant, failure, runError, badge, card,
   });
 })();

@@ -4,7 +4,7 @@
 
 (function () {
   const {
-    main, h, say, api, failed, listen, debounce, when, duration, variant, failure, runError, badge, card,
+    main, h, say, api, failed, listen, debounce, duration, variant, failure, runError, badge, card,
   } = flowCommon;
   const { schemaForm } = flowForms;
   const FINISHED = new Set(["completed", "failed", "cancelled"]);
@@ -36,7 +36,7 @@
     });
     let now = null;
     if (run.status === "running" && run.wait) {
-      const until = run.wake_at ? ` until ${new Date(when(run.wake_at)).toLocaleString()}` : "";
+      const until = run.wake_at ? ` until ${new Date(run.wake_at).toLocaleString()}` : "";
       now = `waits for ${run.wait === "backoff" ? "its retry's backoff" : "a " + run.wait}${until}`;
     } else if (run.status === "running") now = run.waiting_for_pool ? `waits for pool ${run.waiting_for_pool}` : "running";
     else if (run.status === "completed") now = "completed with " + JSON.stringify(run.output);

@@ -139,6 +139,8 @@ pub struct RunStatus {
     /// Why it waits, if it does: a signal, a timer, a backoff, or its fork's branches.
     pub wait: Option<Wait>,
     /// The deadline of its wait: when a backoff or timer ends, or a signal times out.
+    /// Serialized as whole milliseconds since the Unix epoch, as every time is.
+    #[serde(serialize_with = "crate::event::unix_millis_or_null")]
     pub wake_at: Option<SystemTime>,
     /// The resource pool an attempt of the run waits for in this engine, if it does
     /// ([`EngineBuilder::pool`](crate::EngineBuilder::pool)). Pools are per engine: a run
