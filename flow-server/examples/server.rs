@@ -126,7 +126,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = match std::env::var_os("FLOW_SERVER_DB") {
         Some(path) => std::path::PathBuf::from(path),
         None => {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/server-example.db")
+            // The workspace's target folder, made if a build put its output elsewhere
+            // (CARGO_TARGET_DIR).
+            let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+            std::fs::create_dir_all(&target)?;
+            target.join("server-example.db")
         }
     };
     let engine = Engine::builder()
