@@ -87,24 +87,46 @@ pub(crate) async fn all_events(
 /// proxies and clients do not take an idle stream for a dead one.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// `follow` as a `text/event-stream` body: what is ready goes out together, as one chunk.
+/// Messages ready together go out as one chunk while they are smaller than this; a bigger
+/// one (a batch of the hub's) goes out as it is, shared with every follower, not copied.
+const CHUNK: usize = 16 * 1024;
+
+/// `follow` as a `text/event-stream` body: small messages that are ready together go out as
+/// one chunk, and a batch of every run's events as the text the hub made once for all
+/// followers.
 ///
 /// Written here rather than with axum's `Sse`, which makes each message a chunk of its own
 /// and resets its keep-alive timer for each: with many followers of a busy engine, that
-/// was most of what a stream cost. A batch of every run's events goes out as the text the
-/// hub made once for all followers.
+/// was most of what a stream cost.
 fn sse(follow: Follow) -> Response {
-    let stream = stream::unfold(follow, |mut follow| async move {
-        let first = match tokio::time::timeout(KEEP_ALIVE, follow.next_sse()).await {
-            Ok(next) => next?,
-            Err(_) => return Some((Ok::<_, Infallible>(Bytes::from_static(b":\n\n")), follow)),
+    // A big message found while gathering small ones is carried to the next chunk.
+    let stream = stream::unfold((follow, None), |(mut follow, carried)| async move {
+        let first = match carried {
+            Some(first) => first,
+            None => match tokio::time::timeout(KEEP_ALIVE, follow.next_sse()).await {
+                Ok(next) => next?,
+                Err(_) => {
+                    let alive = Bytes::from_static(b":\n\n");
+                    return Some((Ok::<_, Infallible>(alive), (follow, None)));
+                }
+            },
         };
-        let Some(second) = follow.ready_sse() else { return Some((Ok(first), follow)) };
+        if first.len() >= CHUNK {
+            return Some((Ok(first), (follow, None)));
+        }
+        let Some(second) = follow.ready_sse() else { return Some((Ok(first), (follow, None))) };
+        if second.len() >= CHUNK {
+            return Some((Ok(first), (follow, Some(second))));
+        }
         let mut text = [first, second].concat();
-        while let Some(more) = follow.ready_sse() {
+        while text.len() < CHUNK {
+            let Some(more) = follow.ready_sse() else { break };
+            if more.len() >= CHUNK {
+                return Some((Ok(Bytes::from(text)), (follow, Some(more))));
+            }
             text.extend_from_slice(&more);
         }
-        Some((Ok(Bytes::from(text)), follow))
+        Some((Ok(Bytes::from(text)), (follow, None)))
     });
     let headers =
         [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
