@@ -23,9 +23,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_stream::Stream;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -329,7 +328,7 @@ impl fmt::Display for Event {
 /// oldest.
 #[derive(Debug)]
 pub struct Events {
-    inner: BroadcastStream<Event>,
+    receiving: Receiving,
     run: Option<RunId>,
     missed: u64,
     /// The run's last event went by: the stream has ended.
@@ -356,8 +355,8 @@ impl Drop for Events {
 
 impl Events {
     fn new(receiver: broadcast::Receiver<Event>, run: Option<RunId>) -> Events {
-        let inner = BroadcastStream::new(receiver);
-        Events { inner, run, missed: 0, ended: false, channels: None, kinds: None }
+        let receiving = Receiving::Idle(receiver);
+        Events { receiving, run, missed: 0, ended: false, channels: None, kinds: None }
     }
 
     /// The next event `wanted` accepts, skipping the others; `None` once the stream ends
@@ -399,18 +398,81 @@ impl Stream for Events {
             return Poll::Ready(None);
         }
         loop {
-            match Pin::new(&mut self.inner).poll_next(cx) {
-                Poll::Ready(Some(Ok(event))) => {
+            match self.receiving.poll_recv(cx) {
+                Poll::Ready(Ok(event)) => {
                     if self.run.is_none_or(|run| run == event.run) {
                         self.ended = self.run.is_some() && event.kind.ends_the_run();
                         return Poll::Ready(Some(event));
                     }
                 }
-                Poll::Ready(Some(Err(BroadcastStreamRecvError::Lagged(missed)))) => {
-                    self.missed += missed;
-                }
-                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Err(RecvError::Lagged(missed))) => self.missed += missed,
+                Poll::Ready(Err(RecvError::Closed)) => return Poll::Ready(None),
                 Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// A wait for the next event, holding the receiver until one comes.
+type Wait = Pin<Box<dyn Future<Output = (Result<Event, RecvError>, Receiver)> + Send + Sync>>;
+type Receiver = broadcast::Receiver<Event>;
+
+/// An [`Events`]' receiver: idle, or held by a wait for the next event.
+///
+/// An event already in the channel is taken without a future (`try_recv`): a busy
+/// subscriber reads most of its events so, and makes a wait only when it has caught up.
+enum Receiving {
+    Idle(Receiver),
+    Waiting(Wait),
+    /// Only while a poll moves the receiver between the two (or after a wait panicked).
+    Moving,
+}
+
+impl fmt::Debug for Receiving {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Receiving::Idle(_) => "Idle",
+            Receiving::Waiting(_) => "Waiting",
+            Receiving::Moving => "Moving",
+        })
+    }
+}
+
+impl Receiving {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, RecvError>> {
+        loop {
+            match std::mem::replace(self, Receiving::Moving) {
+                Receiving::Idle(mut receiver) => match receiver.try_recv() {
+                    Ok(event) => {
+                        *self = Receiving::Idle(receiver);
+                        return Poll::Ready(Ok(event));
+                    }
+                    Err(TryRecvError::Lagged(missed)) => {
+                        *self = Receiving::Idle(receiver);
+                        return Poll::Ready(Err(RecvError::Lagged(missed)));
+                    }
+                    Err(TryRecvError::Closed) => {
+                        *self = Receiving::Idle(receiver);
+                        return Poll::Ready(Err(RecvError::Closed));
+                    }
+                    Err(TryRecvError::Empty) => {
+                        *self = Receiving::Waiting(Box::pin(async move {
+                            (receiver.recv().await, receiver)
+                        }));
+                    }
+                },
+                Receiving::Waiting(mut wait) => match wait.as_mut().poll(cx) {
+                    Poll::Ready((received, receiver)) => {
+                        *self = Receiving::Idle(receiver);
+                        return Poll::Ready(received);
+                    }
+                    Poll::Pending => {
+                        *self = Receiving::Waiting(wait);
+                        return Poll::Pending;
+                    }
+                },
+                // A wait that panicked took the receiver with it: nothing more comes.
+                Receiving::Moving => return Poll::Ready(Err(RecvError::Closed)),
             }
         }
     }
