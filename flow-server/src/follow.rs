@@ -188,10 +188,10 @@ impl Follow {
         match self.queue.pop_front()? {
             Queued::Message(message) => Some(message),
             Queued::Events(batch, n) => {
-                if n + 1 < batch.events.len() {
+                if n + 1 < batch.len() {
                     self.queue.push_front(Queued::Events(Arc::clone(&batch), n + 1));
                 }
-                let data = Arc::clone(batch.events.get(n)?);
+                let data = batch.event(n)?;
                 Some(Message::new(Kind::Event, data))
             }
         }
@@ -368,13 +368,13 @@ impl Follow {
     fn push_batch(&mut self, batch: Arc<Batch>) {
         let Source::Every(subscription) = &mut self.source else { return };
         let expected = subscription.next;
-        subscription.next = batch.first + batch.events.len() as u64;
+        subscription.next = batch.first + batch.len() as u64;
         if batch.first > expected {
             self.lagged(batch.first - expected);
         }
         // A batch that began before the expected position cannot come; skip what was sent.
         let skip = usize::try_from(expected.saturating_sub(batch.first)).unwrap_or(usize::MAX);
-        if skip < batch.events.len() {
+        if skip < batch.len() {
             self.queue.push_back(Queued::Events(batch, skip));
         }
     }
@@ -455,11 +455,15 @@ mod tests {
 
     use super::*;
     use crate::ServerConfig;
+    use crate::hub::Gathered;
 
     /// A batch of `n` events, the first at position `first`.
     fn batch(first: u64, n: u64) -> Batch {
-        let events = (first..first + n).map(|at| Arc::from(format!(r#"{{"at":{at}}}"#))).collect();
-        Batch::new(first, events)
+        let mut gathered = Gathered::default();
+        for at in first..first + n {
+            gathered.push_json(&format!(r#"{{"at":{at}}}"#));
+        }
+        gathered.into_batch(first)
     }
 
     #[tokio::test]

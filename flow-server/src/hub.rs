@@ -12,6 +12,7 @@
 //! An idle engine's events go out at once.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::kinds::Kinds;
-use crate::message::event_json;
+use crate::message::write_event_json;
 
 /// The least time between two batches: at most 100 wake-ups a second for each follower,
 /// however busy the engine. A person watching cannot tell 10 ms apart.
@@ -39,32 +40,35 @@ pub(crate) struct Batch {
     /// The position of the first of them among the engine's events (counting those the hub
     /// missed): a follower whose last batch ended before it missed the events in between.
     pub first: u64,
-    /// Each event, as JSON.
-    pub events: Vec<Arc<str>>,
-    /// All of them as Server-Sent Events, made by the first follower that sends them so.
-    sse: OnceLock<Bytes>,
+    /// All of them as Server-Sent Events (`data: <json>` and a blank line each), written
+    /// once for every follower.
+    sse: Bytes,
+    /// Where each event's JSON lies in `sse`.
+    spans: Vec<Range<usize>>,
+    /// Each event's JSON on its own, made by the first follower that sends them one by one
+    /// (over a WebSocket).
+    events: OnceLock<Vec<Arc<str>>>,
 }
 
 impl Batch {
-    pub(crate) fn new(first: u64, events: Vec<Arc<str>>) -> Batch {
-        Batch { first, events, sse: OnceLock::new() }
+    /// How many events it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.spans.len()
     }
 
-    /// The events as Server-Sent Events messages (`data: <json>` and a blank line each),
-    /// made once for every follower.
+    /// The events as Server-Sent Events messages, the same bytes for every follower.
     pub(crate) fn sse(&self) -> Bytes {
-        self.sse
-            .get_or_init(|| {
-                let length = self.events.iter().map(|event| event.len() + 8).sum();
-                let mut text = String::with_capacity(length);
-                for event in &self.events {
-                    text.push_str("data: ");
-                    text.push_str(event);
-                    text.push_str("\n\n");
-                }
-                Bytes::from(text)
-            })
-            .clone()
+        self.sse.clone()
+    }
+
+    /// The `n`th event's JSON, if the batch holds that many.
+    pub(crate) fn event(&self, n: usize) -> Option<Arc<str>> {
+        let events = self.events.get_or_init(|| {
+            // Written from JSON, which is UTF-8 throughout.
+            let json = |span: &Range<usize>| std::str::from_utf8(&self.sse[span.clone()]).ok();
+            self.spans.iter().map(|span| Arc::from(json(span).unwrap_or("null"))).collect()
+        });
+        events.get(n).cloned()
     }
 }
 
@@ -104,12 +108,13 @@ impl Hub {
     }
 
     /// Sends `events` of `kinds`, which follow `gap` missed ones; false once no one follows.
-    fn send(&self, kinds: Kinds, gap: u64, events: Vec<Arc<str>>) -> bool {
+    fn send(&self, kinds: Kinds, gap: u64, events: Gathered) -> bool {
         let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(Channel { sender, next }) = channels.get_mut(&kinds) else { return false };
         let first = *next + gap;
-        *next = first + events.len() as u64;
-        if sender.send(Arc::new(Batch::new(first, events))).is_err() {
+        let batch = events.into_batch(first);
+        *next = first + batch.len() as u64;
+        if sender.send(Arc::new(batch)).is_err() {
             channels.remove(&kinds);
             return false;
         }
@@ -135,7 +140,7 @@ async fn pass_on(hub: Weak<Hub>, events: Events, kinds: Kinds) {
         let mut ended = false;
         // What comes before the batch is due, up to its size: a gap in between sends what
         // came before it first, as the gap is counted before a batch's first event.
-        while batch.bytes < BATCH_BYTES {
+        while batch.bytes() < BATCH_BYTES {
             let next = match reader.next().now_or_never() {
                 Some(next) => next,
                 None if Instant::now() >= due => break,
@@ -151,16 +156,15 @@ async fn pass_on(hub: Weak<Hub>, events: Events, kinds: Kinds) {
             let missed = reader.gap();
             if missed > 0 {
                 let Some(live) = hub.upgrade() else { return };
-                if !live.send(kinds, gap, std::mem::take(&mut batch).events) {
+                if !live.send(kinds, gap, std::mem::take(&mut batch)) {
                     return;
                 }
-                batch.bytes = 0;
                 gap = missed;
             }
             batch.push(&event);
         }
         let Some(live) = hub.upgrade() else { return };
-        if !live.send(kinds, gap, batch.events) {
+        if !live.send(kinds, gap, batch) {
             return;
         }
         last_sent = Instant::now();
@@ -200,19 +204,42 @@ impl Reader {
     }
 }
 
-/// A batch being gathered.
+/// A batch being gathered: its events written straight into the text every follower of
+/// Server-Sent Events gets, with no allocation of each event's own.
 #[derive(Default)]
-struct Gathered {
-    events: Vec<Arc<str>>,
-    /// The JSON's length, in all.
-    bytes: usize,
+pub(crate) struct Gathered {
+    sse: Vec<u8>,
+    spans: Vec<Range<usize>>,
 }
 
 impl Gathered {
     fn push(&mut self, event: &Event) {
-        let json = event_json(event);
-        self.bytes += json.len();
-        self.events.push(json);
+        self.push_with(|sse| write_event_json(sse, event));
+    }
+
+    /// Appends an event that `write` writes as JSON.
+    fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        self.sse.extend_from_slice(b"data: ");
+        let start = self.sse.len();
+        write(&mut self.sse);
+        self.spans.push(start..self.sse.len());
+        self.sse.extend_from_slice(b"\n\n");
+    }
+
+    /// Appends `json` as an event: a batch of made-up events, for tests.
+    #[cfg(test)]
+    pub(crate) fn push_json(&mut self, json: &str) {
+        self.push_with(|sse| sse.extend_from_slice(json.as_bytes()));
+    }
+
+    /// The JSON's length so far, in bytes, messages' framing included.
+    fn bytes(&self) -> usize {
+        self.sse.len()
+    }
+
+    /// The batch, its first event at position `first`.
+    pub(crate) fn into_batch(self, first: u64) -> Batch {
+        Batch { first, sse: Bytes::from(self.sse), spans: self.spans, events: OnceLock::new() }
     }
 }
 
@@ -265,8 +292,9 @@ mod tests {
                 .unwrap();
             sent_at.push(Instant::now());
             assert_eq!(batch.first, next, "no event missed, none sent twice");
-            next += batch.events.len() as u64;
-            completed += batch.events.iter().filter(|e| e.contains("Completed")).count();
+            next += batch.len() as u64;
+            completed +=
+                (0..batch.len()).filter(|n| batch.event(*n).unwrap().contains("Completed")).count();
         }
         assert_eq!((next - follower.next, completed), (all, 40));
         for pair in sent_at.windows(2) {

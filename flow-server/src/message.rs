@@ -134,15 +134,19 @@ pub(crate) fn event_json(event: &Event) -> Arc<str> {
     }
     BUFFER.with_borrow_mut(|buffer| {
         buffer.clear();
-        match serde_json::to_writer(&mut *buffer, event).map(|()| std::str::from_utf8(buffer)) {
-            Ok(Ok(json)) => Arc::from(json),
-            Ok(Err(error)) => failed(event, &error),
-            Err(error) => failed(event, &error),
-        }
+        write_event_json(buffer, event);
+        Arc::from(std::str::from_utf8(buffer).unwrap_or("null"))
     })
 }
 
-/// What is sent for an event that did not serialize: its run, and why.
-fn failed(event: &Event, error: &dyn std::fmt::Display) -> Arc<str> {
-    Arc::from(serde_json::json!({ "run": event.run, "error": error.to_string() }).to_string())
+/// Appends `event` as JSON to `buffer`; for an event that does not serialize, its run and
+/// why.
+pub(crate) fn write_event_json(buffer: &mut Vec<u8>, event: &Event) {
+    let start = buffer.len();
+    if let Err(error) = serde_json::to_writer(&mut *buffer, event) {
+        buffer.truncate(start);
+        let failed = serde_json::json!({ "run": event.run, "error": error.to_string() });
+        // A `Value` always serializes.
+        let _ = serde_json::to_writer(&mut *buffer, &failed);
+    }
 }
