@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use flow_core::history::Entry;
 use flow_core::store::Status;
-use flow_core::{Engine, Event, EventKind, Events, Recorded, RunId};
+use flow_core::{Engine, EngineError, Event, EventKind, Events, Recorded, RunId};
 use futures_util::FutureExt;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Interval, MissedTickBehavior};
@@ -423,7 +423,18 @@ impl Follow {
     /// here, or its last events may have been missed.
     async fn look(&mut self) {
         let Some(run) = self.run else { return };
-        let Ok(recorded) = self.engine.recorded_after(run, self.reported).await else { return };
+        let recorded = match self.engine.recorded_after(run, self.reported).await {
+            Ok(recorded) => recorded,
+            // Only a finished run is deleted: here, before this stream saw how it finished
+            // (on another worker, between two looks). Nothing more comes.
+            Err(EngineError::UnknownRun { .. }) => {
+                self.lag();
+                self.end(run, "deleted");
+                return;
+            }
+            // The store failed: the next look tries again.
+            Err(_) => return,
+        };
         if recorded.status.is_finished() {
             // Its last events may be on their way: send what has come first.
             while let Source::Run(events) = &mut self.source
@@ -491,6 +502,20 @@ mod tests {
         follow.receive(checkpointed(8));
         assert!(follow.ready().is_none());
         assert_eq!(follow.held.as_ref().map(|event| &event.kind), Some(&checkpointed(8).kind));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_deleted_before_its_end_was_seen_ends_its_stream() {
+        let engine = Engine::builder().store(MemoryStore::new()).build().unwrap();
+        // Followed, then gone from the store: finished and deleted by another worker.
+        let run = RunId::random();
+        let source = Source::Run(engine.events_of(run));
+        let mut follow = Follow::new(engine, source, Some(run), Duration::from_secs(1));
+        let end = tokio::time::timeout(Duration::from_secs(5), follow.next()).await;
+        let end = end.expect("the stream ends").expect("with a message");
+        assert_eq!(end.kind, Kind::End);
+        assert_eq!(&*end.data, format!(r#"{{"run":"{run}","status":"deleted"}}"#));
+        assert!(follow.next().await.is_none());
     }
 
     #[tokio::test]

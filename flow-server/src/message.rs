@@ -21,7 +21,8 @@ pub(crate) struct Lagged {
 pub(crate) struct End {
     /// The run's id.
     pub(crate) run: String,
-    /// How it finished: completed, failed or cancelled.
+    /// How it finished: completed, failed or cancelled; `deleted` for a run deleted (once
+    /// finished, on another worker) before this stream saw how it finished.
     pub(crate) status: String,
 }
 
