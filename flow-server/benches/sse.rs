@@ -30,7 +30,8 @@
 //! reaches a subscriber.
 //!
 //! `FLOW_BENCH_SETUPS=alone,served` runs only the setups named (for a profiler); the others
-//! then show as infinite.
+//! then show as infinite. `FLOW_BENCH_ROUNDS=15` runs more rounds of each (7 by default),
+//! for steadier medians on a noisy machine.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,7 +49,7 @@ use tokio::runtime::Runtime;
 const RUNS: usize = 1_000;
 /// Subscribers, in-process or over HTTP.
 const SUBSCRIBERS: usize = 100;
-/// Rounds of each setup.
+/// Rounds of each setup, unless `FLOW_BENCH_ROUNDS` says how many.
 const ROUNDS: usize = 7;
 /// How long delivery may go on after the runs finished before a round gives up waiting.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -167,9 +168,14 @@ fn main() {
             only.is_empty() || only.split(',').any(|s| s == format!("{setup:?}").to_lowercase())
         })
         .collect();
+    let rounds_of_each = std::env::var("FLOW_BENCH_ROUNDS")
+        .ok()
+        .and_then(|rounds| rounds.parse().ok())
+        .filter(|rounds| *rounds > 0)
+        .unwrap_or(ROUNDS);
     let mut rounds: Vec<(Setup, Round)> = Vec::new();
     let mut per_run_events = 0;
-    for round in 0..ROUNDS {
+    for round in 0..rounds_of_each {
         for &setup in &chosen {
             let path = dir.join(format!("{setup:?}-{round}.db"));
             let (measured, events) = engine_rt.block_on(one(setup, &path, &clients_rt));
@@ -240,7 +246,7 @@ fn main() {
         grouped((RUNS as u64 * per_run_events) as f64)
     );
     println!(
-        "median of {ROUNDS} rounds per setup, setups alternating; ratio = rate ÷ the \
+        "median of {rounds_of_each} rounds per setup, setups alternating; ratio = rate ÷ the \
          baseline's rate (1.00× keeps up with it); for steps, the median of each round's \
          ratio to the engine alone in the same round"
     );

@@ -136,17 +136,19 @@ async fn pass_on(hub: Weak<Hub>, events: Events, kinds: Kinds) {
         let mut gap = reader.gap();
         let mut batch = Gathered::default();
         batch.push(&event);
-        let due = last_sent + PACE;
+        // One timer for the batch, not one for each wait between its events.
+        let due = tokio::time::sleep_until(last_sent + PACE);
+        tokio::pin!(due);
         let mut ended = false;
         // What comes before the batch is due, up to its size: a gap in between sends what
         // came before it first, as the gap is counted before a batch's first event.
         while batch.bytes() < BATCH_BYTES {
             let next = match reader.next().now_or_never() {
                 Some(next) => next,
-                None if Instant::now() >= due => break,
-                None => match tokio::time::timeout_at(due, reader.next()).await {
-                    Ok(next) => next,
-                    Err(_) => break,
+                None => tokio::select! {
+                    biased;
+                    next = reader.next() => next,
+                    () = &mut due => break,
                 },
             };
             let Some(event) = next else {
