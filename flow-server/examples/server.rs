@@ -9,7 +9,9 @@
 //! it the signal `"Approve"` (or `{"Reject": "too short"}`, which goes round once more),
 //! typed as JSON or picked in the form the page builds from the signal's JSON Schema. The
 //! runs live in `target/server-example.db`, or the file `FLOW_SERVER_DB` names: stop the
-//! server (Ctrl-C) and start it again, and the runs that waited go on. The example sits in
+//! server (Ctrl-C) and start it again, and the runs that waited go on. `FLOW_SERVER_PREFIX=/flow`
+//! serves it all under that path instead, nested in a router as an application that serves
+//! more than flow would (or as behind a proxy that forwards `/flow/`). The example sits in
 //! the server's package, not in the repository's root `examples/`, since those use the
 //! `flow-machine` facade only.
 
@@ -143,10 +145,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // generator): in production, read the token from where your secrets are kept.
     let token = RunId::random().to_string();
     let config = ServerConfig::new().token(token.clone());
+    // Under a prefix, flow's routes are nested in the application's own router.
+    let prefix = std::env::var("FLOW_SERVER_PREFIX").unwrap_or_default();
+    let prefix = prefix.trim_end_matches('/');
+    let routes = flow_server::router(engine, config);
+    let app = match prefix {
+        "" => routes,
+        _ if !prefix.starts_with('/') => {
+            return Err(
+                format!("FLOW_SERVER_PREFIX must start with `/`, as `/flow`: {prefix:?}").into()
+            );
+        }
+        _ => axum::Router::new().nest(prefix, routes),
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
+    let address = format!("{address}{prefix}");
     println!("serving on http://{address}");
-    println!("dashboard: http://{address}/ (paste the token there)");
+    let page = if prefix.is_empty() { "/" } else { "" };
+    println!("dashboard: http://{address}{page} (paste the token there)");
     println!("token: {token}");
     println!("runs in {}", path.display());
     println!();
@@ -159,6 +176,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("  curl -N -H 'Authorization: Bearer {token}' http://{address}/events");
     println!("  curl -H 'Authorization: Bearer {token}' http://{address}/openapi.json");
-    flow_server::serve(listener, engine, config).await?;
+    axum::serve(listener, app).await?;
     Ok(())
 }
