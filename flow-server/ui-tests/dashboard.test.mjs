@@ -1,7 +1,8 @@
 // The dashboard as a person uses it: the example server, headless Chromium, the token typed
 // in, an approval run started from the form, its signal sent as JSON and from the form built
-// from the signal's JSON schema, the lit state moving to the end. Prints `N passed, N failed` last and exits non-zero on a failure; the
-// run page's screenshot goes to target/dashboard.png.
+// from the signal's JSON schema, the lit state moving to the end; then the page served under a
+// path prefix. Prints `N passed, N failed` last and exits non-zero on a failure; the run
+// page's screenshot goes to target/dashboard.png.
 //
 //   node flow-server/ui-tests/dashboard.test.mjs
 //
@@ -20,13 +21,15 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const target = process.env.CARGO_TARGET_DIR ? resolve(process.env.CARGO_TARGET_DIR) : join(root, "target");
 const STEP = 10_000;
 
-// Starts the example server; resolves to its address and token once it prints them.
-function startServer() {
+// Starts the example server, with `env` added to its environment; resolves to its address
+// and token once it prints them.
+function startServer(env = {}) {
   const [command, args] = process.env.FLOW_SERVER_BIN
     ? [resolve(process.env.FLOW_SERVER_BIN), []]
     : ["cargo", ["run", "-q", "-p", "flow-machine-server", "--example", "server"]];
   const child = spawn(command, args, {
     cwd: root,
+    env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "inherit"],
     detached: true,
   });
@@ -285,6 +288,37 @@ try {
     await page.locator(`tr[data-run="${run}"]`).waitFor({ state: "detached" });
     await page.selectOption("#filter-wait", "");
     await page.locator(`tr[data-run="${run}"]`).waitFor();
+  });
+
+  await check("served under a path prefix, the page finds its files, the API and its events there", async () => {
+    const nested = startServer({ FLOW_SERVER_PREFIX: "/flow", FLOW_SERVER_DB: join(profile, "prefix.db") });
+    try {
+      const at = await nested.ready;
+      // At `/flow`, not `/flow/`: links that resolved against the root would miss.
+      expect(at.dashboard === at.base + "/flow", `dashboard at ${at.dashboard}, server at ${at.base}`);
+      const other = await context.newPage();
+      other.setDefaultTimeout(STEP);
+      const problems = [];
+      other.on("pageerror", (error) => problems.push(error.message));
+      other.on("requestfinished", async (request) => {
+        const response = await request.response();
+        const url = request.url();
+        // Before the token, the API refuses; anything outside the prefix is a wrong link,
+        // but for the icon the browser asks of every site's root.
+        if (url === at.base + "/favicon.ico") return;
+        if (!url.startsWith(at.dashboard)) problems.push(`asked outside the prefix: ${url}`);
+        else if (response && response.status() === 404) problems.push(`404: ${url}`);
+      });
+      await other.goto(at.dashboard);
+      await other.fill("#token", at.token);
+      await other.click("#token-form button");
+      await other.locator("#start-machine option[value=approval]").waitFor({ state: "attached" });
+      await other.locator("#live", { hasText: "live" }).waitFor();
+      await other.close();
+      expect(problems.length === 0, problems.join("; "));
+    } finally {
+      nested.stop();
+    }
   });
 
   await check("the page raised no script errors and logged no errors", async () => {
