@@ -50,14 +50,13 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// `at` as whole milliseconds since the Unix epoch (0 for a time before it): how every time
-/// the engine reports is serialized.
+/// `at` as whole milliseconds since the Unix epoch ([`unix_ms`](crate::engine::unix_ms)):
+/// how every time the engine reports is serialized.
 pub(crate) fn unix_millis<S: serde::Serializer>(
     at: &SystemTime,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    serializer.serialize_u64(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+    serializer.serialize_u64(crate::engine::unix_ms(*at))
 }
 
 /// [`unix_millis`] for a time that may be absent (`null`).

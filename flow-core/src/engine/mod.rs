@@ -287,7 +287,9 @@ impl Inner {
     }
 }
 
-fn unix_ms(time: SystemTime) -> u64 {
+/// `time` as whole milliseconds since the Unix epoch (0 for a time before it): how the store
+/// keeps times, and how every time the engine reports is serialized.
+pub(crate) fn unix_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
