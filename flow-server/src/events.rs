@@ -111,22 +111,21 @@ fn sse(follow: Follow) -> Response {
                 }
             },
         };
-        if first.len() >= CHUNK {
-            return Some((Ok(first), (follow, None)));
-        }
-        let Some(second) = follow.ready_sse() else { return Some((Ok(first), (follow, None))) };
-        if second.len() >= CHUNK {
-            return Some((Ok(first), (follow, Some(second))));
-        }
-        let mut text = [first, second].concat();
-        while text.len() < CHUNK {
+        // What else is ready joins a small first message, up to CHUNK; a big one is carried.
+        let (mut text, mut carried) = (Vec::new(), None);
+        while first.len() < CHUNK && text.len() < CHUNK {
             let Some(more) = follow.ready_sse() else { break };
             if more.len() >= CHUNK {
-                return Some((Ok(Bytes::from(text)), (follow, Some(more))));
+                carried = Some(more);
+                break;
+            }
+            if text.is_empty() {
+                text.extend_from_slice(&first);
             }
             text.extend_from_slice(&more);
         }
-        Some((Ok(Bytes::from(text)), (follow, None)))
+        let chunk = if text.is_empty() { first } else { Bytes::from(text) };
+        Some((Ok(chunk), (follow, carried)))
     });
     let headers =
         [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
